@@ -1,0 +1,163 @@
+// The one injectable runner: every external command is built as data, echoed (masked) and run here, or not in dry-run.
+import fs from 'node:fs';
+import { CommandError, ExitCode, TaskError } from './errors.ts';
+import type { Logger } from './log.ts';
+
+/** An external command as plain data. Building one never starts a process. */
+export interface Cmd {
+  argv: readonly string[];
+  /** Added to the child's environment (secrets such as PGPASSWORD travel here, never on argv). */
+  env?: Readonly<Record<string, string | undefined>>;
+  cwd?: string;
+  stdin?: 'inherit' | 'ignore' | { file: string } | { text: string };
+  /** 'capture' buffers in memory: use it for small answers only; data goes to { file }. */
+  stdout?: 'inherit' | 'capture' | 'ignore' | { file: string; mode?: number; append?: boolean };
+  stderr?: 'inherit' | 'capture' | 'ignore';
+  /** Exit codes that count as success (tar's 1 "file changed as we read it" is one). Default [0]. */
+  okCodes?: readonly number[];
+  timeoutMs?: number;
+}
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** True when the command was only printed (dry-run): stdout is empty then. */
+  dryRun: boolean;
+}
+
+/** The process launcher; the default uses zx. Tests may pass their own (see test/unit/runner.test.ts). */
+export type Exec = (cmd: Cmd, env: Record<string, string>, signal: AbortSignal | undefined) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null }>;
+
+export interface Runner {
+  run(cmd: Cmd): Promise<Result>;
+  /** The masked, shell-quoted form printed before a command runs. */
+  display(cmd: Cmd): string;
+  readonly dryRun: boolean;
+  readonly log: Logger;
+  /** The environment every child gets (real environment + env files), before cmd.env. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly signal: AbortSignal | undefined;
+}
+
+export interface RunnerOptions {
+  log: Logger;
+  dryRun?: boolean;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  signal?: AbortSignal;
+  exec?: Exec;
+}
+
+const SAFE = /^[\w@%+=:,./-]+$/;
+/** POSIX shell quoting for display (the same rules zx applies when it runs the command). */
+export function shellQuote(arg: string): string {
+  if (arg === '') return "''";
+  if (SAFE.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export function displayCommand(cmd: Cmd): string {
+  let s = cmd.argv.map(shellQuote).join(' ');
+  if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin) s += ` < ${shellQuote(cmd.stdin.file)}`;
+  if (typeof cmd.stdout === 'object') s += ` ${cmd.stdout.append ? '>>' : '>'} ${shellQuote(cmd.stdout.file)}`;
+  return s;
+}
+
+function cleanEnv(...layers: Array<Readonly<Record<string, string | undefined>> | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) delete out[k];
+      else out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** Default launcher: zx's `$`, options per call, output streamed to files through descriptors (never buffered). */
+export const zxExec: Exec = async (cmd, env, signal) => {
+  const { $ } = await import('zx');
+  const fds: number[] = [];
+  try {
+    let stdin: 'inherit' | 'ignore' | 'pipe' | number = 'ignore';
+    let input: string | undefined;
+    if (cmd.stdin === 'inherit') stdin = 'inherit';
+    else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin) { stdin = fs.openSync(cmd.stdin.file, 'r'); fds.push(stdin); }
+    else if (typeof cmd.stdin === 'object') { stdin = 'pipe'; input = cmd.stdin.text; }
+    let stdout: 'inherit' | 'ignore' | 'pipe' | number = 'inherit';
+    if (cmd.stdout === 'capture') stdout = 'pipe';
+    else if (cmd.stdout === 'ignore') stdout = 'ignore';
+    else if (typeof cmd.stdout === 'object') {
+      stdout = fs.openSync(cmd.stdout.file, cmd.stdout.append ? 'a' : 'w', cmd.stdout.mode ?? 0o600);
+      fds.push(stdout);
+    }
+    const stderr = cmd.stderr === 'inherit' ? 'inherit' : cmd.stderr === 'ignore' ? 'ignore' : 'pipe';
+    const [prog, ...args] = cmd.argv;
+    const p = $({
+      cwd: cmd.cwd,
+      env,
+      stdio: [stdin, stdout, stderr],
+      input,
+      nothrow: true,
+      quiet: true,
+      verbose: false,
+      signal,
+      timeout: cmd.timeoutMs,
+    })`${prog} ${args}`;
+    const r = await p;
+    return { code: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1), stdout: r.stdout, stderr: r.stderr, signal: r.signal };
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+  }
+};
+
+function signalNumber(sig: string): number {
+  return ({ SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 } as Record<string, number>)[sig] ?? 1;
+}
+
+export function createRunner(opts: RunnerOptions): Runner {
+  const env = cleanEnv(opts.env);
+  const exec = opts.exec ?? zxExec;
+  const dryRun = Boolean(opts.dryRun);
+  const display = (cmd: Cmd) => opts.log.mask(displayCommand(cmd));
+  return {
+    dryRun,
+    log: opts.log,
+    env,
+    signal: opts.signal,
+    display,
+    async run(cmd) {
+      opts.log.emit({ kind: 'cmd', display: displayCommand(cmd), dryRun });
+      if (dryRun) return { code: 0, stdout: '', stderr: '', dryRun: true };
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+      const childEnv = cleanEnv(env, cmd.env);
+      let r;
+      try {
+        r = await exec({ ...cmd, cwd: cmd.cwd ?? opts.cwd }, childEnv, opts.signal);
+      } catch (err) {
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+        const e = err as NodeJS.ErrnoException;
+        throw new TaskError(`cannot run ${cmd.argv[0]}: ${e.message}`, { exitCode: ExitCode.prerequisite, cause: err });
+      }
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+      const ok = cmd.okCodes ?? [0];
+      if (r.code === 127 && /command not found|No such file/.test(r.stderr)) {
+        throw new TaskError(`${cmd.argv[0]}: command not found`, { exitCode: ExitCode.prerequisite, hint: `install ${cmd.argv[0]} or add it to PATH (PATH=${childEnv.PATH ?? ''})` });
+      }
+      if (!ok.includes(r.code)) throw new CommandError(display(cmd), cmd.argv, r.code, opts.log.mask(r.stderr ?? ''));
+      if (cmd.stderr === undefined || cmd.stderr === 'capture') {
+        const text = (r.stderr ?? '').trim();
+        if (text && cmd.stderr === undefined) opts.log.emit({ kind: 'output', text: `${text}\n` });
+      }
+      return { code: r.code, stdout: r.stdout ?? '', stderr: r.stderr ?? '', dryRun: false };
+    },
+  };
+}
+
+export function abortError(signal: AbortSignal): TaskError {
+  const reason = String(signal.reason ?? 'SIGINT');
+  const code = reason === 'SIGTERM' ? ExitCode.sigterm : ExitCode.sigint;
+  return new TaskError(`interrupted (${reason})`, { exitCode: code });
+}

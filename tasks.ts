@@ -1,0 +1,62 @@
+// The task registry: the built-in tasks plus your own. The only file that touches `process` and argv.
+//   npx tsx tasks.ts <task> [args] [options]      (or: npx tasks …, npm run tasks -- …)
+import path from 'node:path';
+import fs from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { defineConfig, defineTask, type AnyTask } from './scripts/define.ts';
+import { main } from './scripts/cli.ts';
+import { stackTasks, serviceTasks } from './scripts/stack.ts';
+
+const root = path.dirname(fileURLToPath(import.meta.url));
+
+/** Settings the built-in tasks read. Another stack changes these lines (see docs/workflow.md). */
+export const config = defineConfig({
+  composeFiles: ['compose/compose.yaml'],
+  devComposeFiles: ['compose/compose.dev.yaml'],
+  // `tasks migrate`: update every installed Odoo module, then exit. A Prisma stack would say
+  // { service: 'api', command: ['npx', 'prisma', 'migrate', 'deploy'] }.
+  migrate: { service: 'odoo', command: ['odoo', '--database=${POSTGRES_DB}', '--update=all', '--stop-after-init', '--no-http'] },
+  seedsDir: 'seeds',
+  backupParts: [
+    { name: 'database', kind: 'database' },
+    { name: 'filestore', kind: 'volume', service: 'odoo', path: '/var/lib/odoo/filestore', owner: '101:101' },
+    { name: 'addons', kind: 'path', path: 'addons' },
+  ],
+  appServices: ['odoo'],
+  urls: { Odoo: 'http://localhost:${ODOO_PORT:-8069}' },
+  healthCheck: { service: 'odoo', command: ['sh', '-c', 'curl -fsS http://localhost:8069/web/health || wget -qO- http://localhost:8069/web/health'] },
+});
+
+/** Your own tasks: a name, a description, a group and a run function. */
+const myTasks: AnyTask[] = [
+  defineTask({
+    name: 'odoo-shell',
+    description: 'Odoo\'s Python shell on the application database',
+    group: 'custom',
+    async run(ctx) {
+      const { compose } = await import('./scripts/compose.ts');
+      const db = ctx.env.require('POSTGRES_DB');
+      await ctx.runner.run({ argv: compose.exec(await ctx.compose(), 'odoo', ['odoo', 'shell', `--database=${db}`, '--no-http'], { tty: ctx.interactive }), stdin: 'inherit', stderr: 'inherit' });
+    },
+  }),
+];
+
+export const tasks: AnyTask[] = [...stackTasks, ...myTasks];
+
+const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
+if ((globalThis as { __composeTasksBin?: boolean }).__composeTasksBin || import.meta.url === pathToFileURL(entry).href) {
+  const controller = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => controller.abort(sig));
+  process.exitCode = await main({
+    argv: process.argv.slice(2),
+    env: process.env,
+    root,
+    tasks,
+    serviceTasks,
+    config,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdinIsTTY: Boolean(process.stdin.isTTY),
+    signal: controller.signal,
+  });
+}
