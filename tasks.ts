@@ -6,6 +6,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { defineConfig, defineTask, type AnyTask } from './scripts/define.ts';
 import { main } from './scripts/cli.ts';
 import { stackTasks, serviceTasks } from './scripts/stack.ts';
+import { databaseTasks } from './scripts/database.ts';
+import { backupTasks } from './scripts/backup.ts';
+import { restoreTasks } from './scripts/restore.ts';
+import { cronTasks } from './scripts/cron.ts';
+import { operatorTasks } from './scripts/operator.ts';
 
 const root = path.dirname(fileURLToPath(import.meta.url));
 
@@ -41,7 +46,7 @@ const myTasks: AnyTask[] = [
   }),
 ];
 
-export const tasks: AnyTask[] = [...stackTasks, ...myTasks];
+export const tasks: AnyTask[] = [...stackTasks, ...databaseTasks, ...backupTasks, ...restoreTasks, ...cronTasks, ...operatorTasks, ...myTasks];
 
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
 if ((globalThis as { __composeTasksBin?: boolean }).__composeTasksBin || import.meta.url === pathToFileURL(entry).href) {
