@@ -1,4 +1,5 @@
 // What the global setup hands to tests (vitest provide/inject): the real services started once per run.
+import type {} from 'vitest';
 
 export interface PgInfo {
   /** Throwaway cluster on loopback: superuser `test` (trust on the socket, password on TCP). */
