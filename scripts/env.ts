@@ -71,7 +71,7 @@ export function readTemplate(root: string): TemplateKey[] {
 
 /** Files in precedence order, highest first (the first one that sets a key wins). */
 export function envFiles(appEnv: string): string[] {
-  return [`.env.${appEnv}.local`, '.env.local', `.env.${appEnv}`, '.env'];
+  return [`.env.${appEnv}.local`, `.env.${appEnv}`, '.env.local', '.env'];
 }
 
 function readEnvFile(file: string): Record<string, string> | undefined {

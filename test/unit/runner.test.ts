@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRunner, displayCommand, type Cmd, type Exec } from '../../scripts/runner.ts';
+import { createLogger } from '../../scripts/log.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+
+function sink() {
+  let text = '';
+  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY: false };
+}
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));
+
+describe('runner', () => {
+  it('echoes each command to the log before running it, with secrets masked', async () => {
+    const err = sink();
+    const log = createLogger({ sink: err, secrets: ['hunter2-secret'] });
+    const r = createRunner({ log, env: { PATH: process.env.PATH }, cwd: process.cwd() });
+    const res = await r.run({ argv: ['sh', '-c', 'echo ok', 'sh', 'postgres://app:hunter2-secret@db:5432/x'], stdout: 'capture' });
+    expect(res.stdout).toBe('ok\n');
+    expect(err.text).toContain("$ sh -c 'echo ok' sh postgres://app:***@db:5432/x");
+    expect(err.text).not.toContain('hunter2-secret');
+  });
+
+  it('in dry-run prints the command and runs nothing', async () => {
+    const dir = tmp();
+    const err = sink();
+    const r = createRunner({ log: createLogger({ sink: err }), dryRun: true, env: { PATH: process.env.PATH }, cwd: dir });
+    const res = await r.run({ argv: ['touch', path.join(dir, 'created')] });
+    expect(res).toMatchObject({ code: 0, dryRun: true, stdout: '' });
+    expect(fs.existsSync(path.join(dir, 'created'))).toBe(false);
+    expect(err.text).toContain(`[dry-run] $ touch ${path.join(dir, 'created')}`);
+  });
+
+  it('streams stdout to a file created with mode 0600', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'out.bin');
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
+    await r.run({ argv: ['head', '-c', '1048576', '/dev/zero'], stdout: { file } });
+    expect(fs.statSync(file).size).toBe(1048576);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('passes a child exit code through and names its last stderr line', async () => {
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
+    const err = await r.run({ argv: ['sh', '-c', 'echo first >&2; echo "disk full" >&2; exit 3'] }).catch((e) => e);
+    expect(err).toBeInstanceOf(CommandError);
+    expect(err.exitCode).toBe(3);
+    expect(err.message).toBe('sh exited with code 3: disk full');
+  });
+
+  it('accepts the exit codes a command declares as success (tar 1 = file changed)', async () => {
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
+    await expect(r.run({ argv: ['sh', '-c', 'exit 1'], okCodes: [0, 1] })).resolves.toMatchObject({ code: 1 });
+    await expect(r.run({ argv: ['sh', '-c', 'exit 2'], okCodes: [0, 1] })).rejects.toMatchObject({ exitCode: 2 });
+  });
+
+  it('gives secrets to the child through the environment, never on argv', async () => {
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
+    const res = await r.run({ argv: ['sh', '-c', 'printf %s "$PGPASSWORD"; cat /proc/$$/cmdline | tr "\\0" " "'], env: { PGPASSWORD: 'pw-in-env-only' }, stdout: 'capture' });
+    expect(res.stdout.startsWith('pw-in-env-only')).toBe(true);
+    expect(res.stdout.slice('pw-in-env-only'.length)).not.toContain('pw-in-env-only');
+  });
+
+  it('reports a missing program as a prerequisite with its name', async () => {
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: '/nonexistent' }, cwd: process.cwd() });
+    const err = await r.run({ argv: ['no-such-tool-xyz', '--version'] }).catch((e) => e);
+    expect(err).toBeInstanceOf(TaskError);
+    expect(err.exitCode).toBe(ExitCode.prerequisite);
+    expect(err.message).toContain('no-such-tool-xyz');
+  });
+
+  it('stops the child on SIGTERM and reports exit 143', async () => {
+    const ac = new AbortController();
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd(), signal: ac.signal });
+    const started = Date.now();
+    setTimeout(() => ac.abort('SIGTERM'), 200);
+    const err = await r.run({ argv: ['sleep', '30'] }).catch((e) => e);
+    expect(err.exitCode).toBe(ExitCode.sigterm);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('hands every command as data to an injected launcher (how tests observe commands)', async () => {
+    const seen: Cmd[] = [];
+    const exec: Exec = async (cmd) => { seen.push(cmd); return { code: 0, stdout: 'fake', stderr: '' }; };
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: {}, cwd: '/x', exec });
+    const res = await r.run({ argv: ['docker', 'compose', 'ps'], stdout: 'capture' });
+    expect(res.stdout).toBe('fake');
+    expect(seen).toEqual([{ argv: ['docker', 'compose', 'ps'], stdout: 'capture', cwd: '/x' }]);
+  });
+
+  it('quotes arguments for display the way a shell would read them', () => {
+    expect(displayCommand({ argv: ['psql', '-c', "select 'a b'", '--x=1'], stdin: { file: '/tmp/a b' }, stdout: { file: '/tmp/o' } }))
+      .toBe(`psql -c 'select '\\''a b'\\''' --x=1 < '/tmp/a b' > /tmp/o`);
+  });
+});
