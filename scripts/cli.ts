@@ -27,7 +27,17 @@ export interface MainOptions {
   promptAnswers?: unknown[];
 }
 
-const GLOBAL_FLAGS = new Set(['-n', '--dry-run', '-y', '--yes', '-q', '--quiet', '-l', '--list', '-h', '--help', '-V', '--version']);
+const GLOBAL_FLAGS = new Set(['-n', '--dry-run', '-y', '--yes', '-q', '--quiet', '--list', '-h', '--help', '-V', '--version']);
+
+/** Options every task accepts, before or after its name: decided here once and handed to the task as ctx.global. */
+function addGlobalOptions(cmd: Command): Command {
+  return cmd
+    .option('-n, --dry-run', 'print every external command, run none')
+    .option('-y, --yes', 'answer yes to confirmations (needed without a terminal)')
+    .option('--env <name>', 'APP_ENV to use: development, staging or production')
+    .option('-q, --quiet', 'do not echo commands');
+}
+const GLOBAL_KEYS = ['dryRun', 'yes', 'env', 'quiet'] as const;
 
 /** The first word of argv that is not a global option: the task name, if any. */
 export function taskWord(argv: string[]): string | undefined {
@@ -65,7 +75,7 @@ export function formatList(tasks: AnyTask[], note?: string): string {
 }
 
 function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>) => Promise<void>): void {
-  const cmd = program.command(t.name).description(t.description);
+  const cmd = addGlobalOptions(program.command(t.name).description(t.description));
   if (t.aliases?.length) cmd.aliases(t.aliases);
   const argEntries = Object.entries((t.args ?? {}) as Record<string, ArgSpec>);
   for (const [name, a] of argEntries) {
@@ -81,7 +91,10 @@ function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args
   if (t.example) cmd.addHelpText('after', `\nExample:\n  $ ${t.example}\n`);
   cmd.action(async (...params: unknown[]) => {
     const values = params.slice(0, argEntries.length);
-    const opts = (params[argEntries.length] ?? {}) as Record<string, unknown>;
+    const all = (params[argEntries.length] ?? {}) as Record<string, unknown>;
+    const opts = Object.fromEntries(Object.entries(all).filter(([k]) => !(GLOBAL_KEYS as readonly string[]).includes(k)));
+    const globals = Object.fromEntries(Object.entries(all).filter(([k]) => (GLOBAL_KEYS as readonly string[]).includes(k)));
+    Object.assign(opts, { __globals: globals });
     const args: Record<string, unknown> = {};
     argEntries.forEach(([name, a], i) => { args[name] = a.variadic ? ((values[i] as string[] | undefined) ?? []) : values[i]; });
     await execute(t, args, opts);
@@ -91,7 +104,9 @@ function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args
 export async function main(o: MainOptions): Promise<number> {
   const errLog = createLogger({ sink: o.stderr });
   const word = taskWord(o.argv);
-  const listing = !word || o.argv.includes('--list') || o.argv.includes('-l') || word === 'help' || word === 'completion';
+  const before = word ? o.argv.slice(0, o.argv.indexOf(word)) : o.argv;
+  const listFlag = before.includes('--list');
+  const listing = !word || listFlag || word === 'help' || word === 'completion';
   let tasks = [...o.tasks];
   let discoveryNote: string | undefined;
 
@@ -113,14 +128,11 @@ export async function main(o: MainOptions): Promise<number> {
     }
   }
 
-  const program = new Command('tasks')
+  const program = addGlobalOptions(new Command('tasks')
     .description('Tasks for this docker compose stack: dev workflow, database, backups, restore.')
-    .usage('<task> [args] [options]')
-    .option('-n, --dry-run', 'print every external command, run none')
-    .option('-y, --yes', 'answer yes to confirmations (needed without a terminal)')
-    .option('--env <name>', 'APP_ENV to use: development, staging or production')
-    .option('-q, --quiet', 'do not echo commands')
-    .option('-l, --list', 'list every task')
+    .usage('<task> [args] [options]'))
+    .option('--list', 'list every task')
+    .enablePositionalOptions()
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: (s) => o.stdout.write(s), writeErr: (s) => o.stderr.write(s), outputError: (s, write) => write(s) });
@@ -128,7 +140,9 @@ export async function main(o: MainOptions): Promise<number> {
 
   let exitCode = 0;
   const execute = async (t: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>) => {
-    const g = program.opts() as { dryRun?: boolean; yes?: boolean; env?: string; quiet?: boolean };
+    const local = (opts.__globals ?? {}) as Record<string, unknown>;
+    delete opts.__globals;
+    const g = { ...program.opts(), ...local } as { dryRun?: boolean; yes?: boolean; env?: string; quiet?: boolean };
     exitCode = await runTask(o, tasks, t, args, opts, { dryRun: Boolean(g.dryRun), yes: Boolean(g.yes), quiet: Boolean(g.quiet), env: g.env });
   };
   for (const t of tasks) addTaskCommand(program, t, execute);
@@ -137,7 +151,7 @@ export async function main(o: MainOptions): Promise<number> {
     o.stdout.write(formatList(tasks, discoveryNote));
     return 0;
   }
-  if (o.argv.includes('--list') || o.argv.includes('-l')) {
+  if (listFlag) {
     o.stdout.write(formatList(tasks, discoveryNote));
     return 0;
   }
