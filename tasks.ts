@@ -12,7 +12,9 @@ import { restoreTasks } from './scripts/restore.ts';
 import { cronTasks } from './scripts/cron.ts';
 import { operatorTasks } from './scripts/operator.ts';
 
-const root = path.dirname(fileURLToPath(import.meta.url));
+// bin/tasks.mjs may run a cached bundle of this file: it says where the project is.
+const bin = (globalThis as { __composeTasksBin?: { root: string } }).__composeTasksBin;
+const root = bin?.root ?? path.dirname(fileURLToPath(import.meta.url));
 
 /** Settings the built-in tasks read. Another stack changes these lines (see docs/workflow.md). */
 export const config = defineConfig({
@@ -49,7 +51,7 @@ const myTasks: AnyTask[] = [
 export const tasks: AnyTask[] = [...stackTasks, ...databaseTasks, ...backupTasks, ...restoreTasks, ...cronTasks, ...operatorTasks, ...myTasks];
 
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
-if ((globalThis as { __composeTasksBin?: boolean }).__composeTasksBin || import.meta.url === pathToFileURL(entry).href) {
+if (bin || import.meta.url === pathToFileURL(entry).href) {
   const controller = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => controller.abort(sig));
   process.exitCode = await main({
