@@ -106,7 +106,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
   }
   fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
 
-  const name = `${TEST_PROJECT_PREFIX}${crypto.randomBytes(4).toString('hex')}`;
+  // The test run's id (set by the Docker harness's global setup) lets the harness clean up this run's leftovers only.
+  const name = `${TEST_PROJECT_PREFIX}${process.env.COMPOSE_TASKS_TEST_RUN ?? ''}${crypto.randomBytes(4).toString('hex')}`;
   const [odooPort, dbPort] = [await freePort(), await freePort()];
   const settings: Record<string, string> = {
     APP_ENV: 'development',
