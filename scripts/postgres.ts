@@ -1,0 +1,517 @@
+// PostgreSQL toolkit: where the database is (compose or URL), pure client argv builders, version checks, dump/verify/restore and admin SQL.
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { compose, type ComposeProject } from './compose.ts';
+import { CommandError, ExitCode, TaskError } from './errors.ts';
+import type { Cmd } from './runner.ts';
+import type { TaskContext } from './define.ts';
+
+export type PgTarget =
+  | { mode: 'compose'; service: string; user: string; password?: string; database: string }
+  | { mode: 'url'; host: string; port: number; user: string; password?: string; database: string; /** Without the password. */ url: string; sslmode?: string };
+
+export type PgTool = 'psql' | 'pg_dump' | 'pg_restore';
+export type DumpFormat = 'custom' | 'plain' | 'plain-gz';
+
+/** The part of the task context the toolkit needs. */
+export type PgContext = Pick<TaskContext, 'env' | 'runner' | 'probe' | 'compose' | 'log' | 'onCleanup' | 'global' | 'signal'>;
+
+/** Parses DATABASE_URL (postgres:// or postgresql://); the password is kept apart, the url returned has none. */
+export function parseDatabaseUrl(raw: string, database?: string): Extract<PgTarget, { mode: 'url' }> {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new TaskError('DATABASE_URL is not a valid URL', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+    throw new TaskError(`DATABASE_URL must start with postgres:// (got ${u.protocol}//)`, { exitCode: ExitCode.invalidEnv });
+  }
+  const user = decodeURIComponent(u.username);
+  const password = u.password ? decodeURIComponent(u.password) : undefined;
+  const db = database ?? decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (!user) throw new TaskError('DATABASE_URL has no user name', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
+  if (!db) throw new TaskError('DATABASE_URL has no database name', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
+  const host = u.hostname.replace(/^\[|\]$/g, '') || 'localhost';
+  const port = u.port ? Number(u.port) : 5432;
+  const clean = new URL(u.toString());
+  clean.password = '';
+  const sslmode = u.searchParams.get('sslmode') ?? undefined;
+  return { mode: 'url', host, port, user, password, database: db, url: clean.toString(), ...(sslmode ? { sslmode } : {}) };
+}
+
+/** DATABASE_URL set → URL mode; otherwise compose mode on DB_SERVICE (default db) with POSTGRES_USER/PASSWORD/DB. */
+export function pgTarget(ctx: Pick<TaskContext, 'env'>): PgTarget {
+  const url = ctx.env.get('DATABASE_URL');
+  if (url) return parseDatabaseUrl(url);
+  return {
+    mode: 'compose',
+    service: ctx.env.get('DB_SERVICE') || 'db',
+    user: ctx.env.get('POSTGRES_USER') || 'postgres',
+    password: ctx.env.get('POSTGRES_PASSWORD') || undefined,
+    database: ctx.env.get('POSTGRES_DB') || ctx.env.get('POSTGRES_USER') || 'postgres',
+  };
+}
+
+/** A human name for the server, for messages (never with a password). */
+export function describeTarget(t: PgTarget): string {
+  return t.mode === 'url' ? `${t.host}:${t.port} as ${t.user}` : `the ${t.service} service as ${t.user}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure argv builders
+
+export function pgDumpArgs(o: { database: string; format: DumpFormat }): string[] {
+  if (o.format === 'custom') return ['--format=custom', '--dbname', o.database];
+  // Plain dumps carry no owner/privilege statements so they load as whoever imports them.
+  const plain = ['--format=plain', '--no-owner', '--no-acl'];
+  return o.format === 'plain-gz' ? [...plain, '--compress=6', '--dbname', o.database] : [...plain, '--dbname', o.database];
+}
+
+/** pg_restore into `database`: no owner/ACL statements, objects created as `role`, stop at the first error. */
+export function pgRestoreArgs(o: { database: string; role: string; jobs?: number; file?: string }): string[] {
+  return [
+    '--no-owner', '--no-acl', `--role=${o.role}`, '--exit-on-error',
+    ...(o.jobs && o.jobs > 1 ? ['--jobs', String(o.jobs)] : []),
+    '--dbname', o.database,
+    ...(o.file ? [o.file] : []),
+  ];
+}
+
+/** psql, never reading ~/.psqlrc, stopping at the first error. `query` gives unaligned tuples-only quiet output. */
+export function psqlArgs(o: { database: string; command?: string | string[]; file?: string; singleTransaction?: boolean; query?: boolean }): string[] {
+  const cmds = o.command === undefined ? [] : Array.isArray(o.command) ? o.command : [o.command];
+  return [
+    o.query ? '-XAtq' : '-X',
+    '-v', 'ON_ERROR_STOP=1',
+    ...(o.singleTransaction ? ['--single-transaction'] : []),
+    '--dbname', o.database,
+    ...cmds.flatMap((c) => ['-c', c]),
+    ...(o.file ? ['--file', o.file] : []),
+  ];
+}
+
+export interface ClientExtra extends Partial<Omit<Cmd, 'argv'>> {
+  /** Allocate a terminal (interactive psql only; never for data). */
+  tty?: boolean;
+  /** False for tools that only read a file (pg_restore -l / -f): no host, user or password. */
+  connect?: boolean;
+  /** URL mode: allow a password prompt (interactive psql). Default: never prompt (-w). */
+  prompt?: boolean;
+}
+
+/**
+ * A client command for the target. Compose mode: `compose exec -T <db> <tool> -U <user> …` (the container's
+ * local socket is trusted, no password). URL mode: the host tool with `-h -p -U` and PGPASSWORD in env.
+ */
+export function clientCmd(project: ComposeProject | undefined, t: PgTarget, tool: PgTool, args: readonly string[], extra: ClientExtra = {}): Cmd {
+  const { tty, connect = true, prompt, ...rest } = extra;
+  if (t.mode === 'compose') {
+    if (!project) throw new Error('clientCmd: compose mode needs the compose project');
+    const toolArgs = connect ? [tool, '--username', t.user, ...args] : [tool, ...args];
+    return { ...rest, argv: compose.exec(project, t.service, toolArgs, { tty }) };
+  }
+  const conn = connect ? ['--host', t.host, '--port', String(t.port), '--username', t.user, ...(prompt ? [] : ['--no-password'])] : [];
+  const env: Record<string, string> = { ...(rest.env as Record<string, string> | undefined) };
+  if (connect) {
+    if (t.password !== undefined) env.PGPASSWORD = t.password;
+    if (t.sslmode) env.PGSSLMODE = t.sslmode;
+    env.PGCONNECT_TIMEOUT ??= '10';
+  }
+  return { ...rest, argv: [tool, ...conn, ...args], ...(Object.keys(env).length ? { env } : {}) };
+}
+
+/** Where a file given to a client tool is read: host path (URL mode) or stdin (compose mode, through exec -T). */
+function fileInput(t: PgTarget, file: string): { args: string[]; stdin?: Cmd['stdin'] } {
+  return t.mode === 'compose' ? { args: [], stdin: { file } } : { args: [file] };
+}
+
+export function quoteIdent(s: string): string {
+  return '"' + s.replace(/"/g, '""') + '"';
+}
+
+export function quoteLiteral(s: string): string {
+  return "'" + s.replace(/'/g, "''") + "'";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+async function projectOf(ctx: Pick<PgContext, 'compose'>, t: PgTarget): Promise<ComposeProject | undefined> {
+  return t.mode === 'compose' ? ctx.compose() : undefined;
+}
+
+const CONNECT_FAILURE = /connection to server|could not connect|Connection refused|password authentication failed|no password supplied|timeout expired|could not translate host name|Is the server running|does not exist\s*$|no pg_hba.conf entry|role "[^"]*" does not exist/i;
+
+/** Turns a client failure into one line naming what to fix (connection problems get their own exit code). */
+export function explainPgError(err: unknown, t: PgTarget): unknown {
+  if (!(err instanceof CommandError)) return err;
+  const lines = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
+  const reason = (lines.find((l) => /FATAL:|error:|ERROR:/.test(l)) ?? lines.at(-1) ?? '').replace(/^(psql|pg_dump|pg_restore): error: /, '');
+  if (/password authentication failed/i.test(reason)) {
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: password authentication failed`, { exitCode: ExitCode.prerequisite, hint: t.mode === 'url' ? 'check the password in DATABASE_URL' : 'check POSTGRES_PASSWORD' });
+  }
+  if (/Connection refused|could not connect|timeout expired|could not translate host name|Is the server running|no password supplied|no pg_hba.conf entry/i.test(reason)) {
+    const why = /Connection refused/i.test(reason) ? 'connection refused' : /timeout/i.test(reason) ? 'timed out' : /translate host/i.test(reason) ? 'unknown host' : reason;
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${why}`, { exitCode: ExitCode.prerequisite, hint: t.mode === 'url' ? 'is the server running and DATABASE_URL right?' : `is the ${t.service} service up? (tasks up)` });
+  }
+  if (CONNECT_FAILURE.test(reason) && /FATAL/.test(reason)) {
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${reason.replace(/^.*FATAL:\s*/, '')}`, { exitCode: ExitCode.prerequisite });
+  }
+  return err;
+}
+
+async function runPg(ctx: PgContext, t: PgTarget, cmd: Cmd, quiet = false) {
+  try {
+    return await (quiet ? ctx.probe : ctx.runner).run(cmd);
+  } catch (err) {
+    throw explainPgError(err, t);
+  }
+}
+
+/** Output of `psql -XAtq -v ON_ERROR_STOP=1 -c <sql>`, trimmed. Runs in dry-run too only when `probe` is set (read-only). */
+export async function psqlQuery(ctx: PgContext, t: PgTarget, sql: string | string[], o: { database?: string; probe?: boolean } = {}): Promise<string> {
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'psql', psqlArgs({ database: o.database ?? t.database, command: sql, query: true }), { stdout: 'capture', stderr: 'capture' });
+  const r = await runPg(ctx, t, cmd, o.probe);
+  return r.stdout.trim();
+}
+
+export interface PgVersion {
+  major: number;
+  text: string;
+}
+
+export function parseVersion(text: string): PgVersion {
+  const m = /(\d+)(?:\.(\d+))?/.exec(text);
+  if (!m) throw new TaskError(`cannot read a PostgreSQL version from "${text.trim()}"`);
+  const first = Number(m[1]);
+  const major = first < 10 && m[2] !== undefined ? Number(`${first}.${m[2]}`) : first;
+  return { major, text: m[2] !== undefined ? `${m[1]}.${m[2]}` : m[1]! };
+}
+
+/** The server's version (read-only, runs in dry-run too). Connecting to the maintenance database checks reachability. */
+export async function serverVersion(ctx: PgContext, t: PgTarget, database = 'postgres'): Promise<PgVersion> {
+  const out = await psqlQuery(ctx, t, 'SHOW server_version', { database, probe: true });
+  return parseVersion(out);
+}
+
+/** `<tool> --version` where it will run (host in URL mode, the db container in compose mode). */
+export async function clientVersion(ctx: PgContext, t: PgTarget, tool: PgTool): Promise<PgVersion> {
+  const cmd = clientCmd(await projectOf(ctx, t), t, tool, ['--version'], { connect: false, stdout: 'capture', stderr: 'capture' });
+  let out: string;
+  try {
+    out = (await ctx.probe.run(cmd)).stdout;
+  } catch (err) {
+    throw explainPgError(err, t);
+  }
+  return parseVersion(out.replace(/^[^)]*\)/, ''));
+}
+
+/**
+ * Refuses a pg_dump older (major) than the server, and a dump made from a newer major than the target server,
+ * before anything changes. Exit code 6 (prerequisite).
+ */
+export function assertDumpCompatible(o: { server: PgVersion; pgDump?: PgVersion; dumpedFrom?: PgVersion; file?: string }): void {
+  if (o.pgDump && o.pgDump.major < o.server.major) {
+    throw new TaskError(`pg_dump ${o.pgDump.text} is older than the PostgreSQL ${o.server.text} server: it cannot dump it`, {
+      exitCode: ExitCode.prerequisite,
+      hint: `use pg_dump ${o.server.major} or newer (e.g. postgresql-client-${o.server.major}), or unset DATABASE_URL to dump inside the database container`,
+    });
+  }
+  if (o.dumpedFrom && o.dumpedFrom.major > o.server.major) {
+    throw new TaskError(`${o.file ? `${o.file} was` : 'the dump was'} dumped from PostgreSQL ${o.dumpedFrom.text}, newer than the target server PostgreSQL ${o.server.text}: refusing to load it`, {
+      exitCode: ExitCode.prerequisite,
+      hint: `restore into PostgreSQL ${o.dumpedFrom.major} or newer (upgrade the database image first)`,
+    });
+  }
+}
+
+export interface DumpHeader {
+  format: DumpFormat;
+  dumpedFromMajor?: number;
+  dumpedFrom?: string;
+  dumpedByMajor?: number;
+  dumpedBy?: string;
+  entries?: number;
+}
+
+/** What kind of file this is, from its first bytes: custom archive (PGDMP), gzip, or plain SQL text. */
+export function sniffDumpFormat(file: string): DumpFormat | 'unknown' {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(8);
+    const n = fs.readSync(fd, buf, 0, 8, 0);
+    if (n >= 5 && buf.subarray(0, 5).toString('latin1') === 'PGDMP') return 'custom';
+    if (n >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return 'plain-gz';
+    if (n > 0 && !buf.subarray(0, n).includes(0)) return 'plain';
+    return 'unknown';
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The first bytes of a plain or gzipped SQL file, decompressed (streamed: reads only the head). */
+async function readTextHead(file: string, gz: boolean, limit = 16384): Promise<string> {
+  const src = fs.createReadStream(file, gz ? {} : { end: limit - 1 });
+  const stream = gz ? src.pipe(zlib.createGunzip()) : src;
+  let text = '';
+  try {
+    for await (const chunk of stream) {
+      text += (chunk as Buffer).toString('utf8');
+      if (text.length >= limit) break;
+    }
+  } catch {
+    /* a broken gzip stream: the header is whatever was read */
+  } finally {
+    src.destroy();
+  }
+  return text;
+}
+
+function versionFields(from?: string, by?: string): Pick<DumpHeader, 'dumpedFrom' | 'dumpedFromMajor' | 'dumpedBy' | 'dumpedByMajor'> {
+  const out: ReturnType<typeof versionFields> = {};
+  if (from) { const v = parseVersion(from); out.dumpedFrom = v.text; out.dumpedFromMajor = v.major; }
+  if (by) { const v = parseVersion(by); out.dumpedBy = v.text; out.dumpedByMajor = v.major; }
+  return out;
+}
+
+/** Versions and entry count from `pg_restore -l` (custom) or the comment header (plain / gz). */
+export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Promise<DumpHeader> {
+  const format = sniffDumpFormat(file);
+  if (format === 'unknown') throw new TaskError(`${file} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, { exitCode: ExitCode.usage });
+  if (format !== 'custom') {
+    const head = await readTextHead(file, format === 'plain-gz');
+    const from = /^-- Dumped from database version (\S+)/m.exec(head)?.[1];
+    const by = /^-- Dumped by pg_dump version (\S+)/m.exec(head)?.[1];
+    return { format, ...versionFields(from, by) };
+  }
+  const input = fileInput(t, file);
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--list', ...input.args], { connect: false, stdin: input.stdin, stdout: 'capture', stderr: 'capture' });
+  let out: string;
+  try {
+    out = (await ctx.probe.run(cmd)).stdout;
+  } catch (err) {
+    if (err instanceof CommandError) throw corruptDump(file, err);
+    throw err;
+  }
+  const from = /Dumped from database version:\s*(\S+)/.exec(out)?.[1];
+  const by = /Dumped by pg_dump version:\s*(\S+)/.exec(out)?.[1];
+  const entries = /TOC Entries:\s*(\d+)/.exec(out)?.[1];
+  return { format, ...versionFields(from, by), ...(entries ? { entries: Number(entries) } : {}) };
+}
+
+function corruptDump(file: string, err: CommandError): TaskError {
+  const line = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean).at(-1)?.replace(/^pg_restore: error: /, '') ?? '';
+  return new TaskError(`${file} is corrupt or truncated${line ? `: ${line}` : ''}`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
+}
+
+/** A full read of a custom-format dump (`pg_restore -f /dev/null`): catches truncation that `--list` misses. */
+export async function verifyDump(ctx: PgContext, t: PgTarget, file: string): Promise<void> {
+  const input = fileInput(t, file);
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
+  try {
+    await ctx.runner.run(cmd);
+  } catch (err) {
+    if (err instanceof CommandError) throw corruptDump(file, err);
+    throw err;
+  }
+}
+
+const PLAIN_END = '-- PostgreSQL database dump complete';
+
+/** A plain dump is complete when pg_dump's closing comment is at its end (gz: the whole stream must decompress). */
+async function verifyPlain(file: string, gz: boolean): Promise<void> {
+  let tail = '';
+  try {
+    const stream = gz ? fs.createReadStream(file).pipe(zlib.createGunzip()) : fs.createReadStream(file, { start: Math.max(0, fs.statSync(file).size - 4096) });
+    for await (const chunk of stream) tail = (tail + (chunk as Buffer).toString('utf8')).slice(-4096);
+  } catch (err) {
+    throw new TaskError(`${file} is corrupt or truncated: ${(err as Error).message}`);
+  }
+  if (!tail.includes(PLAIN_END)) throw new TaskError(`${file} is truncated: pg_dump's closing line is missing`);
+}
+
+/** Reports a growing byte count every few seconds while `work` runs (files only grow or are read forward). */
+async function withProgress<T>(ctx: PgContext, label: string, bytes: () => number | undefined, total: number | undefined, work: Promise<T>): Promise<T> {
+  const started = Date.now();
+  const timer = setInterval(() => {
+    const b = bytes();
+    if (b !== undefined) ctx.log.emit({ kind: 'progress', label, bytes: b, ...(total ? { total } : {}), elapsedMs: Date.now() - started });
+  }, 2000);
+  timer.unref();
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** How far a child has read a file we opened for its stdin: our shared descriptor's offset (Linux /proc). */
+function readOffset(file: string): number | undefined {
+  try {
+    const abs = fs.realpathSync(file);
+    for (const fd of fs.readdirSync('/proc/self/fd')) {
+      let target: string;
+      try { target = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+      if (target !== abs) continue;
+      const pos = /^pos:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (pos) return Number(pos);
+    }
+  } catch {
+    /* no /proc: no progress */
+  }
+  return undefined;
+}
+
+export function formatFromName(file: string): DumpFormat {
+  if (/\.sql\.gz$/i.test(file)) return 'plain-gz';
+  if (/\.sql$/i.test(file)) return 'plain';
+  return 'custom';
+}
+
+/**
+ * pg_dump to `<file>.tmp-<pid>` (0600) through a descriptor (never buffered), checks the result and renames it
+ * on success only; the temp file is removed on failure or interruption.
+ */
+export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: string; file: string; format: DumpFormat }): Promise<{ bytes: number; ms: number }> {
+  const database = o.database ?? t.database;
+  const tmp = `${o.file}.tmp-${process.pid}`;
+  if (!ctx.global.dryRun) fs.mkdirSync(path.dirname(path.resolve(o.file)), { recursive: true });
+  ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_dump', pgDumpArgs({ database, format: o.format }), { stdout: { file: tmp, mode: 0o600 }, stderr: 'capture' });
+  const started = Date.now();
+  const size = () => { try { return fs.statSync(tmp).size; } catch { return undefined; } };
+  try {
+    await withProgress(ctx, `pg_dump ${database}`, size, undefined, runPg(ctx, t, cmd));
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  if (ctx.global.dryRun) return { bytes: 0, ms: 0 };
+  try {
+    const bytes = fs.statSync(tmp).size;
+    if (bytes === 0) throw new TaskError(`pg_dump exited 0 but wrote nothing for ${database}`, { hint: 'nothing was written under the final name' });
+    if (o.format === 'custom') {
+      if (sniffDumpFormat(tmp) !== 'custom') throw new TaskError(`pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)`);
+      await verifyDump(ctx, t, tmp);
+    } else {
+      await verifyPlain(tmp, o.format === 'plain-gz');
+    }
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, o.file);
+    return { bytes, ms: Date.now() - started };
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    if (err instanceof TaskError && err.message.startsWith(tmp)) throw new TaskError(err.message.replace(tmp, `the dump of ${database}`), { exitCode: err.exitCode, hint: 'nothing was written under the final name' });
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administration (run from the maintenance database)
+
+const MAINTENANCE_DB = 'postgres';
+
+export async function databaseExists(ctx: PgContext, t: PgTarget, name: string): Promise<boolean> {
+  return (await psqlQuery(ctx, t, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, { database: MAINTENANCE_DB, probe: true })) === '1';
+}
+
+/** Ends every other session on `name`; returns how many were ended. */
+export async function terminateSessions(ctx: PgContext, t: PgTarget, name: string): Promise<number> {
+  const out = await psqlQuery(ctx, t, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${quoteLiteral(name)} AND pid <> pg_backend_pid()`, { database: MAINTENANCE_DB });
+  return Number(out) || 0;
+}
+
+export async function createDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string): Promise<void> {
+  await psqlQuery(ctx, t, `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`, { database: MAINTENANCE_DB });
+}
+
+/** DROP DATABASE IF EXISTS, `WITH (FORCE)` on PostgreSQL 13+ when asked (ends remaining sessions). */
+export async function dropDatabase(ctx: PgContext, t: PgTarget, name: string, o: { force?: boolean; serverMajor?: number } = {}): Promise<void> {
+  const force = o.force && (o.serverMajor ?? 13) >= 13;
+  try {
+    await psqlQuery(ctx, t, `DROP DATABASE IF EXISTS ${quoteIdent(name)}${force ? ' WITH (FORCE)' : ''}`, { database: MAINTENANCE_DB });
+  } catch (err) {
+    throw inUse(err, name);
+  }
+}
+
+export async function renameDatabase(ctx: PgContext, t: PgTarget, from: string, to: string): Promise<void> {
+  try {
+    await psqlQuery(ctx, t, `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`, { database: MAINTENANCE_DB });
+  } catch (err) {
+    throw inUse(err, from);
+  }
+}
+
+function inUse(err: unknown, name: string): unknown {
+  if (err instanceof CommandError && /being accessed by other users|must be a (superuser|member)|permission denied to terminate/i.test(err.stderrTail)) {
+    const detail = /There (?:is|are) \d+ other sessions? using the database\./.exec(err.stderrTail)?.[0] ?? '';
+    return new TaskError(`database ${name} is in use by sessions that cannot be ended${detail ? ` (${detail.replace(/\.$/, '')})` : ''}; nothing was changed`, {
+      exitCode: ExitCode.refused,
+      hint: 'close the other connections (stop the app: tasks stop) and retry',
+    });
+  }
+  return err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+/**
+ * Loads a dump into an existing (empty) database. Custom format → pg_restore --no-owner --no-acl --role=<user>
+ * --exit-on-error [-j N]; plain .sql / .sql.gz → psql with ON_ERROR_STOP in one transaction. Objects end up owned
+ * by the app user.
+ */
+export async function restoreDump(ctx: PgContext, t: PgTarget, o: { file: string; database: string; jobs?: number; format?: DumpFormat }): Promise<void> {
+  const format = o.format ?? sniffDumpFormat(o.file);
+  const project = await projectOf(ctx, t);
+  const total = fs.statSync(o.file).size;
+  const label = `restoring ${path.basename(o.file)}`;
+  if (format === 'custom') {
+    const jobs = o.jobs && o.jobs > 1 ? o.jobs : undefined;
+    if (!jobs) {
+      // One job reads stdin: the same for both modes, and progress can follow the shared descriptor.
+      const cmd = clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user }), { stdin: { file: o.file }, stderr: 'capture' });
+      await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, cmd, o.file));
+      return;
+    }
+    if (t.mode === 'url') {
+      await runRestore(ctx, t, clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: o.file }), { stderr: 'capture' }), o.file);
+      return;
+    }
+    // Parallel restore needs a seekable file: copy it into the database container first.
+    const inside = `/tmp/compose-tasks-restore-${process.pid}.dump`;
+    const rmCmd: Cmd = { argv: compose.exec(project!, t.service, ['rm', '-f', inside]) };
+    ctx.onCleanup(async () => { await ctx.runner.run({ ...rmCmd, okCodes: [0, 1] }).catch(() => undefined); });
+    await withProgress(ctx, `copying ${path.basename(o.file)} into ${t.service}`, () => readOffset(o.file), total,
+      ctx.runner.run({ argv: compose.exec(project!, t.service, ['sh', '-c', 'cat > "$1"', 'sh', inside]), stdin: { file: o.file } }));
+    await runRestore(ctx, t, clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: inside }), { stderr: 'capture' }), o.file);
+    await ctx.runner.run(rmCmd);
+    return;
+  }
+  const psql = clientCmd(project, t, 'psql', psqlArgs({ database: o.database, singleTransaction: true }), { stdout: 'ignore', stderr: 'capture' });
+  if (format === 'plain') {
+    await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, { ...psql, stdin: { file: o.file } }, o.file));
+    return;
+  }
+  // gzip: decompress on the host and pipe into the client; pipefail keeps a broken gzip from looking like success.
+  const script = 'set -o pipefail; gzip -dc < "$1" | "${@:2}"';
+  const cmd: Cmd = { ...psql, argv: ['bash', '-c', script, 'bash', o.file, ...psql.argv], stdin: 'ignore' };
+  await withProgress(ctx, label, () => undefined, total, runRestore(ctx, t, cmd, o.file));
+}
+
+async function runRestore(ctx: PgContext, t: PgTarget, cmd: Cmd, file: string): Promise<void> {
+  try {
+    await ctx.runner.run(cmd);
+  } catch (err) {
+    const e = explainPgError(err, t);
+    if (e instanceof CommandError) {
+      const lines = e.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
+      const first = lines.find((l) => /error:|ERROR:|gzip:|unexpected end|invalid/i.test(l)) ?? lines.at(-1) ?? '';
+      throw new TaskError(`restoring ${file} failed: ${first.replace(/^(pg_restore|psql): error: /, '').replace(/^psql:[^:]*:\d+: /, '')}`, { exitCode: e.exitCode, hint: e.hint });
+    }
+    throw e;
+  }
+}
