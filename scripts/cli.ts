@@ -8,6 +8,7 @@ import { GROUPS, type AnyTask, type ArgSpec, type OptionSpec, type GlobalOptions
 import { loadEnv, readTemplate, validateEnv, envProblemsError, worldReadableEnvFiles, type LoadedEnv } from './env.ts';
 import { composeFiles, detectFlavor, discoverServices, explainDockerError, type ComposeProject, type ServiceInfo } from './compose.ts';
 import { confirm } from './confirm.ts';
+import { completionWords } from './completion.ts';
 
 export interface MainOptions {
   argv: string[];
@@ -106,7 +107,7 @@ export async function main(o: MainOptions): Promise<number> {
   const word = taskWord(o.argv);
   const before = word ? o.argv.slice(0, o.argv.indexOf(word)) : o.argv;
   const listFlag = before.includes('--list');
-  const listing = !word || listFlag || word === 'help' || word === 'completion';
+  const listing = !word || listFlag || word === 'help' || word === 'completion' || word === '__complete';
   let tasks = [...o.tasks];
   let discoveryNote: string | undefined;
 
@@ -126,6 +127,12 @@ export async function main(o: MainOptions): Promise<number> {
         return e.exitCode;
       }
     }
+  }
+
+  // Hidden, for shell completion: task names (service targets included) or, after a task name, its flags.
+  if (word === '__complete' && !listFlag) {
+    o.stdout.write(completionWords(tasks, o.argv[o.argv.indexOf(word) + 1]));
+    return 0;
   }
 
   const program = addGlobalOptions(new Command('tasks')

@@ -1,0 +1,298 @@
+// `tasks doctor`: the prerequisite checks as data (one entry each), run in order, each answering in one line with its fix.
+import fs from 'node:fs';
+import path from 'node:path';
+import { compose, type Flavor } from './compose.ts';
+import { readTemplate, validateEnv, worldReadableEnvFiles } from './env.ts';
+import { CommandError } from './errors.ts';
+import { formatBytes, formatDuration } from './log.ts';
+import { parseBackupName } from './manifest.ts';
+import type { TaskContext } from './define.ts';
+import type { Cmd } from './runner.ts';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
+
+export interface CheckResult {
+  status: CheckStatus;
+  message: string;
+  /** One line: what to do about a failure or a warning. */
+  fix?: string;
+}
+
+/** What a check may need; `setup` skips the ones whose need is not met yet. */
+export type CheckNeed = 'cron' | 'backup';
+
+export interface Check {
+  name: string;
+  needs?: CheckNeed[];
+  run(d: DoctorState): Promise<CheckResult>;
+}
+
+/** Facts shared between checks of one run (so a missing docker binary skips the engine check). */
+export interface DoctorState {
+  ctx: TaskContext;
+  /** Set by the docker check. */
+  dockerPath?: string;
+  flavor?: Flavor;
+  now: Date;
+}
+
+export interface CheckReport { name: string; ok: boolean; status: CheckStatus; message: string; fix?: string }
+
+const ok = (message: string): CheckResult => ({ status: 'ok', message });
+const fail = (message: string, fix: string): CheckResult => ({ status: 'fail', message, fix });
+const warn = (message: string, fix: string): CheckResult => ({ status: 'warn', message, fix });
+const skip = (message: string): CheckResult => ({ status: 'skip', message });
+
+/** The absolute path of an executable found on PATH, like `command -v` (no process started). */
+export function findOnPath(name: string, pathVar: string | undefined): string | undefined {
+  for (const dir of (pathVar ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      const st = fs.statSync(file);
+      if (st.isFile() && (st.mode & 0o111) !== 0) return file;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+/** The longest gap between two runs of a 5-field cron schedule (an upper bound, good enough to judge staleness). */
+export function cronPeriodMs(expr: string): number | undefined {
+  const f = expr.trim().split(/\s+/);
+  if (f.length !== 5) return undefined;
+  const [min, hour, dom, mon, dow] = f as [string, string, string, string, string];
+  const H = 3600_000;
+  const D = 24 * H;
+  const step = (field: string) => /^\*\/(\d+)$/.exec(field)?.[1];
+  if (mon !== '*') return 366 * D;
+  if (step(dom)) return Number(step(dom)) * D;
+  if (dom !== '*') return 31 * D;
+  if (dow !== '*') return 7 * D;
+  if (step(hour)) return Number(step(hour)) * H;
+  if (hour !== '*') return D;
+  if (step(min)) return Number(step(min)) * 60_000;
+  return min === '*' ? 60_000 : H;
+}
+
+/** How old something scheduled may get before it counts as missed: one period, a quarter more, and an hour. */
+export const allowedAgeMs = (periodMs: number) => periodMs * 1.25 + 3600_000;
+
+/** Local backups (newest first), by the time in their names. */
+export function localBackups(dir: string): Array<{ file: string; name: string; time: Date; size: number }> {
+  let entries: string[];
+  try { entries = fs.readdirSync(dir); } catch { return []; }
+  return entries
+    .filter((f) => f.endsWith('.tar.gz'))
+    .map((f) => ({ f, parsed: parseBackupName(f) }))
+    .filter((x): x is { f: string; parsed: NonNullable<ReturnType<typeof parseBackupName>> } => Boolean(x.parsed))
+    .map(({ f, parsed }) => ({ file: path.join(dir, f), name: parsed.name, time: parsed.time, size: fs.statSync(path.join(dir, f)).size }))
+    .sort((a, b) => b.time.getTime() - a.time.getTime());
+}
+
+/** Free bytes for an unprivileged writer on the file system holding `dir` (or its nearest existing parent). */
+export function freeBytes(dir: string): number {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  const s = fs.statfsSync(d);
+  return s.bavail * s.bsize;
+}
+
+/** Argv prefix for the aws CLI against the configured bucket (endpoint and region when set). */
+export function awsArgs(env: { endpoint?: string; region?: string }, args: string[]): string[] {
+  return ['aws', ...(env.endpoint ? ['--endpoint-url', env.endpoint] : []), ...(env.region ? ['--region', env.region] : []), ...args];
+}
+
+/** Environment for every aws call: R2 rejects the default CRC checksums of newer CLIs (aws/aws-cli#9214); few retries for a quick answer. */
+export const AWS_ENV = { AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required' } as const;
+
+const lastLine = (s: string) => s.trim().split('\n').filter(Boolean).slice(-1)[0] ?? '';
+const errText = (err: unknown) => (err instanceof CommandError ? lastLine(err.stderrTail) || err.message : (err as Error).message);
+const projectName = (ctx: TaskContext) => ctx.env.get('COMPOSE_PROJECT_NAME') ?? 'odoo';
+const schedule = (ctx: TaskContext) => ctx.env.get('BACKUP_CRON') ?? '0 2 */5 * *';
+
+/** Every check, in order. Adding one is adding an entry. */
+export const checks: Check[] = [
+  {
+    name: 'docker',
+    async run(d) {
+      const p = findOnPath('docker', d.ctx.env.values.PATH);
+      if (!p) return fail('docker not found on PATH', 'install Docker Engine: https://docs.docker.com/engine/install/ (Debian: apt-get install docker.io)');
+      d.dockerPath = p;
+      return ok(`docker at ${p}`);
+    },
+  },
+  {
+    name: 'compose',
+    async run(d) {
+      if (!d.dockerPath && !findOnPath('docker-compose', d.ctx.env.values.PATH)) return skip('needs docker');
+      const forced = d.ctx.env.get('COMPOSE_CMD')?.trim();
+      const flavors: Flavor[] = forced === 'docker compose' || forced === 'v2' ? ['v2'] : forced === 'docker-compose' || forced === 'v1' ? ['v1'] : ['v2', 'v1'];
+      for (const f of flavors) {
+        try {
+          const r = await d.ctx.probe.run({ argv: compose.version(f), stdout: 'capture', stderr: 'capture', timeoutMs: 30_000 });
+          d.flavor = f;
+          return ok(`${f === 'v2' ? 'docker compose' : 'docker-compose'} ${r.stdout.trim() || '(version unknown)'} (${f})`);
+        } catch { /* try the next one */ }
+      }
+      return fail(forced ? `COMPOSE_CMD="${forced}" does not run` : 'Docker Compose not found: neither `docker compose` nor `docker-compose` runs',
+        'install the compose plugin (apt-get install docker-compose-plugin) or docker-compose, or fix COMPOSE_CMD in .env');
+    },
+  },
+  {
+    name: 'engine',
+    async run(d) {
+      if (!d.dockerPath) return skip('needs docker');
+      try {
+        const r = await d.ctx.probe.run({ argv: ['docker', 'info', '--format', '{{.ServerVersion}}'], stdout: 'capture', stderr: 'capture', timeoutMs: 30_000 });
+        return ok(`Docker engine ${r.stdout.trim()} is running`);
+      } catch (err) {
+        const text = err instanceof CommandError ? err.stderrTail : String(err);
+        if (/permission denied/i.test(text)) return fail('no permission to use the Docker engine', 'add your user to the docker group (sudo usermod -aG docker $USER, then log in again) or run as root');
+        if (/Cannot connect to the Docker daemon|Is the docker daemon running|error during connect/i.test(text)) {
+          return fail('the Docker engine is not running', 'start it: sudo systemctl start docker (no systemd: sudo dockerd > /var/log/dockerd.log 2>&1 &)');
+        }
+        return fail(`docker info failed: ${errText(err)}`, 'check the Docker engine: sudo systemctl status docker');
+      }
+    },
+  },
+  {
+    name: 'node',
+    async run() {
+      const major = Number(process.versions.node.split('.')[0]);
+      return major >= 20 ? ok(`Node ${process.versions.node}`) : fail(`Node ${process.versions.node} is too old (20 or newer needed)`, 'install Node 20 LTS: https://nodejs.org/ (or nvm install 20)');
+    },
+  },
+  {
+    name: 'env',
+    async run(d) {
+      const { ctx } = d;
+      if (!ctx.env.files.length) return fail('no .env file', 'create it: tasks env-init (or tasks setup)');
+      const problems = await validateEnv(ctx.env, readTemplate(ctx.root));
+      if (problems.length) return fail(`invalid environment (${ctx.env.appEnv}): ${problems.map((p) => `${p.key} ${p.problem}`).join('; ')}`, `fix ${ctx.env.fileToFix} (every key is documented in .env.template)`);
+      return ok(`${ctx.env.files.join(', ')} valid for APP_ENV=${ctx.env.appEnv}`);
+    },
+  },
+  {
+    name: 'env-permissions',
+    async run(d) {
+      const open = worldReadableEnvFiles(d.ctx.root, d.ctx.env.files);
+      if (open.length) return fail(`${open.join(', ')} readable by other users (it holds passwords)`, `chmod 600 ${open.join(' ')}`);
+      return d.ctx.env.files.length ? ok(`${d.ctx.env.files.join(', ')} readable by the owner only`) : skip('no env file');
+    },
+  },
+  {
+    name: 'disk',
+    async run(d) {
+      const dir = path.resolve(d.ctx.root, d.ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const free = freeBytes(dir);
+      const last = localBackups(dir)[0];
+      if (!last) return ok(`${formatBytes(free)} free for ${path.relative(d.ctx.root, dir) || '.'}; no backup yet to size against`);
+      const need = last.size * 2;
+      if (free < need) return fail(`${formatBytes(free)} free in ${dir}, but twice the last backup (${formatBytes(last.size)}) needs ${formatBytes(need)}`, 'free disk space, lower BACKUP_RETENTION_DAYS (then tasks prune), or point BACKUP_DIR at a larger disk');
+      return ok(`${formatBytes(free)} free, twice the last backup is ${formatBytes(need)}`);
+    },
+  },
+  {
+    name: 's3',
+    async run(d) {
+      const { ctx } = d;
+      const bucket = ctx.env.get('S3_BUCKET');
+      if (!bucket) return skip('S3_BUCKET not set: backups stay local');
+      if (!findOnPath('aws', ctx.env.values.PATH)) return fail('aws CLI not found on PATH (S3_BUCKET is set)', 'install it: apt-get install awscli (or https://aws.amazon.com/cli/)');
+      const where = { endpoint: ctx.env.get('S3_ENDPOINT'), region: ctx.env.get('S3_REGION') };
+      const key = `${ctx.env.get('S3_PREFIX') ?? ''}.doctor-${d.now.getTime()}`;
+      const url = `s3://${bucket}/${key}`;
+      const text = `compose-tasks doctor ${d.now.toISOString()}\n`;
+      const base: Omit<Cmd, 'argv'> = { env: { ...AWS_ENV, AWS_MAX_ATTEMPTS: '2' }, stderr: 'capture', timeoutMs: 90_000 };
+      const opts = ['--only-show-errors', '--cli-connect-timeout', '10', '--cli-read-timeout', '30'];
+      const target = `${where.endpoint ? `${where.endpoint} ` : ''}s3://${bucket}`;
+      if (ctx.runner.dryRun) {
+        ctx.log.emit({ kind: 'cmd', display: ctx.runner.display({ argv: awsArgs(where, ['s3', 'cp', ...opts, '-', url]) }), dryRun: true });
+        return skip(`dry-run: would write, read and delete ${url}`);
+      }
+      let step = 'write';
+      try {
+        await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'cp', ...opts, '-', url]), stdin: { text }, stdout: 'ignore' });
+        step = 'read';
+        const back = await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'cp', ...opts, url, '-']), stdout: 'capture' });
+        if (back.stdout !== text) return fail(`${target}: the object read back differs from the one written`, 'check the endpoint and any proxy in between (R2: set S3_REGION=auto)');
+        step = 'delete';
+        await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'rm', ...opts, url]), stdout: 'ignore' });
+        return ok(`${target}: write, read and delete of a test object work`);
+      } catch (err) {
+        const msg = errText(err);
+        const fix = /Could not connect|Connection refused|Connect timeout|Name or service not known|ConnectionError/i.test(msg)
+          ? `check S3_ENDPOINT (${where.endpoint ?? 'AWS default'}) and the network`
+          : /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credentials/i.test(msg)
+            ? 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE): the key needs read, write and delete on the bucket'
+            : /NoSuchBucket/i.test(msg) ? `create the bucket ${bucket} or fix S3_BUCKET` : /NotImplemented|checksum/i.test(msg) ? 'R2: AWS_REQUEST_CHECKSUM_CALCULATION=when_required is needed (the tasks set it; check your aws CLI version)' : 'check the S3_* settings in .env';
+        return fail(`${target}: cannot ${step} a test object: ${msg}`, fix);
+      }
+    },
+  },
+  {
+    name: 'cron',
+    needs: ['cron'],
+    async run(d) {
+      const { ctx } = d;
+      const dev = ctx.env.appEnv === 'development';
+      if (!findOnPath('crontab', ctx.env.values.PATH)) {
+        return dev ? skip('crontab not installed (not needed in development)') : fail('crontab not found: scheduled backups cannot run', 'install cron: apt-get install cron, then tasks cron-install');
+      }
+      const r = await ctx.probe.run({ argv: ['crontab', '-l'], stdout: 'capture', stderr: 'capture', okCodes: [0, 1] });
+      const marker = `# BEGIN ${projectName(ctx)} tasks`;
+      if (!r.stdout.includes(marker)) {
+        return dev ? skip('no backup schedule installed (not needed in development)') : fail(`no cron entry for project ${projectName(ctx)} ("${marker}" not in crontab -l)`, 'install it: tasks cron-install');
+      }
+      const period = cronPeriodMs(schedule(ctx));
+      const log = path.resolve(ctx.root, ctx.env.get('BACKUP_LOG') ?? 'backup/cron.log');
+      let mtime: Date | undefined;
+      try { mtime = fs.statSync(log).mtime; } catch { /* never written */ }
+      if (!mtime) return warn(`cron entry installed (${schedule(ctx)}), its log ${log} not written yet`, 'if a scheduled run is already due, check that cron runs: systemctl status cron (or service cron start)');
+      const age = d.now.getTime() - mtime.getTime();
+      if (period !== undefined && age > allowedAgeMs(period)) {
+        return fail(`cron log ${log} last written ${formatDuration(age)} ago, schedule "${schedule(ctx)}" runs at least every ${formatDuration(period)}`, 'check that the cron daemon runs (systemctl status cron) and read the end of the log');
+      }
+      return ok(`cron entry installed (${schedule(ctx)}), log written ${formatDuration(age)} ago`);
+    },
+  },
+  {
+    name: 'last-backup',
+    needs: ['backup'],
+    async run(d) {
+      const { ctx } = d;
+      const dev = ctx.env.appEnv === 'development';
+      const dir = path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const last = localBackups(dir)[0];
+      if (!last) return dev ? skip('no backup yet') : fail(`no backup in ${dir}`, 'take one now: tasks backup');
+      const age = d.now.getTime() - last.time.getTime();
+      const period = cronPeriodMs(schedule(ctx));
+      if (!dev && period !== undefined && age > allowedAgeMs(period)) {
+        return fail(`last backup ${last.name} is ${formatDuration(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatDuration(period)}`, 'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup');
+      }
+      return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatDuration(Math.max(0, age))} old)`);
+    },
+  },
+];
+
+/** Runs the checks in order; `skipNeeds` leaves out the checks that need something not there yet (setup before cron-install). */
+export async function runChecks(ctx: TaskContext, opts: { skipNeeds?: CheckNeed[]; only?: string[]; now?: Date } = {}): Promise<CheckReport[]> {
+  const state: DoctorState = { ctx, now: opts.now ?? new Date() };
+  const out: CheckReport[] = [];
+  for (const c of checks) {
+    if (opts.only && !opts.only.includes(c.name)) continue;
+    if (c.needs?.some((n) => opts.skipNeeds?.includes(n))) continue;
+    let r: CheckResult;
+    try { r = await c.run(state); } catch (err) { r = fail(`${c.name} check crashed: ${errText(err)}`, 'report this with the output of tasks doctor'); }
+    out.push({ name: c.name, ok: r.status !== 'fail', status: r.status, message: ctx.log.mask(r.message), ...(r.fix ? { fix: r.fix } : {}) });
+  }
+  return out;
+}
+
+const MARK: Record<CheckStatus, string> = { ok: 'ok  ', warn: 'warn', fail: 'FAIL', skip: 'skip' };
+
+/** One line per check, the fix indented under a failure or warning. */
+export function formatReport(reports: CheckReport[]): string {
+  const width = Math.max(...reports.map((r) => r.name.length));
+  return reports.map((r) => `[${MARK[r.status]}] ${r.name.padEnd(width)}  ${r.message}${r.fix && r.status !== 'ok' ? `\n${' '.repeat(width + 9)}fix: ${r.fix}` : ''}\n`).join('');
+}
