@@ -1,4 +1,332 @@
 // Database lifecycle tasks: migrate, seed, reset-db, psql, db-export, db-import.
-import type { AnyTask } from './define.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { defineTask, type AnyTask, type TaskContext } from './define.ts';
+import { ExitCode, TaskError, refused, usage } from './errors.ts';
+import type { Cmd } from './runner.ts';
 
-export const databaseTasks: AnyTask[] = [];
+type Pg = typeof import('./postgres.ts');
+const pgModule = (): Promise<Pg> => import('./postgres.ts');
+
+const isProduction = (ctx: TaskContext) => ctx.env.appEnv === 'production';
+
+/** `${VAR}` and `${VAR:-default}` in a configured command, from the loaded environment. */
+export function expandVars(s: string, get: (k: string) => string | undefined): string {
+  return s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, k: string, def?: string) => get(k) || def || '');
+}
+
+/** UTC timestamp for file names: YYYY-MM-DD_HH-MM-SS. */
+export function fileStamp(d = new Date()): string {
+  return d.toISOString().replace(/\.\d+Z$/, '').replace('T', '_').replace(/:/g, '-');
+}
+
+/** A path given on the command line, relative to the project root. */
+function resolvePath(ctx: TaskContext, p: string): string {
+  return path.resolve(ctx.root, p);
+}
+
+async function runMigrate(ctx: TaskContext): Promise<void> {
+  const m = ctx.config.migrate;
+  if (!m) {
+    ctx.log.info('no migrate command configured in tasks.ts: nothing to migrate');
+    return;
+  }
+  if (typeof m === 'function') {
+    await m(ctx);
+    return;
+  }
+  const { compose } = await import('./compose.ts');
+  const command = m.command.map((a) => expandVars(a, (k) => ctx.env.get(k)));
+  ctx.log.step(`migrating: ${m.service}`);
+  await ctx.runner.run({ argv: compose.run(await ctx.compose(), m.service, command), stderr: 'inherit' });
+  ctx.log.success('migrations applied');
+}
+
+async function seedFiles(ctx: TaskContext): Promise<string[]> {
+  const dir = path.resolve(ctx.root, ctx.config.seedsDir);
+  if (!fs.existsSync(dir)) return [];
+  const { glob } = await import('zx');
+  const files = await glob(['*.sql', '*.sql.gz'], { cwd: dir, onlyFiles: true });
+  return files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((f) => path.join(dir, f));
+}
+
+/** One seed file, in one transaction, stopping at the first error. */
+async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, file: string, database: string): Promise<void> {
+  const project = t.mode === 'compose' ? await ctx.compose() : undefined;
+  const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true }), { stdout: 'ignore', stderr: 'capture' });
+  const cmd: Cmd = file.endsWith('.gz')
+    ? { ...psql, argv: ['bash', '-c', 'set -o pipefail; gzip -dc < "$1" | "${@:2}"', 'bash', file, ...psql.argv] }
+    : { ...psql, stdin: { file } };
+  try {
+    await ctx.runner.run(cmd);
+  } catch (err) {
+    const e = pg.explainPgError(err, t);
+    if (e instanceof TaskError && e.name === 'CommandError') {
+      const tail = (e as import('./errors.ts').CommandError).stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
+      const line = tail.find((l) => /ERROR:|error:/.test(l)) ?? tail.at(-1) ?? '';
+      throw new TaskError(`seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ')}`, { exitCode: e.exitCode });
+    }
+    throw e;
+  }
+}
+
+function refuseProduction(ctx: TaskContext, task: string, force: boolean): void {
+  if (isProduction(ctx) && !force) {
+    throw refused(`${task} refuses to run in production (APP_ENV=production)`, `pass --force if you really mean it`);
+  }
+}
+
+/** Checks a file given to db-import before anything else: exists, is a file, readable, not empty. */
+function checkInputFile(file: string, shown: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    throw usage(`${shown}: no such file`, 'give the path of a .dump, .sql or .sql.gz file');
+  }
+  if (st.isDirectory()) throw usage(`${shown} is a directory, not a dump file`, 'give the path of a .dump, .sql or .sql.gz file');
+  if (!st.isFile()) throw usage(`${shown} is not a regular file`);
+  try {
+    fs.closeSync(fs.openSync(file, 'r'));
+  } catch (err) {
+    throw new TaskError(`${shown} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { exitCode: ExitCode.usage, hint: 'check its permissions' });
+  }
+  if (st.size === 0) throw new TaskError(`${shown} is empty`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
+}
+
+/** A temp/old database name next to `db`, within PostgreSQL's 63-byte limit. */
+function sideName(db: string, what: string): string {
+  const suffix = `_${what}_${process.pid}`;
+  return db.slice(0, 63 - suffix.length) + suffix;
+}
+
+const migrate = defineTask({
+  name: 'migrate',
+  description: 'Run the stack\'s migrations (Odoo: update modules, then stop)',
+  group: 'database',
+  example: 'tasks migrate',
+  async run(ctx) {
+    await runMigrate(ctx as TaskContext);
+  },
+});
+
+const seed = defineTask({
+  name: 'seed',
+  description: 'Load seeds/*.sql and *.sql.gz in name order, each in one transaction',
+  group: 'database',
+  options: { force: { type: 'boolean', description: 'run even with APP_ENV=production' } },
+  example: 'tasks seed',
+  async run(ctx) {
+    const c = ctx as unknown as TaskContext;
+    refuseProduction(c, 'seed', ctx.opts.force);
+    const pg = await pgModule();
+    const t = pg.pgTarget(c);
+    const files = await seedFiles(c);
+    if (!files.length && !ctx.config.seedCommand) {
+      ctx.log.info(`no seed files in ${ctx.config.seedsDir}/`);
+      return;
+    }
+    for (const f of files) {
+      ctx.log.step(`seeding ${path.relative(ctx.root, f)}`);
+      await loadSqlFile(c, pg, t, f, t.database);
+    }
+    if (ctx.config.seedCommand) {
+      const { compose } = await import('./compose.ts');
+      const sc = ctx.config.seedCommand;
+      await ctx.runner.run({ argv: compose.run(await ctx.compose(), sc.service, sc.command.map((a) => expandVars(a, (k) => ctx.env.get(k)))), stderr: 'inherit' });
+    }
+    ctx.log.success(`seeded ${t.database}: ${files.length} file${files.length === 1 ? '' : 's'}${ctx.config.seedCommand ? ' and the seed command' : ''}`);
+  },
+});
+
+const resetDb = defineTask({
+  name: 'reset-db',
+  description: 'Drop and recreate the database, then migrate and seed',
+  group: 'database',
+  options: { force: { type: 'boolean', description: 'allow in production (the database name must be typed, or --yes --force)' } },
+  example: 'tasks reset-db --yes',
+  async run(ctx) {
+    const c = ctx as unknown as TaskContext;
+    const prod = isProduction(c);
+    refuseProduction(c, 'reset-db', ctx.opts.force);
+    const pg = await pgModule();
+    const t = pg.pgTarget(c);
+    const server = await pg.serverVersion(c, t);
+    await ctx.confirm({
+      message: `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) and recreates it empty: all its data is lost`,
+      ...(prod ? { typed: t.database } : {}),
+      requireForce: prod,
+      force: ctx.opts.force,
+    });
+    ctx.log.step(`ending other sessions on ${t.database}`);
+    try {
+      await pg.terminateSessions(c, t, t.database);
+    } catch (err) {
+      throw inUseOr(err, t.database);
+    }
+    ctx.log.step(`dropping ${t.database}`);
+    await pg.dropDatabase(c, t, t.database, { force: true, serverMajor: server.major });
+    ctx.log.step(`creating ${t.database} owned by ${t.user}`);
+    await pg.createDatabase(c, t, t.database, t.user);
+    await runMigrate(c);
+    await ctx.runTask('seed', { opts: { force: ctx.opts.force } });
+    ctx.log.success(`${t.database} was reset`);
+  },
+});
+
+function inUseOr(err: unknown, db: string): unknown {
+  const e = err as { stderrTail?: string };
+  if (typeof e?.stderrTail === 'string' && /must be a superuser|permission denied to terminate/i.test(e.stderrTail)) {
+    return refused(`database ${db} is in use by sessions this user cannot end; nothing was changed`, 'close the other connections (stop the app: tasks stop) and retry');
+  }
+  return err;
+}
+
+const psql = defineTask({
+  name: 'psql',
+  description: 'An interactive psql shell on the application database',
+  group: 'database',
+  args: { args: { description: 'arguments passed to psql (after --)', variadic: true } },
+  example: "tasks psql -- -c 'select 1'",
+  async run(ctx) {
+    const c = ctx as unknown as TaskContext;
+    const pg = await pgModule();
+    const t = pg.pgTarget(c);
+    const project = t.mode === 'compose' ? await ctx.compose() : undefined;
+    const cmd = pg.clientCmd(project, t, 'psql', ['--dbname', t.database, ...ctx.args.args], { tty: ctx.interactive, prompt: ctx.interactive, stdin: 'inherit', stdout: 'inherit', stderr: 'inherit' });
+    try {
+      await ctx.runner.run(cmd);
+    } catch (err) {
+      throw pg.explainPgError(err, t);
+    }
+  },
+});
+
+const dbExport = defineTask({
+  name: 'db-export',
+  description: 'Dump the database: custom format, or plain .sql / .sql.gz by extension',
+  group: 'database',
+  args: { file: { description: 'output file (default backup/<db>_<UTC time>.dump)' } },
+  options: { force: { type: 'boolean', description: 'overwrite an existing file' } },
+  example: 'tasks db-export backup/before-upgrade.sql.gz',
+  async run(ctx) {
+    const c = ctx as unknown as TaskContext;
+    const pg = await pgModule();
+    const t = pg.pgTarget(c);
+    const dir = ctx.env.get('BACKUP_DIR') || 'backup';
+    const shown = ctx.args.file ?? path.join(dir, `${t.database}_${fileStamp()}.dump`);
+    const file = resolvePath(c, shown);
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`${shown} is a directory`, 'give a file name ending in .dump, .sql or .sql.gz');
+    if (fs.existsSync(file) && !ctx.opts.force) throw usage(`${shown} already exists`, 'choose another name or pass --force to overwrite it');
+    const format = pg.formatFromName(file);
+    const server = await pg.serverVersion(c, t);
+    const client = await pg.clientVersion(c, t, 'pg_dump');
+    pg.assertDumpCompatible({ server, pgDump: client });
+    ctx.log.step(`exporting ${t.database} (PostgreSQL ${server.text}) to ${shown}`);
+    const r = await pg.dumpDatabase(c, t, { file, format });
+    if (ctx.global.dryRun) return;
+    const { formatBytes, formatDuration } = await import('./log.ts');
+    ctx.log.success(`exported ${t.database} to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);
+    ctx.out.write(`${file}\n`);
+  },
+});
+
+const dbImport = defineTask({
+  name: 'db-import',
+  description: 'Replace the database with a .dump, .sql or .sql.gz file (kept as it was if the import fails)',
+  group: 'database',
+  args: { file: { description: 'a dump made by db-export or pg_dump', required: true } },
+  options: {
+    force: { type: 'boolean', description: 'allow in production (the database name must be typed, or --yes --force)' },
+    jobs: { type: 'string', description: 'parallel pg_restore jobs (custom format)', default: '1', placeholder: 'n' },
+  },
+  example: 'tasks db-import backup/odoo_2024-05-01_02-00-00.dump --yes',
+  async run(ctx) {
+    const c = ctx as unknown as TaskContext;
+    const prod = isProduction(c);
+    refuseProduction(c, 'db-import', ctx.opts.force);
+    const jobs = Number(ctx.opts.jobs);
+    if (!Number.isInteger(jobs) || jobs < 1) throw usage(`--jobs must be a positive integer (got ${ctx.opts.jobs})`);
+    const shown = ctx.args.file;
+    const file = resolvePath(c, shown);
+    checkInputFile(file, shown);
+    const pg = await pgModule();
+    const format = pg.sniffDumpFormat(file);
+    if (format === 'unknown') throw new TaskError(`${shown} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, { hint: 'nothing was changed' });
+    const t = pg.pgTarget(c);
+    const server = await pg.serverVersion(c, t);
+    let header;
+    try {
+      header = await pg.dumpHeader(c, t, file);
+    } catch (err) {
+      if (err instanceof TaskError) throw new TaskError(err.message.replace(file, shown), { exitCode: err.exitCode, hint: 'nothing was changed' });
+      throw err;
+    }
+    if (header.dumpedFromMajor !== undefined) {
+      pg.assertDumpCompatible({ server, dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) }, file: shown });
+    }
+    const size = fs.statSync(file).size;
+    const { formatBytes, formatDuration } = await import('./log.ts');
+    await ctx.confirm({
+      message: `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) with ${shown} (${formatBytes(size)})`,
+      ...(prod ? { typed: t.database } : {}),
+      requireForce: prod,
+      force: ctx.opts.force,
+    });
+    const started = Date.now();
+    const temp = sideName(t.database, 'import');
+    const old = sideName(t.database, 'old');
+    let swapped = false;
+    ctx.onCleanup(async () => {
+      if (swapped || ctx.global.dryRun) return;
+      // A failed or interrupted import: the new copy goes, the database is as it was.
+      await pg.dropDatabase(c, t, temp, { force: true, serverMajor: server.major }).catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
+    });
+    ctx.log.step(`restoring ${shown} into a new database ${temp}`);
+    await pg.dropDatabase(c, t, temp, { force: true, serverMajor: server.major });
+    await pg.createDatabase(c, t, temp, t.user);
+    try {
+      await pg.restoreDump(c, t, { file, database: temp, jobs, format });
+    } catch (err) {
+      if (err instanceof TaskError) throw new TaskError(`${err.message.replace(file, shown)}`, { exitCode: err.exitCode, hint: `${t.database} was not changed` });
+      throw err;
+    }
+    ctx.log.step(`swapping ${temp} in as ${t.database}`);
+    const exists = ctx.global.dryRun ? true : await pg.databaseExists(c, t, t.database);
+    if (exists) {
+      await swapIn(c, pg, t, temp, old);
+      await pg.dropDatabase(c, t, old, { force: true, serverMajor: server.major });
+    } else {
+      await pg.renameDatabase(c, t, temp, t.database);
+    }
+    swapped = true;
+    if (ctx.global.dryRun) return;
+    ctx.log.success(`imported ${shown} into ${t.database} in ${formatDuration(Date.now() - started)}`);
+  },
+});
+
+/** End sessions, move the current database aside and the new one in; retried if a client reconnects in between. */
+async function swapIn(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, temp: string, old: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await pg.terminateSessions(ctx, t, t.database);
+    } catch (err) {
+      throw inUseOr(err, t.database);
+    }
+    try {
+      await pg.renameDatabase(ctx, t, t.database, old);
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  try {
+    await pg.renameDatabase(ctx, t, temp, t.database);
+  } catch (err) {
+    await pg.renameDatabase(ctx, t, old, t.database).catch(() => undefined);
+    throw err;
+  }
+}
+
+export const databaseTasks: AnyTask[] = [migrate, seed, resetDb, psql, dbExport, dbImport];
