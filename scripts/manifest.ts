@@ -10,8 +10,8 @@ export interface ManifestPart {
   kind: 'database' | 'volume' | 'path';
   /** Member name inside the archive, e.g. database.dump, filestore.tar, addons.tar */
   file: string;
-  /** pg_dump custom format, or an uncompressed tar of the part's folder. */
-  format: 'pg_dump-custom' | 'tar';
+  /** pg_dump custom format, or an uncompressed tar of the part's folder ('tar.gz' only in old backup.sh archives). */
+  format: 'pg_dump-custom' | 'tar' | 'tar.gz';
   size: number;
   sha256: string;
   /** For volumes: where it was read from (service and path), to restore it there. */

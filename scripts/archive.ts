@@ -1,0 +1,531 @@
+// The backup archive on disk: write it streamed (tar + gzip, no pointless recompression), read, list, verify and safely extract it.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { once } from 'node:events';
+import { ExitCode, TaskError } from './errors.ts';
+import { LEGACY_MEMBERS, MANIFEST_FORMAT, parseBackupName, type Manifest, type ManifestPart } from './manifest.ts';
+
+export const MANIFEST_MEMBER = 'manifest.json';
+const BLOCK = 512;
+const CHUNK = 1 << 20;
+
+/** A manifest read from an archive; `legacy` when it was synthesised from an old backup.sh archive (no checksums). */
+export type ArchiveManifest = Manifest & { legacy?: boolean };
+
+export interface Member {
+  name: string;
+  size: number;
+  /** tar type flag: '0' file, '5' directory, '1'/'2' links, … */
+  type: string;
+  linkname?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing
+
+/** Size and sha256 of a file, streamed in 1 MB chunks. */
+export async function hashFile(file: string, signal?: AbortSignal): Promise<{ size: number; sha256: string }> {
+  const h = crypto.createHash('sha256');
+  let size = 0;
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: CHUNK, signal })) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: h.digest('hex') };
+}
+
+/**
+ * Whether deflate is worth running on a file: compress three 64 KB samples (start, middle, end) at level 1.
+ * Filestores (PDFs, images) and dumps are already compressed: gzip over them costs time and saves nothing.
+ */
+export function worthCompressing(file: string): boolean {
+  const size = fs.statSync(file).size;
+  if (size === 0) return false;
+  const fd = fs.openSync(file, 'r');
+  try {
+    let raw = 0;
+    let packed = 0;
+    for (const at of [0, Math.max(0, Math.floor(size / 2) - 32768), Math.max(0, size - 65536)]) {
+      const buf = Buffer.alloc(Math.min(65536, size));
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      raw += n;
+      packed += zlib.deflateRawSync(buf.subarray(0, n), { level: 1 }).length;
+    }
+    return packed < raw * 0.85;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tar headers (ustar; sizes past 8 GiB in GNU base-256)
+
+function writeOctal(b: Buffer, off: number, len: number, v: number): void {
+  b.write(`${v.toString(8).padStart(len - 1, '0')}\0`, off, len, 'ascii');
+}
+
+export function tarHeader(name: string, size: number, mtime: number, mode = 0o600): Buffer {
+  if (Buffer.byteLength(name) > 100) throw new Error(`member name too long: ${name}`);
+  const b = Buffer.alloc(BLOCK);
+  b.write(name, 0, 100, 'utf8');
+  writeOctal(b, 100, 8, mode);
+  writeOctal(b, 108, 8, 0);
+  writeOctal(b, 116, 8, 0);
+  if (size < 8 ** 11) writeOctal(b, 124, 12, size);
+  else {
+    b[124] = 0x80;
+    let v = BigInt(size);
+    for (let i = 135; i > 124; i--) { b[i] = Number(v & 0xffn); v >>= 8n; }
+  }
+  writeOctal(b, 136, 12, Math.floor(mtime / 1000));
+  b.fill(' ', 148, 156);
+  b.write('0', 156, 'ascii');
+  b.write('ustar\0', 257, 'ascii');
+  b.write('00', 263, 'ascii');
+  b.write('root', 265, 'ascii');
+  b.write('root', 297, 'ascii');
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+  return b;
+}
+
+function readString(b: Buffer, off: number, len: number): string {
+  const end = b.indexOf(0, off);
+  return b.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
+}
+
+function readNumber(b: Buffer, off: number, len: number): number {
+  if (b[off]! & 0x80) {
+    let v = 0n;
+    for (let i = off + 1; i < off + len; i++) v = (v << 8n) | BigInt(b[i]!);
+    return Number(v);
+  }
+  const s = readString(b, off, len).trim();
+  return s ? parseInt(s, 8) : 0;
+}
+
+function parseHeader(b: Buffer): Member & { checksumOk: boolean } {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : b[i]!;
+  const name = readString(b, 0, 100);
+  const prefix = b.toString('ascii', 257, 262) === 'ustar' ? readString(b, 345, 155) : '';
+  return {
+    name: prefix ? `${prefix}/${name}` : name,
+    size: readNumber(b, 124, 12),
+    type: String.fromCharCode(b[156] || 48),
+    linkname: readString(b, 157, 100) || undefined,
+    checksumOk: readNumber(b, 148, 8) === sum,
+  };
+}
+
+function paxRecords(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\d+ ([^=]+)=(.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** What a visitor does with one member's bytes. */
+export interface MemberSink {
+  data(chunk: Buffer): void | Promise<void>;
+  end(): void | Promise<void>;
+}
+/** Return a sink to receive the member, null to skip it, or 'stop' to end the walk. */
+export type Visitor = (m: Member) => MemberSink | null | 'stop' | Promise<MemberSink | null | 'stop'>;
+
+export function corrupt(archive: string, why: string): TaskError {
+  return new TaskError(`${path.basename(archive)} is corrupt or truncated: ${why}`, { exitCode: ExitCode.refused, hint: 'nothing was changed; use another backup' });
+}
+
+/** Streams an archive (.tar.gz or .tar) through a visitor, member by member, never holding a member in memory. */
+export async function walkArchive(archive: string, visit: Visitor, o: { signal?: AbortSignal; onBytes?: (compressedBytes: number) => void } = {}): Promise<void> {
+  const src = fs.createReadStream(archive, { highWaterMark: CHUNK, signal: o.signal });
+  let stream: NodeJS.ReadableStream = src;
+  if (/\.t?gz(\.tmp)?$|\.gz\.|tgz/.test(archive) || isGzip(archive)) {
+    const gz = zlib.createGunzip({ chunkSize: CHUNK });
+    src.on('error', (e) => gz.destroy(e));
+    if (o.onBytes) { let n = 0; src.on('data', (c) => { n += (c as Buffer).length; o.onBytes!(n); }); }
+    stream = src.pipe(gz);
+  }
+  let buf = Buffer.alloc(0);
+  let state: 'header' | 'body' | 'pad' | 'done' = 'header';
+  let remaining = 0;
+  let pad = 0;
+  let sink: MemberSink | null = null;
+  let meta: Buffer[] | null = null;
+  let metaType = '';
+  let override: { name?: string; size?: number } = {};
+  let stopped = false;
+  try {
+    outer: for await (const c of stream as AsyncIterable<Buffer>) {
+      buf = buf.length ? Buffer.concat([buf, c]) : c;
+      for (;;) {
+        if (state === 'done') break outer;
+        if (state === 'header') {
+          if (buf.length < BLOCK) break;
+          const block = buf.subarray(0, BLOCK);
+          buf = buf.subarray(BLOCK);
+          if (block.every((x) => x === 0)) { state = 'done'; break outer; }
+          const h = parseHeader(block);
+          if (!h.checksumOk) throw corrupt(archive, 'a tar header has a bad checksum');
+          remaining = h.size;
+          pad = (BLOCK - (h.size % BLOCK)) % BLOCK;
+          if (h.type === 'x' || h.type === 'L' || h.type === 'g') {
+            meta = [];
+            metaType = h.type;
+            sink = { data: (d) => { meta!.push(Buffer.from(d)); }, end: () => undefined };
+          } else {
+            const m: Member = { ...h, name: override.name ?? h.name, size: override.size ?? h.size };
+            delete (m as Partial<typeof h>).checksumOk;
+            remaining = m.size;
+            pad = (BLOCK - (m.size % BLOCK)) % BLOCK;
+            override = {};
+            meta = null;
+            const r = await visit(m);
+            if (r === 'stop') { stopped = true; break outer; }
+            sink = r;
+          }
+          state = 'body';
+          continue;
+        }
+        if (state === 'body') {
+          if (remaining === 0) {
+            if (sink) await sink.end();
+            if (meta) {
+              const text = Buffer.concat(meta).toString('utf8');
+              if (metaType === 'L') override.name = text.replace(/\0+$/, '');
+              if (metaType === 'x') { const p = paxRecords(text); if (p.path) override.name = p.path; if (p.size) override.size = Number(p.size); }
+              meta = null;
+            }
+            sink = null;
+            state = 'pad';
+            continue;
+          }
+          if (!buf.length) break;
+          const take = Math.min(remaining, buf.length);
+          if (sink) await sink.data(buf.subarray(0, take));
+          buf = buf.subarray(take);
+          remaining -= take;
+          continue;
+        }
+        if (state === 'pad') {
+          const take = Math.min(pad, buf.length);
+          buf = buf.subarray(take);
+          pad -= take;
+          if (pad > 0) break;
+          state = 'header';
+          continue;
+        }
+      }
+    }
+  } catch (err) {
+    if (err instanceof TaskError) throw err;
+    if ((err as Error).name === 'AbortError') throw err;
+    throw corrupt(archive, (err as Error).message);
+  } finally {
+    src.destroy();
+  }
+  if (!stopped && state !== 'done' && !(state === 'header' && buf.length === 0)) throw corrupt(archive, 'it ends in the middle of a member');
+}
+
+function isGzip(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(2);
+    return fs.readSync(fd, b, 0, 2, 0) === 2 && b[0] === 0x1f && b[1] === 0x8b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Every member (name, size, type) in order. */
+export async function listMembers(archive: string): Promise<Member[]> {
+  const out: Member[] = [];
+  await walkArchive(archive, (m) => { out.push(m); return null; });
+  return out;
+}
+
+/** `./x` → `x`; the single top folder of a legacy archive is dropped by the caller. */
+const clean = (name: string) => name.replace(/^(\.\/)+/, '');
+
+/** Why a member may not be extracted ('../', absolute path, link, device…), or undefined when it is a plain file. */
+export function unsafeMember(m: Member): string | undefined {
+  const n = m.name;
+  if (n.startsWith('/')) return `${n}: absolute path`;
+  if (n.split('/').includes('..')) return `${n}: path leaves the folder`;
+  if (m.type === '1' || m.type === '2') return `${n}: link to ${m.linkname ?? '?'}`;
+  if (m.type === '5') return undefined;
+  if (m.type !== '0' && m.type !== '7') return `${n}: not a regular file (type ${m.type})`;
+  return undefined;
+}
+
+function legacyLayout(members: Member[]): Map<string, Member> | undefined {
+  const files = members.filter((m) => m.type !== '5');
+  const names = files.map((m) => clean(m.name));
+  const tops = new Set(names.map((n) => (n.includes('/') ? n.split('/')[0] : '')));
+  const strip = tops.size === 1 && !tops.has('') ? `${[...tops][0]}/` : '';
+  const map = new Map<string, Member>();
+  for (const m of files) {
+    const n = clean(m.name).slice(strip.length);
+    if (!(LEGACY_MEMBERS as readonly string[]).includes(n)) return undefined;
+    map.set(n, m);
+  }
+  return map.has('database.dump') ? map : undefined;
+}
+
+function parseInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^\s*([A-Za-z_ ]+?)\s*[:=]\s*(.*)$/.exec(line);
+    if (m) out[m[1]!.toLowerCase().replace(/\s+/g, '_')] = m[2]!.trim();
+  }
+  return out;
+}
+
+/** A synthetic manifest for an old backup.sh archive: sizes from the tar headers, no checksums. */
+async function legacyManifest(archive: string, members: Map<string, Member>): Promise<ArchiveManifest> {
+  let info: Record<string, string> = {};
+  const infoMember = members.get('backup.info');
+  if (infoMember) {
+    const chunks: Buffer[] = [];
+    await walkArchive(archive, (m) => (m === infoMember || (m.name === infoMember.name && m.size === infoMember.size) ? { data: (d) => { chunks.push(Buffer.from(d)); }, end: () => undefined } : null));
+    info = parseInfo(Buffer.concat(chunks).toString('utf8'));
+  }
+  const parsed = parseBackupName(archive);
+  const parts: ManifestPart[] = [];
+  const add = (name: string, kind: ManifestPart['kind'], file: string, format: ManifestPart['format']) => {
+    const m = members.get(file);
+    if (m) parts.push({ name, kind, file: m.name, format, size: m.size, sha256: '' });
+  };
+  add('database', 'database', 'database.dump', 'pg_dump-custom');
+  add('filestore', 'volume', 'filestore.tar.gz', 'tar.gz');
+  add('addons', 'path', 'addons.tar.gz', 'tar.gz');
+  return {
+    format: MANIFEST_FORMAT,
+    version: 1,
+    name: parsed?.name ?? path.basename(archive).replace(/\.tar\.gz$/, ''),
+    createdAt: parsed?.time.toISOString() ?? fs.statSync(archive).mtime.toISOString(),
+    appEnv: info.app_env ?? info.environment ?? 'unknown',
+    project: parsed?.project ?? 'unknown',
+    database: info.database ?? info.db ?? info.db_name ?? '',
+    images: {},
+    tool: { name: 'backup.sh', version: 'legacy' },
+    reason: 'manual',
+    parts,
+    legacy: true,
+  };
+}
+
+function validateManifest(archive: string, text: string): ArchiveManifest {
+  let m: Manifest;
+  try {
+    m = JSON.parse(text) as Manifest;
+  } catch (err) {
+    throw corrupt(archive, `manifest.json is not JSON (${(err as Error).message})`);
+  }
+  if (m.format !== MANIFEST_FORMAT || !Array.isArray(m.parts)) throw corrupt(archive, 'manifest.json is not a compose-tasks manifest');
+  if (m.version > 1) throw new TaskError(`${path.basename(archive)} has manifest version ${m.version}; this tool reads version 1`, { exitCode: ExitCode.refused, hint: 'update compose-tasks' });
+  for (const p of m.parts) {
+    if (!p.file || p.file.includes('/') || p.file === MANIFEST_MEMBER || p.file.startsWith('.')) throw corrupt(archive, `manifest.json names an invalid member "${p.file}"`);
+  }
+  return m;
+}
+
+/** The manifest (the first member of our archives; synthesised for old backup.sh archives). */
+export async function readManifest(archive: string): Promise<ArchiveManifest> {
+  let text: string | undefined;
+  let first = true;
+  await walkArchive(archive, (m) => {
+    if (!first) return 'stop';
+    first = false;
+    if (clean(m.name) !== MANIFEST_MEMBER || m.type !== '0') return 'stop';
+    if (m.size > 16 * 1024 * 1024) throw corrupt(archive, 'manifest.json is implausibly large');
+    const chunks: Buffer[] = [];
+    return { data: (d) => { chunks.push(Buffer.from(d)); }, end: () => { text = Buffer.concat(chunks).toString('utf8'); } };
+  });
+  if (text !== undefined) return validateManifest(archive, text);
+  const members = await listMembers(archive);
+  const legacy = legacyLayout(members);
+  if (legacy) return legacyManifest(archive, legacy);
+  throw new TaskError(`${path.basename(archive)} has no manifest.json (and is not an old backup.sh archive)`, { exitCode: ExitCode.refused, hint: 'nothing was changed; is this a backup made by compose-tasks?' });
+}
+
+/** Checks every member before anything is extracted: only the manifest and its parts, plain files, no escapes. */
+export function checkMembers(archive: string, members: Member[], manifest: ArchiveManifest): void {
+  const expected = new Set([...manifest.parts.map((p) => p.file), ...(manifest.legacy ? LEGACY_MEMBERS.map(String) : [MANIFEST_MEMBER])]);
+  const seen = new Set<string>();
+  for (const m of members) {
+    const bad = unsafeMember(m);
+    if (bad) throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+    if (m.type === '5') {
+      if (manifest.legacy) continue;
+      throw new TaskError(`${path.basename(archive)} is refused: unexpected folder ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+    }
+    const name = manifest.legacy ? m.name : clean(m.name);
+    const ok = expected.has(name) || (manifest.legacy && [...expected].some((e) => clean(name).endsWith(`/${e}`) || clean(name) === e));
+    if (!ok) throw new TaskError(`${path.basename(archive)} is refused: unexpected member ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+    if (seen.has(name)) throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused });
+    seen.add(name);
+  }
+  for (const p of manifest.parts) {
+    if (!seen.has(p.file)) throw new TaskError(`${path.basename(archive)} is refused: ${p.file} (part ${p.name}) is missing`, { exitCode: ExitCode.refused, hint: 'nothing was changed; use another backup' });
+  }
+}
+
+function mismatch(archive: string, p: ManifestPart, what: string): TaskError {
+  return new TaskError(`${path.basename(archive)}: ${p.file} (part ${p.name}) ${what}`, { exitCode: ExitCode.refused, hint: 'the archive is damaged or was changed; nothing was touched' });
+}
+
+export interface CheckedArchive {
+  manifest: ArchiveManifest;
+  members: Member[];
+  /** Part name -> extracted file (extractArchive only). */
+  files: Record<string, string>;
+}
+
+async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
+  if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), once(ws, 'error').then(([e]) => { throw e; })]);
+}
+
+/**
+ * One pass over the archive checking each part's size and sha256 against the manifest; with `extractTo`
+ * the parts (only those named in `only`, or all) are written there too, mode 0600.
+ */
+async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void }): Promise<Record<string, string>> {
+  const byFile = new Map(manifest.parts.map((p) => [p.file, p]));
+  const files: Record<string, string> = {};
+  await walkArchive(archive, (m) => {
+    const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
+    const p = byFile.get(name);
+    if (!p || m.type !== '0') return null;
+    if (p.size !== m.size) throw mismatch(archive, p, `has ${m.size} bytes, the manifest says ${p.size}`);
+    const h = crypto.createHash('sha256');
+    let ws: fs.WriteStream | undefined;
+    let target: string | undefined;
+    if (o.extractTo && (!o.only || o.only(p))) {
+      target = path.join(o.extractTo, name);
+      ws = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
+      files[p.name] = target;
+    }
+    return {
+      data: async (d) => { h.update(d); if (ws) await writeTo(ws, d); },
+      end: async () => {
+        if (ws) { ws.end(); await once(ws, 'finish'); }
+        const sum = h.digest('hex');
+        if (p.sha256 && p.sha256 !== sum) throw mismatch(archive, p, `has sha256 ${sum.slice(0, 12)}…, the manifest says ${p.sha256.slice(0, 12)}…`);
+      },
+    };
+  }, { signal: o.signal, onBytes: o.onBytes });
+  return files;
+}
+
+/** Reads the manifest, checks the member list, then checks every part's size and sha256 (no extraction). */
+export async function checkArchive(archive: string, o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<CheckedArchive> {
+  const manifest = await readManifest(archive);
+  const members = await listMembers(archive);
+  checkMembers(archive, members, manifest);
+  await checkPass(archive, manifest, o);
+  return { manifest, members, files: {} };
+}
+
+/**
+ * Extracts the parts into `dir` (created 0700) after rejecting unsafe or unexpected members, checking sizes and
+ * sha256 as it writes. On any failure the extracted files are removed.
+ */
+export async function extractArchive(archive: string, dir: string, o: { only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<CheckedArchive> {
+  const manifest = await readManifest(archive);
+  const members = await listMembers(archive);
+  checkMembers(archive, members, manifest);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    const files = await checkPass(archive, manifest, { ...o, extractTo: dir });
+    return { manifest, members, files };
+  } catch (err) {
+    for (const p of manifest.parts) fs.rmSync(path.join(dir, p.file), { force: true });
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+export interface ArchiveInput {
+  /** Member name (flat). */
+  name: string;
+  /** A file to copy in, or bytes (the manifest). */
+  file?: string;
+  data?: Buffer;
+  /** Deflate level for this member: 0 stores (already compressed data), 1 for text. */
+  level: 0 | 1;
+}
+
+/**
+ * Writes a .tar.gz streamed: tar headers and file contents go through one gzip stream whose level changes per
+ * member (stored blocks for dumps and media, level 1 for text). Created with O_EXCL, mode 0600.
+ */
+export async function writeArchive(out: string, members: ArchiveInput[], o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<number> {
+  const ws = fs.createWriteStream(out, { flags: 'wx', mode: 0o600 });
+  const gz = zlib.createGzip({ level: members[0]?.level ?? 1, chunkSize: CHUNK });
+  let written = 0;
+  let failed: Error | undefined;
+  gz.on('data', (c: Buffer) => {
+    written += c.length;
+    if (!ws.write(c)) gz.pause();
+  });
+  ws.on('drain', () => gz.resume());
+  const wsError = new Promise<never>((_, rej) => ws.on('error', (e) => { failed = e; rej(e); }));
+  wsError.catch(() => undefined);
+  const gzError = new Promise<never>((_, rej) => gz.on('error', (e) => { failed = e; rej(e); }));
+  gzError.catch(() => undefined);
+  const push = async (chunk: Buffer) => {
+    if (failed) throw failed;
+    if (o.signal?.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
+    if (!gz.write(chunk)) await Promise.race([once(gz, 'drain'), gzError, wsError]);
+  };
+  let level = members[0]?.level ?? 1;
+  let copied = 0;
+  try {
+    for (const m of members) {
+      if (m.level !== level) {
+        level = m.level;
+        await Promise.race([new Promise<void>((r) => gz.params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => r())), gzError, wsError]);
+      }
+      const size = m.data ? m.data.length : fs.statSync(m.file!).size;
+      await push(tarHeader(m.name, size, Date.now()));
+      let n = 0;
+      if (m.data) { await push(m.data); n = m.data.length; }
+      else {
+        for await (const chunk of fs.createReadStream(m.file!, { highWaterMark: CHUNK, signal: o.signal })) {
+          await push(chunk as Buffer);
+          n += (chunk as Buffer).length;
+          copied += (chunk as Buffer).length;
+          o.onBytes?.(copied);
+        }
+      }
+      if (n !== size) throw new TaskError(`${m.file} changed size while it was archived`);
+      const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+      if (pad) await push(Buffer.alloc(pad));
+    }
+    await push(Buffer.alloc(BLOCK * 2));
+    gz.end();
+    await Promise.race([once(gz, 'end'), gzError, wsError]);
+    ws.end();
+    await Promise.race([once(ws, 'finish'), wsError]);
+  } catch (err) {
+    gz.destroy();
+    ws.destroy();
+    fs.rmSync(out, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOSPC') throw new TaskError(`no space left on the device writing ${out}`, { hint: 'free some space (or prune old backups); nothing was written under the final name', cause: err });
+    throw err;
+  }
+  return written;
+}

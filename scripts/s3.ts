@@ -1,0 +1,175 @@
+// S3 / R2 through the aws CLI: settings from the env, pure argv builders (cp, ls, rm, head-object), and upload with retries and a size check.
+import { CommandError, ExitCode, TaskError } from './errors.ts';
+import type { Cmd, Runner } from './runner.ts';
+
+export interface S3Settings {
+  bucket: string;
+  /** Key prefix, e.g. "odoo/" (kept as written). */
+  prefix: string;
+  /** R2 / MinIO endpoint; unset for AWS. */
+  endpoint?: string;
+  region?: string;
+  profile?: string;
+  /** Progress output only in a terminal; `--only-show-errors` otherwise (cron logs). */
+  terminal: boolean;
+}
+
+type Get = (key: string) => string | undefined;
+
+/** The S3 settings from the environment, or undefined when no bucket is configured (backups stay local). */
+export function s3Settings(get: Get, terminal: boolean): S3Settings | undefined {
+  const bucket = get('S3_BUCKET');
+  if (!bucket) return undefined;
+  return {
+    bucket: bucket.replace(/^s3:\/\//, '').replace(/\/+$/, ''),
+    prefix: get('S3_PREFIX') ?? '',
+    endpoint: get('S3_ENDPOINT'),
+    region: get('S3_REGION'),
+    profile: get('AWS_PROFILE'),
+    terminal,
+  };
+}
+
+/** What is missing for an upload to work, or undefined. Credentials come from the AWS keys, a profile, or the usual aws config files. */
+export function missingCredentials(get: Get, home: string | undefined, exists: (p: string) => boolean): string | undefined {
+  if (get('AWS_ACCESS_KEY_ID') && get('AWS_SECRET_ACCESS_KEY')) return undefined;
+  if (get('AWS_ACCESS_KEY_ID') && !get('AWS_SECRET_ACCESS_KEY')) return 'AWS_SECRET_ACCESS_KEY is not set (AWS_ACCESS_KEY_ID is)';
+  if (get('AWS_PROFILE')) return undefined;
+  if (get('AWS_SHARED_CREDENTIALS_FILE') || get('AWS_CONTAINER_CREDENTIALS_FULL_URI') || get('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI') || get('AWS_WEB_IDENTITY_TOKEN_FILE')) return undefined;
+  if (home && exists(`${home}/.aws/credentials`)) return undefined;
+  return 'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE';
+}
+
+export const objectKey = (s: S3Settings, name: string) => `${s.prefix}${name}.tar.gz`;
+export const s3Url = (s: S3Settings, key: string) => `s3://${s.bucket}/${key}`;
+
+/** Options before the aws subcommand: endpoint and region. */
+function globalArgs(s: S3Settings): string[] {
+  return [...(s.endpoint ? ['--endpoint-url', s.endpoint] : []), ...(s.region ? ['--region', s.region] : [])];
+}
+
+/**
+ * The environment aws gets on top of the task's own: credentials stay there (never on argv); empty AWS
+ * variables are removed (an empty AWS_PROFILE makes aws look for a profile named ""); with a custom
+ * endpoint (R2, MinIO) checksums only when required: aws-cli ≥ 2.23 otherwise sends CRC checksums R2 rejects.
+ */
+export function awsEnv(s: S3Settings, env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_REGION', 'AWS_REGION']) {
+    if (env[k] === '') out[k] = undefined;
+  }
+  if (s.endpoint) {
+    out.AWS_REQUEST_CHECKSUM_CALCULATION = 'when_required';
+    out.AWS_RESPONSE_CHECKSUM_VALIDATION = 'when_required';
+  }
+  return out;
+}
+
+const quietFlags = (s: S3Settings) => (s.terminal ? ['--no-progress'] : ['--no-progress', '--only-show-errors']);
+
+/** Pure argv builders; nothing runs. */
+export const s3 = {
+  /** Upload or download one file (aws uses multipart for big files: the object exists only once complete). */
+  cp: (s: S3Settings, from: string, to: string) => ['aws', ...globalArgs(s), 's3', 'cp', from, to, ...quietFlags(s)],
+  /** Every object under the prefix, as JSON (the CLI follows pagination). */
+  ls: (s: S3Settings) => ['aws', ...globalArgs(s), 's3api', 'list-objects-v2', '--bucket', s.bucket, '--prefix', s.prefix, '--output', 'json'],
+  rm: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3', 'rm', s3Url(s, key), '--only-show-errors'],
+  headObject: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3api', 'head-object', '--bucket', s.bucket, '--key', key, '--output', 'json'],
+};
+
+export interface RemoteObject { key: string; name: string; size: number; modified: string }
+
+/** Turns an aws failure into exit code 8 naming aws's own code (1 transfer failed, 2 skipped, 255 other). */
+export function awsFailure(what: string, err: unknown): TaskError {
+  if (err instanceof CommandError) {
+    const meaning = err.exitCode === 1 ? 'a transfer failed' : err.exitCode === 2 ? 'files were skipped' : err.exitCode === 255 ? 'command or connection error' : 'failed';
+    const last = err.stderrTail.trim().split('\n').filter(Boolean).slice(-1)[0];
+    return new TaskError(`${what}: aws exited with code ${err.exitCode} (${meaning})${last ? `: ${last}` : ''}`, { exitCode: ExitCode.uploadFailed, hint: err.hint, cause: err });
+  }
+  if (err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm)) return err;
+  if (err instanceof TaskError) return new TaskError(`${what}: ${err.message}`, { exitCode: err.exitCode === ExitCode.prerequisite ? ExitCode.prerequisite : ExitCode.uploadFailed, hint: err.hint, cause: err });
+  return new TaskError(`${what}: ${(err as Error).message}`, { exitCode: ExitCode.uploadFailed, cause: err });
+}
+
+const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);
+
+function awsCmd(s: S3Settings, runner: Runner, argv: string[], extra: Partial<Cmd> = {}): Cmd {
+  return { argv, env: awsEnv(s, runner.env), ...extra };
+}
+
+export async function listRemote(runner: Runner, s: S3Settings): Promise<RemoteObject[]> {
+  let r;
+  try {
+    r = await runner.run(awsCmd(s, runner, s3.ls(s), { stdout: 'capture', stderr: 'capture' }));
+  } catch (err) {
+    throw awsFailure(`cannot list s3://${s.bucket}/${s.prefix}`, err);
+  }
+  if (!r.stdout.trim()) return [];
+  const parsed = JSON.parse(r.stdout) as { Contents?: Array<{ Key: string; Size: number; LastModified?: string }> };
+  return (parsed.Contents ?? [])
+    .filter((o) => o.Key.startsWith(s.prefix) && o.Key.endsWith('.tar.gz') && !o.Key.slice(s.prefix.length).includes('/'))
+    .map((o) => ({ key: o.Key, name: o.Key.slice(s.prefix.length).replace(/\.tar\.gz$/, ''), size: o.Size, modified: o.LastModified ?? '' }));
+}
+
+/** Size of an object, or undefined when it does not exist. */
+export async function remoteSize(runner: Runner, s: S3Settings, key: string): Promise<number | undefined> {
+  try {
+    const r = await runner.run(awsCmd(s, runner, s3.headObject(s, key), { stdout: 'capture', stderr: 'capture' }));
+    if (r.dryRun) return undefined;
+    return Number((JSON.parse(r.stdout) as { ContentLength: number }).ContentLength);
+  } catch (err) {
+    if (err instanceof CommandError && /Not Found|404|NoSuchKey/i.test(err.stderrTail)) return undefined;
+    throw awsFailure(`cannot check ${s3Url(s, key)}`, err);
+  }
+}
+
+export interface UploadOptions {
+  attempts?: number;
+  /** Wait before attempt n+1 (ms); default 2 s, 4 s, … */
+  backoffMs?: (attempt: number) => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Uploads a complete local file to its final key with bounded retries, then checks the object's size. */
+export async function uploadFile(runner: Runner, s: S3Settings, file: string, key: string, size: number, o: UploadOptions = {}): Promise<void> {
+  const attempts = o.attempts ?? 3;
+  const backoff = o.backoffMs ?? ((n: number) => 2000 * n);
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const url = s3Url(s, key);
+  let last: TaskError | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      await runner.run(awsCmd(s, runner, s3.cp(s, file, url), { stderr: s.terminal ? 'inherit' : 'capture' }));
+      if (runner.dryRun) return;
+      const remote = await remoteSize(runner, s, key);
+      if (remote !== size) throw new TaskError(`upload of ${url} incomplete: the object has ${remote ?? 'no'} bytes, the file ${size}`, { exitCode: ExitCode.uploadFailed });
+      return;
+    } catch (err) {
+      if (isInterrupt(err)) throw err;
+      last = err instanceof TaskError && err.exitCode === ExitCode.uploadFailed ? err : awsFailure(`upload to ${url} failed`, err);
+      if (last.exitCode === ExitCode.prerequisite) throw last;
+      if (attempt < attempts) {
+        runner.log.warn(`${last.message}; retrying (${attempt + 1}/${attempts})`);
+        await sleep(backoff(attempt));
+        if (runner.signal?.aborted) throw err;
+      }
+    }
+  }
+  throw new TaskError(`${last!.message} (after ${attempts} attempts); the backup stays local`, { exitCode: ExitCode.uploadFailed, hint: last!.hint });
+}
+
+export async function downloadFile(runner: Runner, s: S3Settings, key: string, file: string): Promise<void> {
+  try {
+    await runner.run(awsCmd(s, runner, s3.cp(s, s3Url(s, key), file), { stderr: s.terminal ? 'inherit' : 'capture' }));
+  } catch (err) {
+    throw awsFailure(`download of ${s3Url(s, key)} failed`, err);
+  }
+}
+
+export async function removeRemote(runner: Runner, s: S3Settings, key: string): Promise<void> {
+  try {
+    await runner.run(awsCmd(s, runner, s3.rm(s, key), { stderr: 'capture' }));
+  } catch (err) {
+    throw awsFailure(`cannot delete ${s3Url(s, key)}`, err);
+  }
+}
