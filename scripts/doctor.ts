@@ -105,6 +105,20 @@ export function awsArgs(env: { endpoint?: string; region?: string }, args: strin
 /** Environment for every aws call: R2 rejects the default CRC checksums of newer CLIs (aws/aws-cli#9214); few retries for a quick answer. */
 export const AWS_ENV = { AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required' } as const;
 
+/** The environment of an aws call: AWS_ENV, with the empty AWS_* keys of .env removed (an empty AWS_PROFILE is "profile () not found"). */
+export function awsEnv(values: Readonly<Record<string, string>>, extra: Record<string, string> = {}): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(values)) if (k.startsWith('AWS_') && v === '') out[k] = undefined;
+  return { ...out, ...AWS_ENV, ...extra };
+}
+
+/** An age or period for people: days or hours when long, else what formatDuration says. */
+export function formatAge(ms: number): string {
+  if (ms >= 2 * 86400_000) return `${(ms / 86400_000).toFixed(1)} days`;
+  if (ms >= 2 * 3600_000) return `${(ms / 3600_000).toFixed(1)} hours`;
+  return formatDuration(ms);
+}
+
 const lastLine = (s: string) => s.trim().split('\n').filter(Boolean).slice(-1)[0] ?? '';
 const errText = (err: unknown) => (err instanceof CommandError ? lastLine(err.stderrTail) || err.message : (err as Error).message);
 const projectName = (ctx: TaskContext) => ctx.env.get('COMPOSE_PROJECT_NAME') ?? 'odoo';
@@ -203,7 +217,7 @@ export const checks: Check[] = [
       const key = `${ctx.env.get('S3_PREFIX') ?? ''}.doctor-${d.now.getTime()}`;
       const url = `s3://${bucket}/${key}`;
       const text = `compose-tasks doctor ${d.now.toISOString()}\n`;
-      const base: Omit<Cmd, 'argv'> = { env: { ...AWS_ENV, AWS_MAX_ATTEMPTS: '2' }, stderr: 'capture', timeoutMs: 90_000 };
+      const base: Omit<Cmd, 'argv'> = { env: awsEnv(ctx.env.values, { AWS_MAX_ATTEMPTS: '2' }), stderr: 'capture', timeoutMs: 90_000 };
       const opts = ['--only-show-errors', '--cli-connect-timeout', '10', '--cli-read-timeout', '30'];
       const target = `${where.endpoint ? `${where.endpoint} ` : ''}s3://${bucket}`;
       if (ctx.runner.dryRun) {
@@ -251,9 +265,9 @@ export const checks: Check[] = [
       if (!mtime) return warn(`cron entry installed (${schedule(ctx)}), its log ${log} not written yet`, 'if a scheduled run is already due, check that cron runs: systemctl status cron (or service cron start)');
       const age = d.now.getTime() - mtime.getTime();
       if (period !== undefined && age > allowedAgeMs(period)) {
-        return fail(`cron log ${log} last written ${formatDuration(age)} ago, schedule "${schedule(ctx)}" runs at least every ${formatDuration(period)}`, 'check that the cron daemon runs (systemctl status cron) and read the end of the log');
+        return fail(`cron log ${log} last written ${formatAge(age)} ago, schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`, 'check that the cron daemon runs (systemctl status cron) and read the end of the log');
       }
-      return ok(`cron entry installed (${schedule(ctx)}), log written ${formatDuration(age)} ago`);
+      return ok(`cron entry installed (${schedule(ctx)}), log written ${formatAge(age)} ago`);
     },
   },
   {
@@ -268,9 +282,9 @@ export const checks: Check[] = [
       const age = d.now.getTime() - last.time.getTime();
       const period = cronPeriodMs(schedule(ctx));
       if (!dev && period !== undefined && age > allowedAgeMs(period)) {
-        return fail(`last backup ${last.name} is ${formatDuration(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatDuration(period)}`, 'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup');
+        return fail(`last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`, 'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup');
       }
-      return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatDuration(Math.max(0, age))} old)`);
+      return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatAge(Math.max(0, age))} old)`);
     },
   },
 ];

@@ -125,11 +125,11 @@ export const operatorTasks: AnyTask[] = [
     group: 'setup',
     example: 'tasks storage-reset --yes',
     async run(ctx) {
-      const { awsArgs, AWS_ENV } = await import('./doctor.ts');
+      const { awsArgs, awsEnv } = await import('./doctor.ts');
       const s = devStorage(ctx);
       const url = `s3://${s.bucket}/${s.prefix}`;
       await ctx.confirm({ message: `This deletes every object under ${url} at ${s.endpoint}.` });
-      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'rm', '--recursive', '--only-show-errors', url]), env: AWS_ENV });
+      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'rm', '--recursive', '--only-show-errors', url]), env: awsEnv(ctx.env.values) });
       ctx.log.success(`emptied ${url} at ${s.endpoint}`);
     },
   }),
@@ -139,13 +139,13 @@ export const operatorTasks: AnyTask[] = [
     group: 'setup',
     example: 'tasks storage-seed',
     async run(ctx) {
-      const { awsArgs, AWS_ENV } = await import('./doctor.ts');
+      const { awsArgs, awsEnv } = await import('./doctor.ts');
       const s = devStorage(ctx);
       const dir = path.join(ctx.root, FIXTURES_DIR);
       const files = listFiles(dir);
       if (!files.length) throw usage(`no fixture files in ${FIXTURES_DIR}/`, `put the files the app expects in ${FIXTURES_DIR}/ (sub-folders become key prefixes)`);
       const url = `s3://${s.bucket}/${s.prefix}`;
-      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]), env: AWS_ENV });
+      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]), env: awsEnv(ctx.env.values) });
       ctx.log.success(`uploaded ${files.length} file${files.length > 1 ? 's' : ''} to ${url} at ${s.endpoint}`);
     },
   }),

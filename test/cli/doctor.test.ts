@@ -1,0 +1,156 @@
+// `tasks doctor` through the real CLI against each broken prerequisite, and against a healthy setup (real Docker, real s3rver).
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { renderEnvFromTemplate } from '../../scripts/env.ts';
+import { backupName } from '../../scripts/manifest.ts';
+import { listKeys } from '../harness/s3.ts';
+
+const repo = path.resolve(import.meta.dirname, '../..');
+const dirs: string[] = [];
+
+/** A copy of the project with its own .env (mode 0600 unless told). */
+function project(env: Record<string, string>, o: { mode?: number } = {}): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'doctor-'));
+  dirs.push(dir);
+  for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds', 'storage']) {
+    if (fs.existsSync(path.join(repo, f))) fs.cpSync(path.join(repo, f), path.join(dir, f), { recursive: true });
+  }
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
+  const text = renderEnvFromTemplate(fs.readFileSync(path.join(dir, '.env.template'), 'utf8'), { COMPOSE_PROJECT_NAME: `doctor${process.pid}`, POSTGRES_PASSWORD: 'pw-0123456789abcdef', ...env });
+  fs.writeFileSync(path.join(dir, '.env'), text, { mode: o.mode ?? 0o600 });
+  fs.chmodSync(path.join(dir, '.env'), o.mode ?? 0o600);
+  return dir;
+}
+
+function tasks(dir: string, args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [path.join(dir, 'bin/tasks.mjs'), ...args], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: os.tmpdir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Report { ok: boolean; checks: Array<{ name: string; ok: boolean; status: string; message: string; fix?: string }> }
+const check = (r: Report, name: string) => r.checks.find((c) => c.name === name)!;
+
+/** A port nobody listens on. */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((res) => srv.close(res));
+  return port;
+}
+
+afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+
+describe('tasks doctor', () => {
+  let healthyDir = '';
+  beforeAll(() => { healthyDir = project({}); });
+
+  it('with no docker binary on PATH says so with the install hint and exits 6', () => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'onlynode-'));
+    dirs.push(bin);
+    fs.symlinkSync(process.execPath, path.join(bin, 'node'));
+    const r = tasks(healthyDir, ['doctor'], { PATH: bin });
+    expect(r.code).toBe(6);
+    expect(r.stdout).toMatch(/^\[FAIL\] docker +docker not found on PATH$/m);
+    expect(r.stdout).toMatch(/fix: install Docker Engine: https:\/\/docs\.docker\.com\/engine\/install\//);
+    expect(r.stdout).toMatch(/^\[skip\] engine +needs docker$/m);
+    expect(r.stderr).toContain('error: doctor: 1 check failed (docker)');
+  });
+
+  it('with the engine down (docker info cannot connect) says the engine is not running and how to start it', () => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'enginedown-'));
+    dirs.push(bin);
+    // The one fault that cannot be produced without stopping this machine's daemon: docker answers like a stopped engine.
+    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2\nexit 1\n', { mode: 0o755 });
+    const r = tasks(healthyDir, ['doctor', '--json'], { PATH: `${bin}:${process.env.PATH}` });
+    expect(r.code).toBe(6);
+    const report = JSON.parse(r.stdout) as Report;
+    expect(report.ok).toBe(false);
+    expect(check(report, 'engine')).toMatchObject({ ok: false, message: 'the Docker engine is not running' });
+    expect(check(report, 'engine').fix).toContain('sudo systemctl start docker');
+    expect(check(report, 'docker').ok).toBe(true);
+  });
+
+  it('refuses an invalid APP_ENV in .env with exit 4 and names the allowed values', () => {
+    const dir = project({ APP_ENV: 'prod' });
+    const r = tasks(dir, ['doctor']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('APP_ENV must be one of development, staging, production, not "prod"');
+  });
+
+  it('reports a missing password in .env, naming the key and the file to fix', () => {
+    const dir = project({ POSTGRES_PASSWORD: '' });
+    const r = tasks(dir, ['doctor', '--json']);
+    expect(r.code).toBe(6);
+    const env = check(JSON.parse(r.stdout) as Report, 'env');
+    expect(env.ok).toBe(false);
+    expect(env.message).toBe('invalid environment (development): POSTGRES_PASSWORD is missing');
+    expect(env.fix).toBe('fix .env (every key is documented in .env.template)');
+  });
+
+  it('reports a world-readable .env with the chmod that fixes it', () => {
+    const dir = project({}, { mode: 0o644 });
+    const r = tasks(dir, ['doctor']);
+    expect(r.code).toBe(6);
+    expect(r.stdout).toMatch(/^\[FAIL\] env-permissions +\.env readable by other users \(it holds passwords\)$/m);
+    expect(r.stdout).toContain('fix: chmod 600 .env');
+  });
+
+  it('reports an unreachable S3 endpoint (a closed port) with the endpoint to check', async () => {
+    const port = await closedPort();
+    const dir = project({ S3_BUCKET: 'backups', S3_ENDPOINT: `http://127.0.0.1:${port}`, S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+    const r = tasks(dir, ['doctor', '--json']);
+    expect(r.code).toBe(6);
+    const s3 = check(JSON.parse(r.stdout) as Report, 's3');
+    expect(s3.ok).toBe(false);
+    expect(s3.message).toContain(`http://127.0.0.1:${port} s3://backups: cannot write a test object`);
+    expect(s3.fix).toBe(`check S3_ENDPOINT (http://127.0.0.1:${port}) and the network`);
+    expect(r.stdout + r.stderr).not.toContain('S3RVER"');
+  });
+
+  it('in staging flags a missing cron entry and a backup older than the schedule', () => {
+    const dir = project({ APP_ENV: 'staging', COMPOSE_PROJECT_NAME: `nocron${process.pid}`, BACKUP_CRON: '0 2 * * *' });
+    fs.mkdirSync(path.join(dir, 'backup'));
+    const old = backupName(`nocron${process.pid}`, new Date(Date.now() - 10 * 86400_000));
+    fs.writeFileSync(path.join(dir, 'backup', `${old}.tar.gz`), 'x'.repeat(1000));
+    const r = tasks(dir, ['doctor', '--json']);
+    expect(r.code).toBe(6);
+    const report = JSON.parse(r.stdout) as Report;
+    expect(check(report, 'last-backup').ok).toBe(false);
+    expect(check(report, 'last-backup').message).toBe(`last backup ${old} is 10.0 days old; the schedule "0 2 * * *" runs at least every 24.0 hours`);
+    expect(check(report, 'last-backup').fix).toContain('tasks backup');
+    const cron = check(report, 'cron');
+    expect(cron.ok).toBe(false);
+    expect(cron.fix).toMatch(/tasks cron-install/);
+  });
+
+  it('passes on a healthy setup: Docker running here, a reachable bucket (real s3rver), a recent backup', async () => {
+    const s3 = inject('s3');
+    const prefix = `doctor-${process.pid}/`;
+    const dir = project({ S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey });
+    fs.mkdirSync(path.join(dir, 'backup'));
+    const name = backupName(`doctor${process.pid}`, new Date(Date.now() - 3600_000));
+    fs.writeFileSync(path.join(dir, 'backup', `${name}.tar.gz`), 'x'.repeat(4096));
+    const r = tasks(dir, ['doctor', '--json']);
+    const report = JSON.parse(r.stdout) as Report;
+    for (const name of ['docker', 'compose', 'engine', 'node', 'env', 'env-permissions', 'disk', 's3', 'last-backup']) {
+      expect(check(report, name), `${name}: ${check(report, name).message}`).toMatchObject({ ok: true, status: 'ok' });
+    }
+    expect(check(report, 's3').message).toContain('write, read and delete of a test object work');
+    expect(check(report, 'disk').message).toMatch(/free, twice the last backup is 8\.0 KB$/);
+    expect(report.ok).toBe(true);
+    expect(r.code).toBe(0);
+    // The test object is gone again.
+    expect(await listKeys(s3, prefix)).toEqual([]);
+  });
+});
