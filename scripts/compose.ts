@@ -127,7 +127,21 @@ export function flavorKey(env: Record<string, string | undefined>): string {
   return crypto.createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 }
 
+/** Whether an executable named `name` is in one of PATH's directories (no process started). */
+export function onPath(name: string, pathVar: string): boolean {
+  return pathVar.split(path.delimiter).filter(Boolean).some((d) => {
+    try { fs.accessSync(path.join(d, name), fs.constants.X_OK); return true; } catch { return false; }
+  });
+}
+
 export async function detectFlavor(probe: Runner, env: Record<string, string | undefined>, cacheDir?: string): Promise<Flavor> {
+  // docker-compose v1 runs without the docker CLI, but the tasks need it (inspect, health): say so first.
+  if (env.PATH !== undefined && !onPath('docker', env.PATH)) {
+    throw new TaskError('Docker is not installed: no `docker` command on PATH', {
+      exitCode: ExitCode.prerequisite,
+      hint: `install Docker (https://docs.docker.com/engine/install/) or add its directory to PATH (PATH=${env.PATH})`,
+    });
+  }
   const forced = env.COMPOSE_CMD?.trim();
   if (forced) {
     if (forced === 'docker compose' || forced === 'v2') return 'v2';
