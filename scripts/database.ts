@@ -53,7 +53,7 @@ async function seedFiles(ctx: TaskContext): Promise<string[]> {
 /** One seed file, in one transaction, stopping at the first error. */
 async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, file: string, database: string): Promise<void> {
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
-  const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true }), { stdout: 'ignore', stderr: 'capture' });
+  const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true, file: '-' }), { stdout: 'ignore', stderr: 'capture' });
   const cmd: Cmd = file.endsWith('.gz')
     ? { ...psql, argv: ['bash', '-c', 'set -o pipefail; gzip -dc < "$1" | "${@:2}"', 'bash', file, ...psql.argv] }
     : { ...psql, stdin: { file } };
@@ -64,7 +64,7 @@ async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').
     if (e instanceof TaskError && e.name === 'CommandError') {
       const tail = (e as import('./errors.ts').CommandError).stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
       const line = tail.find((l) => /ERROR:|error:/.test(l)) ?? tail.at(-1) ?? '';
-      throw new TaskError(`seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ')}`, { exitCode: e.exitCode });
+      throw new TaskError(`seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`, { exitCode: e.exitCode });
     }
     throw e;
   }

@@ -491,7 +491,7 @@ export async function restoreDump(ctx: PgContext, t: PgTarget, o: { file: string
     await ctx.runner.run(rmCmd);
     return;
   }
-  const psql = clientCmd(project, t, 'psql', psqlArgs({ database: o.database, singleTransaction: true }), { stdout: 'ignore', stderr: 'capture' });
+  const psql = clientCmd(project, t, 'psql', psqlArgs({ database: o.database, singleTransaction: true, file: '-' }), { stdout: 'ignore', stderr: 'capture' });
   if (format === 'plain') {
     await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, { ...psql, stdin: { file: o.file } }, o.file));
     return;
@@ -510,7 +510,7 @@ async function runRestore(ctx: PgContext, t: PgTarget, cmd: Cmd, file: string): 
     if (e instanceof CommandError) {
       const lines = e.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
       const first = lines.find((l) => /error:|ERROR:|gzip:|unexpected end|invalid/i.test(l)) ?? lines.at(-1) ?? '';
-      throw new TaskError(`restoring ${file} failed: ${first.replace(/^(pg_restore|psql): error: /, '').replace(/^psql:[^:]*:\d+: /, '')}`, { exitCode: e.exitCode, hint: e.hint });
+      throw new TaskError(`restoring ${file} failed: ${first.replace(/^(pg_restore|psql): error: /, '').replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`, { exitCode: e.exitCode, hint: e.hint });
     }
     throw e;
   }
