@@ -1,0 +1,117 @@
+// The PostgreSQL argv builders and target parsing, to the exact argument; no password ever on argv.
+import { describe, expect, it } from 'vitest';
+import { assertDumpCompatible, clientCmd, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
+import { expandVars, fileStamp } from '../../scripts/database.ts';
+import type { ComposeProject } from '../../scripts/compose.ts';
+import { ExitCode, TaskError } from '../../scripts/errors.ts';
+
+const v2: ComposeProject = { flavor: 'v2', root: '/srv/app', files: ['compose/compose.yaml'] };
+const v1: ComposeProject = { flavor: 'v1', root: '/srv/app', files: [] };
+const composeT: PgTarget = { mode: 'compose', service: 'db', user: 'odoo', password: 's3cret-pw', database: 'odoo' };
+const urlT = parseDatabaseUrl('postgres://app:p%40ss%2Fword@db.example.com:6543/shop?sslmode=require');
+
+function envOf(values: Record<string, string>) {
+  return { env: { get: (k: string) => values[k] || undefined } } as unknown as Parameters<typeof pgTarget>[0];
+}
+
+describe('targets', () => {
+  it('URL mode when DATABASE_URL is set: the password is kept apart and the URL shown has none', () => {
+    expect(urlT).toEqual({ mode: 'url', host: 'db.example.com', port: 6543, user: 'app', password: 'p@ss/word', database: 'shop', url: 'postgres://app@db.example.com:6543/shop?sslmode=require', sslmode: 'require' });
+    expect(pgTarget(envOf({ DATABASE_URL: 'postgresql://u:pw@h/d' }))).toMatchObject({ mode: 'url', host: 'h', port: 5432, user: 'u', password: 'pw', database: 'd' });
+  });
+
+  it('compose mode otherwise, from DB_SERVICE (default db) and POSTGRES_USER/PASSWORD/DB', () => {
+    expect(pgTarget(envOf({ POSTGRES_USER: 'odoo', POSTGRES_PASSWORD: 'x', POSTGRES_DB: 'prod' }))).toEqual({ mode: 'compose', service: 'db', user: 'odoo', password: 'x', database: 'prod' });
+    expect(pgTarget(envOf({ DB_SERVICE: 'postgres', POSTGRES_USER: 'u', POSTGRES_DB: 'd' }))).toMatchObject({ service: 'postgres' });
+  });
+
+  it('a bad DATABASE_URL is an invalid environment naming what to fix', () => {
+    for (const bad of ['not a url', 'mysql://u:p@h/d', 'postgres://h/d', 'postgres://u:p@h/']) {
+      try {
+        parseDatabaseUrl(bad);
+        expect.unreachable(bad);
+      } catch (e) {
+        expect(e).toBeInstanceOf(TaskError);
+        expect((e as TaskError).exitCode).toBe(ExitCode.invalidEnv);
+        expect((e as TaskError).message).toMatch(/DATABASE_URL/);
+      }
+    }
+  });
+});
+
+describe('argv builders', () => {
+  it('pg_dump: custom by default, plain without owner/ACL statements, gzip through pg_dump itself', () => {
+    expect(pgDumpArgs({ database: 'odoo', format: 'custom' })).toEqual(['--format=custom', '--dbname', 'odoo']);
+    expect(pgDumpArgs({ database: 'odoo', format: 'plain' })).toEqual(['--format=plain', '--no-owner', '--no-acl', '--dbname', 'odoo']);
+    expect(pgDumpArgs({ database: 'odoo', format: 'plain-gz' })).toEqual(['--format=plain', '--no-owner', '--no-acl', '--compress=6', '--dbname', 'odoo']);
+    expect(['x.dump', 'x.sql', 'x.SQL.GZ', 'x.backup'].map(formatFromName)).toEqual(['custom', 'plain', 'plain-gz', 'custom']);
+  });
+
+  it('pg_restore: no owner, no ACL, as the app role, stop at the first error, parallel only when asked', () => {
+    expect(pgRestoreArgs({ database: 'tmp', role: 'odoo' })).toEqual(['--no-owner', '--no-acl', '--role=odoo', '--exit-on-error', '--dbname', 'tmp']);
+    expect(pgRestoreArgs({ database: 'tmp', role: 'odoo', jobs: 1 })).toEqual(['--no-owner', '--no-acl', '--role=odoo', '--exit-on-error', '--dbname', 'tmp']);
+    expect(pgRestoreArgs({ database: 'tmp', role: 'odoo', jobs: 4, file: '/tmp/x.dump' })).toEqual(['--no-owner', '--no-acl', '--role=odoo', '--exit-on-error', '--jobs', '4', '--dbname', 'tmp', '/tmp/x.dump']);
+  });
+
+  it('psql: no psqlrc, ON_ERROR_STOP, optional single transaction, queries unaligned and quiet', () => {
+    expect(psqlArgs({ database: 'odoo', command: 'SELECT 1', query: true })).toEqual(['-XAtq', '-v', 'ON_ERROR_STOP=1', '--dbname', 'odoo', '-c', 'SELECT 1']);
+    expect(psqlArgs({ database: 'odoo', singleTransaction: true, file: '-' })).toEqual(['-X', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--dbname', 'odoo', '--file', '-']);
+    expect(psqlArgs({ database: 'postgres', command: ['SELECT 1', 'SELECT 2'] })).toEqual(['-X', '-v', 'ON_ERROR_STOP=1', '--dbname', 'postgres', '-c', 'SELECT 1', '-c', 'SELECT 2']);
+  });
+
+  it('compose mode: exec -T in the db service, -U the app user, no password anywhere', () => {
+    const cmd = clientCmd(v2, composeT, 'pg_dump', pgDumpArgs({ database: 'odoo', format: 'custom' }), { stdout: { file: '/b/x.dump.tmp-1', mode: 0o600 } });
+    expect(cmd).toEqual({
+      argv: ['docker', 'compose', '--project-directory', '/srv/app', '-f', 'compose/compose.yaml', 'exec', '-T', 'db', 'pg_dump', '--username', 'odoo', '--format=custom', '--dbname', 'odoo'],
+      stdout: { file: '/b/x.dump.tmp-1', mode: 0o600 },
+    });
+    expect(clientCmd(v1, composeT, 'pg_restore', ['--list'], { connect: false, stdin: { file: '/b/x.dump' } })).toEqual({
+      argv: ['docker-compose', '--project-directory', '/srv/app', 'exec', '-T', 'db', 'pg_restore', '--list'],
+      stdin: { file: '/b/x.dump' },
+    });
+    expect(clientCmd(v2, composeT, 'psql', ['--dbname', 'odoo'], { tty: true }).argv).toEqual(['docker', 'compose', '--project-directory', '/srv/app', '-f', 'compose/compose.yaml', 'exec', 'db', 'psql', '--username', 'odoo', '--dbname', 'odoo']);
+    expect(JSON.stringify(cmd)).not.toContain('s3cret-pw');
+    expect(() => clientCmd(undefined, composeT, 'psql', [])).toThrow(/compose project/);
+  });
+
+  it('URL mode: the host tool with host, port and user; the password only in PGPASSWORD; never prompts', () => {
+    const cmd = clientCmd(undefined, urlT, 'pg_dump', pgDumpArgs({ database: 'shop', format: 'custom' }));
+    expect(cmd).toEqual({
+      argv: ['pg_dump', '--host', 'db.example.com', '--port', '6543', '--username', 'app', '--no-password', '--format=custom', '--dbname', 'shop'],
+      env: { PGPASSWORD: 'p@ss/word', PGSSLMODE: 'require', PGCONNECT_TIMEOUT: '10' },
+    });
+    expect(cmd.argv.join(' ')).not.toContain('p@ss');
+    expect(clientCmd(undefined, urlT, 'psql', ['--dbname', 'shop'], { prompt: true }).argv).toEqual(['psql', '--host', 'db.example.com', '--port', '6543', '--username', 'app', '--dbname', 'shop']);
+    expect(clientCmd(undefined, urlT, 'pg_restore', ['--list', 'x.dump'], { connect: false })).toEqual({ argv: ['pg_restore', '--list', 'x.dump'] });
+  });
+});
+
+describe('versions', () => {
+  it('reads majors from tool output and server strings', () => {
+    expect(parseVersion('pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)'.replace(/^[^)]*\)/, ''))).toEqual({ major: 15, text: '15.20' });
+    expect(parseVersion('9.6.24')).toEqual({ major: 9.6, text: '9.6' });
+    expect(parseVersion('17beta1')).toEqual({ major: 17, text: '17' });
+  });
+
+  it('refuses an older pg_dump and a dump from a newer major, naming both versions', () => {
+    const server = { major: 15, text: '15.4' };
+    expect(() => assertDumpCompatible({ server, pgDump: { major: 15, text: '15.1' } })).not.toThrow();
+    expect(() => assertDumpCompatible({ server, pgDump: { major: 16, text: '16.2' } })).not.toThrow();
+    expect(() => assertDumpCompatible({ server, dumpedFrom: { major: 14, text: '14.9' } })).not.toThrow();
+    expect(() => assertDumpCompatible({ server, pgDump: { major: 13, text: '13.9' } })).toThrow(/pg_dump 13\.9 is older than the PostgreSQL 15\.4 server/);
+    expect(() => assertDumpCompatible({ server, dumpedFrom: { major: 16, text: '16.1' }, file: 'x.dump' })).toThrow(/x\.dump was dumped from PostgreSQL 16\.1, newer than the target server PostgreSQL 15\.4/);
+    try { assertDumpCompatible({ server, pgDump: { major: 12, text: '12.0' } }); } catch (e) { expect((e as TaskError).exitCode).toBe(ExitCode.prerequisite); }
+  });
+});
+
+describe('database task helpers', () => {
+  it('expands ${VAR} and ${VAR:-default} in the configured migrate command', () => {
+    const get = (k: string) => ({ POSTGRES_DB: 'odoo' } as Record<string, string>)[k];
+    expect(expandVars('--database=${POSTGRES_DB}', get)).toBe('--database=odoo');
+    expect(expandVars('${MISSING:-fallback}/${MISSING}', get)).toBe('fallback/');
+  });
+
+  it('names files with a UTC timestamp', () => {
+    expect(fileStamp(new Date('2024-05-01T02:03:04.567Z'))).toBe('2024-05-01_02-03-04');
+  });
+});
