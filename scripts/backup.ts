@@ -1,4 +1,683 @@
-// Backup tasks: backup, backups, verify, prune, upload, download.
-import type { AnyTask } from './define.ts';
+// Backup tasks: backup, backups, verify, prune, upload, download (plus the helpers restore uses to find and fetch a backup).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { defineTask, type AnyTask, type BackupPart, type TaskContext } from './define.ts';
+import { ExitCode, TaskError, usage } from './errors.ts';
+import { abortError } from './runner.ts';
+import { backupName, parseBackupName, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ManifestPart } from './manifest.ts';
+import { formatBytes, formatDuration } from './log.ts';
+import type { S3Settings, RemoteObject } from './s3.ts';
+import type { PrunePlan } from './retention.ts';
 
-export const backupTasks: AnyTask[] = [];
+// Heavier modules load only when a backup task runs (`tasks --list` start-up stays fast).
+const mods = {
+  archive: () => import('./archive.ts'),
+  s3: () => import('./s3.ts'),
+  pg: () => import('./postgres.ts'),
+  lock: () => import('./lock.ts'),
+  notify: () => import('./notify.ts'),
+  retention: () => import('./retention.ts'),
+  compose: () => import('./compose.ts'),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Where backups are
+
+export function backupDir(ctx: Pick<TaskContext, 'root' | 'env'>): string {
+  return path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
+}
+
+export const archiveFile = (dir: string, name: string) => path.join(dir, `${name}.tar.gz`);
+
+/** A backup name from what a user typed: the name, its file name or a path to it. */
+export function normalizeName(arg: string): string {
+  const name = path.basename(arg.trim()).replace(/\.tar\.gz$/, '');
+  if (!parseBackupName(name)) throw usage(`"${arg}" is not a backup name (expected <project>_backup_YYYY-MM-DD_HH-MM-SS)`, 'list them with: tasks backups');
+  return name;
+}
+
+export interface LocalBackup { name: string; file: string; size: number; time: Date; project: string }
+
+/** Complete local archives (temporary files never count), newest first. */
+export function localBackups(dir: string): LocalBackup[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: LocalBackup[] = [];
+  for (const f of names) {
+    if (!f.endsWith('.tar.gz')) continue;
+    const p = parseBackupName(f);
+    if (!p) continue;
+    const file = path.join(dir, f);
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st?.isFile()) continue;
+    out.push({ name: p.name, file, size: st.size, time: p.time, project: p.project });
+  }
+  return out.sort((a, b) => b.time.getTime() - a.time.getTime());
+}
+
+export interface VerifiedRecord { at: string; restoreTest: boolean }
+const VERIFIED = '.verified.json';
+
+export function readVerified(dir: string): Record<string, VerifiedRecord> {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, VERIFIED), 'utf8')) as Record<string, VerifiedRecord>;
+  } catch {
+    return {};
+  }
+}
+
+export function recordVerified(dir: string, name: string, restoreTest: boolean, at = new Date()): void {
+  const all = readVerified(dir);
+  all[name] = { at: at.toISOString(), restoreTest };
+  const tmp = path.join(dir, `${VERIFIED}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, path.join(dir, VERIFIED));
+}
+
+async function s3For(ctx: TaskContext): Promise<S3Settings | undefined> {
+  return (await mods.s3()).s3Settings((k) => ctx.env.get(k), ctx.log.isTTY);
+}
+
+function credentialsProblem(ctx: TaskContext, s3m: typeof import('./s3.ts')): string | undefined {
+  return s3m.missingCredentials((k) => ctx.env.get(k), ctx.env.get('HOME') ?? os.homedir(), (p) => fs.existsSync(p));
+}
+
+/** S3 settings that must work (download, upload): explains what is missing with exit code 4. */
+async function requireS3(ctx: TaskContext): Promise<S3Settings> {
+  const s3m = await mods.s3();
+  const s = await s3For(ctx);
+  if (!s) throw new TaskError('S3_BUCKET is not set: there is no remote storage', { exitCode: ExitCode.invalidEnv, hint: `set S3_BUCKET (and S3_ENDPOINT for R2/MinIO) in ${ctx.env.fileToFix}` });
+  const missing = credentialsProblem(ctx, s3m);
+  if (missing) throw new TaskError(missing, { exitCode: ExitCode.invalidEnv, hint: `set them in ${ctx.env.fileToFix} (documented in .env.template)` });
+  return s;
+}
+
+/** Turns an interruption seen by Node streams (AbortError) into exit 130/143. */
+function interrupted(ctx: TaskContext, err: unknown): unknown {
+  if (ctx.signal.aborted) return abortError(ctx.signal);
+  return err;
+}
+
+/** A throttled progress reporter: a live line in a terminal, a timestamped line every 10 s otherwise. */
+function progress(ctx: TaskContext, label: string, total?: number): (bytes: number) => void {
+  const started = Date.now();
+  let last = 0;
+  const every = ctx.log.isTTY ? 250 : 10_000;
+  return (bytes) => {
+    const now = Date.now();
+    if (now - last < every) return;
+    last = now;
+    ctx.log.emit({ kind: 'progress', label, bytes, ...(total ? { total } : {}), elapsedMs: now - started });
+  };
+}
+
+/**
+ * A local archive for a backup name, downloading it (checksum-verified) when it is only in S3.
+ * Used by restore. Returns the archive path and whether it was downloaded.
+ */
+export async function fetchBackup(ctx: TaskContext, nameArg: string): Promise<{ file: string; downloaded: boolean }> {
+  const dir = backupDir(ctx);
+  const name = nameArg === 'latest' ? latestName(ctx, dir) : normalizeName(nameArg);
+  const file = archiveFile(dir, name);
+  if (fs.existsSync(file)) return { file, downloaded: false };
+  const s = await s3For(ctx);
+  if (!s) throw new TaskError(`backup ${name} is not in ${dir}`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups (S3_BUCKET is not set, so only local backups exist)' });
+  await downloadBackup(ctx, name);
+  return { file, downloaded: true };
+}
+
+function latestName(ctx: TaskContext, dir: string): string {
+  const project = ctx.env.get('COMPOSE_PROJECT_NAME');
+  const found = localBackups(dir).find((b) => !project || b.project === project);
+  if (!found) throw new TaskError(`no local backup in ${dir}`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
+  return found.name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parts
+
+/** `--only db,addons` → the parts declared in tasks.ts, in their order ("db" means the database part). */
+export function selectParts(all: readonly BackupPart[], only: string | undefined): BackupPart[] {
+  if (!only) return [...all];
+  const wanted = only.split(',').map((s) => s.trim()).filter(Boolean);
+  const out: BackupPart[] = [];
+  for (const w of wanted) {
+    const p = all.find((x) => x.name === w || (w === 'db' && x.kind === 'database'));
+    if (!p) throw usage(`--only: no backup part "${w}"`, `parts: ${all.map((x) => x.name).join(', ')}`);
+    if (!out.includes(p)) out.push(p);
+  }
+  return all.filter((p) => out.includes(p));
+}
+
+const memberName = (p: BackupPart) => (p.kind === 'database' ? `${p.name}.dump` : `${p.name}.tar`);
+
+/** `tar -C <dir> -cf - .` run by the host, the service (exec -T) or a one-off container of the service (run --rm). */
+async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'database' }>): Promise<string[]> {
+  const tarArgs = (dir: string) => ['-C', dir, '-cf', '-', '.'];
+  if (p.kind === 'path') {
+    const abs = path.resolve(ctx.root, p.path);
+    if (!fs.existsSync(abs)) throw new TaskError(`backup part ${p.name}: ${abs} does not exist`, { exitCode: ExitCode.prerequisite, hint: 'fix backupParts in tasks.ts or create the folder' });
+    return ['tar', ...tarArgs(abs)];
+  }
+  const { compose, containerStates } = await mods.compose();
+  const project = await ctx.compose();
+  const states = await containerStates(ctx.probe, project, [p.service]).catch(() => []);
+  if (states.some((s) => s.status === 'running')) return compose.exec(project, p.service, ['tar', ...tarArgs(p.path)]);
+  ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
+  return compose.run(project, p.service, tarArgs(p.path), { noDeps: true, entrypoint: 'tar' });
+}
+
+async function producePart(ctx: TaskContext, p: BackupPart, staging: string): Promise<ManifestPart> {
+  const file = path.join(staging, memberName(p));
+  const started = Date.now();
+  if (p.kind === 'database') {
+    const pg = await mods.pg();
+    const t = pg.pgTarget(ctx);
+    await pg.dumpDatabase(ctx, t, { file, format: 'custom' }); // checked with a full read (pg_restore -f /dev/null) before it is kept
+  } else {
+    const argv = await partCommand(ctx, p);
+    let r;
+    try {
+      r = await ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
+    } catch (err) {
+      fs.rmSync(file, { force: true });
+      if (err instanceof TaskError && err.exitCode !== ExitCode.sigint && err.exitCode !== ExitCode.sigterm && err.exitCode !== ExitCode.prerequisite) {
+        const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
+        throw new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
+      }
+      throw err;
+    }
+    if (r.code === 1) ctx.log.warn(`backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`);
+  }
+  if (ctx.global.dryRun) return { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size: 0, sha256: '' };
+  const { hashFile } = await mods.archive();
+  const { size, sha256 } = await hashFile(file, ctx.signal);
+  if (p.kind !== 'database' && size < 1024) throw new TaskError(`backup part ${p.name}: tar wrote ${size} bytes, not a tar archive`);
+  ctx.log.step(`${p.name}: ${formatBytes(size)} in ${formatDuration(Date.now() - started)}`);
+  const mp: ManifestPart = { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size, sha256 };
+  if (p.kind === 'volume') { mp.service = p.service; mp.path = p.path; if (p.owner) mp.owner = p.owner; }
+  if (p.kind === 'path') mp.path = p.path;
+  return mp;
+}
+
+/** Service → image id of the running containers (empty without Docker). */
+async function imageIds(ctx: TaskContext): Promise<Record<string, string>> {
+  try {
+    const { compose } = await mods.compose();
+    const project = await ctx.compose();
+    const ids = (await ctx.probe.run({ argv: compose.psIds(project), stdout: 'capture', stderr: 'capture' })).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    if (!ids.length) return {};
+    const r = await ctx.probe.run({ argv: ['docker', 'inspect', '--format', '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Image}}', ...ids], stdout: 'capture', stderr: 'capture' });
+    const out: Record<string, string> = {};
+    for (const line of r.stdout.split('\n')) {
+      const [svc, id] = line.split('\t');
+      if (svc && id) out[svc] = id;
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+async function gitCommit(ctx: TaskContext): Promise<string | undefined> {
+  try {
+    const r = await ctx.probe.run({ argv: ['git', '-C', ctx.root, 'rev-parse', 'HEAD'], stdout: 'capture', stderr: 'capture' });
+    return r.stdout.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function toolInfo(root: string): { name: string; version: string } {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name?: string; version?: string };
+    return { name: pkg.name ?? 'compose-tasks', version: pkg.version ?? '0.0.0' };
+  } catch {
+    return { name: 'compose-tasks', version: 'unknown' };
+  }
+}
+
+/** Leftovers of a killed run (we hold the lock, so nobody is writing them). */
+function removeStale(ctx: TaskContext, dir: string): void {
+  for (const f of fs.readdirSync(dir)) {
+    if (f.startsWith('.tmp-') || f.endsWith('.tar.gz.tmp')) {
+      fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+      ctx.log.info(`removed ${f}, left by an interrupted run`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup
+
+export interface BackupResult { name: string; file: string; size: number; uploaded: boolean }
+
+export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean }): Promise<BackupResult> {
+  const started = Date.now();
+  const dryRun = ctx.global.dryRun;
+  const project = ctx.env.require('COMPOSE_PROJECT_NAME');
+  const reason = o.reason ?? 'manual';
+  const parts = selectParts(ctx.config.backupParts, o.only);
+  if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
+  const dir = backupDir(ctx);
+  const notifyMod = await mods.notify();
+  const ns = notifyMod.notifySettings((k) => ctx.env.get(k), dryRun);
+  const s3m = await mods.s3();
+  const s3s = await s3For(ctx);
+  const name = backupName(project, new Date());
+  const final = archiveFile(dir, name);
+  let size = 0;
+  let uploaded = false;
+  await notifyMod.pingStart(ctx.log, ns);
+  try {
+    if (!dryRun) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (o.lock !== false) {
+        const lock = await (await mods.lock()).acquireLock(path.join(dir, '.lock'), { what: 'backup' });
+        ctx.onCleanup(() => lock.release());
+        removeStale(ctx, dir);
+      }
+    }
+    const staging = path.join(dir, `.tmp-${name}`);
+    const tmp = `${final}.tmp`;
+    ctx.onCleanup(() => {
+      fs.rmSync(staging, { recursive: true, force: true });
+      fs.rmSync(tmp, { force: true });
+    });
+    if (!dryRun) fs.mkdirSync(staging, { mode: 0o700 });
+
+    const pg = await mods.pg();
+    const t = pg.pgTarget(ctx);
+    let serverVersion: string | undefined;
+    let pgDumpVersion: string | undefined;
+    if (parts.some((p) => p.kind === 'database')) {
+      const server = await pg.serverVersion(ctx, t, t.database);
+      const client = await pg.clientVersion(ctx, t, 'pg_dump');
+      pg.assertDumpCompatible({ server, pgDump: client });
+      serverVersion = server.text;
+      pgDumpVersion = client.text;
+    }
+    ctx.log.step(`backup ${name}: ${parts.map((p) => p.name).join(', ')}${dryRun ? ' (dry run)' : ''}`);
+    // Parts are produced side by side (pg_dump and tar on different cores); every one finishes before we judge.
+    const settled = await Promise.allSettled(parts.map((p) => producePart(ctx, p, staging)));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    const manifestParts = settled.map((s) => (s as PromiseFulfilledResult<ManifestPart>).value);
+    const needsDocker = t.mode === 'compose' || parts.some((p) => p.kind === 'volume');
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      name,
+      createdAt: parseBackupName(name)!.time.toISOString(),
+      appEnv: ctx.env.appEnv,
+      project,
+      database: t.database,
+      ...(serverVersion ? { serverVersion } : {}),
+      ...(pgDumpVersion ? { pgDumpVersion } : {}),
+      images: needsDocker ? await imageIds(ctx) : {},
+      ...(await gitCommit(ctx).then((c) => (c ? { gitCommit: c } : {}))),
+      tool: toolInfo(ctx.root),
+      reason,
+      parts: manifestParts,
+    };
+    if (dryRun) {
+      ctx.log.info(`[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`);
+      return { name, file: final, size: 0, uploaded: false };
+    }
+
+    const { writeArchive, checkArchive, worthCompressing } = await mods.archive();
+    const total = manifestParts.reduce((n, p) => n + p.size, 0);
+    ctx.log.step(`writing ${path.basename(final)}`);
+    await writeArchive(tmp, [
+      { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
+      ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: (p.format === 'pg_dump-custom' || !worthCompressing(path.join(staging, p.file)) ? 0 : 1) as 0 | 1 })),
+    ], { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) });
+    ctx.log.step('checking the archive: every part\'s size and sha256');
+    size = fs.statSync(tmp).size;
+    await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, final);
+    fs.rmSync(staging, { recursive: true, force: true });
+    recordVerified(dir, name, false);
+    ctx.log.success(`${final}: ${formatBytes(size)}, checked`);
+
+    if (s3s) {
+      const missing = credentialsProblem(ctx, s3m);
+      if (missing) {
+        throw new TaskError(`the upload did not happen: ${missing}; the backup stays local (${final})`, { exitCode: ExitCode.uploadFailed, hint: `set them in ${ctx.env.fileToFix} (documented in .env.template), then: tasks upload ${name}` });
+      }
+      const key = s3m.objectKey(s3s, name);
+      ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
+      try {
+        await s3m.uploadFile(ctx.runner, s3s, final, key, size);
+      } catch (err) {
+        if (err instanceof TaskError && err.exitCode === ExitCode.uploadFailed) {
+          throw new TaskError(`the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${final})`, { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${name}` });
+        }
+        throw err;
+      }
+      uploaded = true;
+      ctx.log.success(`uploaded ${formatBytes(size)}, size checked`);
+    } else {
+      ctx.log.info('S3_BUCKET is not set: the backup stays local');
+    }
+
+    if (o.prune !== false) await pruneAll(ctx, { s3s, apply: true, project });
+    const ms = Date.now() - started;
+    ctx.log.success(`backup ${name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
+    ctx.out.write(`${final}\n`);
+    await notifyMod.report(ctx.log, ns, { status: 'success', task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name, size, durationMs: ms, uploaded });
+    return { name, file: final, size, uploaded };
+  } catch (err0) {
+    const err = interrupted(ctx, err0);
+    const e = err as Error;
+    await notifyMod.report(ctx.log, ns, {
+      status: 'failure', task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name, durationMs: Date.now() - started,
+      uploaded, error: ctx.log.mask(e.message ?? String(err)), exitCode: err instanceof TaskError ? err.exitCode : ExitCode.failure,
+    });
+    if (err instanceof TaskError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new TaskError(`no space left on the device: ${e.message}`, { hint: 'free some space; older backups were not touched', cause: err });
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// prune
+
+function policy(ctx: TaskContext): Omit<import('./retention.ts').RetentionPolicy, 'now'> {
+  const int = (k: string, d?: number) => {
+    const v = ctx.env.get(k);
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new TaskError(`${k} must be a whole number ≥ 0, not "${v}"`, { exitCode: ExitCode.invalidEnv, hint: `fix ${k} in ${ctx.env.fileToFix}` });
+    return n;
+  };
+  return { retentionDays: int('BACKUP_RETENTION_DAYS', 30)!, keepMin: int('BACKUP_KEEP_MIN', 3)!, daily: int('BACKUP_KEEP_DAILY'), weekly: int('BACKUP_KEEP_WEEKLY'), monthly: int('BACKUP_KEEP_MONTHLY') };
+}
+
+export interface PruneOutcome { local: PrunePlan; remote?: PrunePlan }
+
+/** Plans and (with apply) deletes, local and remote separately, only this project's backups. */
+export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date }): Promise<PruneOutcome> {
+  const { planPrune } = await mods.retention();
+  const pol = { ...policy(ctx), now: o.now ?? new Date() };
+  const dir = backupDir(ctx);
+  const locals = localBackups(dir).filter((b) => b.project === o.project);
+  const localPlan = planPrune(locals.map((b) => ({ name: b.name, time: b.time, good: true })), pol);
+  if (localPlan.warning) ctx.log.warn(`local: ${localPlan.warning}`);
+  for (const d of localPlan.delete) {
+    const file = archiveFile(dir, d.name);
+    if (o.apply && !ctx.global.dryRun) {
+      fs.rmSync(file, { force: true });
+      ctx.log.info(`deleted local ${file} (${d.reason})`);
+    } else ctx.log.info(`would delete local ${file} (${d.reason})`);
+  }
+  let remotePlan: PrunePlan | undefined;
+  if (o.s3s) {
+    const s3m = await mods.s3();
+    const remote = (await s3m.listRemote(ctx.probe, o.s3s)).map((r) => ({ r, p: parseBackupName(r.name) })).filter((x) => x.p && x.p.project === o.project);
+    remotePlan = planPrune(remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: true })), pol);
+    if (remotePlan.warning) ctx.log.warn(`remote: ${remotePlan.warning}`);
+    for (const d of remotePlan.delete) {
+      const url = s3m.s3Url(o.s3s, s3m.objectKey(o.s3s, d.name));
+      if (o.apply && !ctx.global.dryRun) {
+        await s3m.removeRemote(ctx.runner, o.s3s, s3m.objectKey(o.s3s, d.name));
+        ctx.log.info(`deleted remote ${url} (${d.reason})`);
+      } else ctx.log.info(`would delete remote ${url} (${d.reason})`);
+    }
+  }
+  const n = localPlan.delete.length + (remotePlan?.delete.length ?? 0);
+  if (!n) ctx.log.info(`prune: nothing to delete (retention ${pol.retentionDays} days, keep at least ${Math.max(1, pol.keepMin)})`);
+  return { local: localPlan, ...(remotePlan ? { remote: remotePlan } : {}) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify, upload, download
+
+export async function downloadBackup(ctx: TaskContext, name: string): Promise<string> {
+  const s = await requireS3(ctx);
+  const s3m = await mods.s3();
+  const dir = backupDir(ctx);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const final = archiveFile(dir, name);
+  const tmp = path.join(dir, `${name}.tar.gz.download-${process.pid}.tmp`);
+  ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
+  const key = s3m.objectKey(s, name);
+  ctx.log.step(`downloading ${s3m.s3Url(s, key)}`);
+  try {
+    await s3m.downloadFile(ctx.runner, s, key, tmp);
+    if (ctx.global.dryRun) return final;
+    fs.chmodSync(tmp, 0o600);
+    ctx.log.step('checking every part against the manifest');
+    await (await mods.archive()).checkArchive(tmp, { signal: ctx.signal });
+    fs.renameSync(tmp, final);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw interrupted(ctx, err);
+  }
+  ctx.log.success(`${final}: ${formatBytes(fs.statSync(final).size)}, checksums match the manifest`);
+  return final;
+}
+
+export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { restoreTest?: boolean }): Promise<void> {
+  const { file, downloaded } = await fetchBackup(ctx, nameArg);
+  const name = path.basename(file).replace(/\.tar\.gz$/, '');
+  const dir = backupDir(ctx);
+  if (ctx.global.dryRun) {
+    ctx.log.info(`[dry-run] would check ${file}${o.restoreTest ? ' and restore its dump into a throwaway database' : ''}`);
+    return;
+  }
+  const work = fs.mkdtempSync(path.join(dir, '.verify-'));
+  ctx.onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
+  const archive = await mods.archive();
+  const pg = await mods.pg();
+  ctx.log.step(`checking ${path.basename(file)}: members, sizes, sha256`);
+  let checked;
+  try {
+    checked = await archive.extractArchive(file, work, { only: (p) => p.kind === 'database', signal: ctx.signal, onBytes: progress(ctx, 'check', fs.statSync(file).size) });
+  } catch (err) {
+    throw interrupted(ctx, err);
+  }
+  const m = checked.manifest;
+  if (m.legacy) ctx.log.warn('an old backup.sh archive: it has no checksums, only the dump can be checked');
+  const dump = checked.files[m.parts.find((p) => p.kind === 'database')?.name ?? ''];
+  const t = pg.pgTarget(ctx);
+  if (dump) {
+    ctx.log.step('reading the whole dump (pg_restore -f /dev/null)');
+    await pg.verifyDump(ctx, t, dump);
+  }
+  if (o.restoreTest) {
+    if (!dump) throw new TaskError(`${name} has no database part: nothing to restore-test`, { exitCode: ExitCode.usage });
+    const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
+    const db = `${t.database}_verify_${stamp}`.slice(0, 63);
+    const server = await pg.serverVersion(ctx, t, t.database);
+    let created = false;
+    const drop = async () => { if (created) { created = false; await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major }); } };
+    ctx.onCleanup(drop);
+    ctx.log.step(`restore test: into the throwaway database ${db}`);
+    await pg.createDatabase(ctx, t, db, t.user);
+    created = true;
+    await pg.restoreDump(ctx, t, { file: dump, database: db });
+    const tables = Number(await pg.psqlQuery(ctx, t, "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'", { database: db }));
+    await drop();
+    if (!tables) throw new TaskError(`restore test of ${name}: the restored database has no tables`, { hint: 'the dump is empty: check the backup source' });
+    ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
+  }
+  recordVerified(dir, name, Boolean(o.restoreTest));
+  ctx.log.success(`${name} verified${downloaded ? ' (downloaded from S3)' : ''}`);
+}
+
+export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<void> {
+  const name = normalizeName(nameArg);
+  const file = archiveFile(backupDir(ctx), name);
+  if (!fs.existsSync(file)) throw new TaskError(`${file} does not exist`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
+  const s = await requireS3(ctx);
+  const s3m = await mods.s3();
+  if (!ctx.global.dryRun) {
+    ctx.log.step(`checking ${path.basename(file)} before upload`);
+    try {
+      await (await mods.archive()).checkArchive(file, { signal: ctx.signal });
+    } catch (err) {
+      throw interrupted(ctx, err);
+    }
+  }
+  const key = s3m.objectKey(s, name);
+  ctx.log.step(`uploading to ${s3m.s3Url(s, key)}`);
+  await s3m.uploadFile(ctx.runner, s, file, key, ctx.global.dryRun ? 0 : fs.statSync(file).size);
+  ctx.log.success(`uploaded ${name}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// catalogue
+
+export interface CatalogueEntry {
+  name: string;
+  date: string;
+  size: number;
+  where: 'local' | 'remote' | 'both';
+  lastVerified?: string;
+  restoreTested?: boolean;
+  local?: { file: string; size: number };
+  remote?: { key: string; size: number };
+}
+
+export function catalogue(locals: LocalBackup[], remote: RemoteObject[], verified: Record<string, VerifiedRecord>): CatalogueEntry[] {
+  const map = new Map<string, CatalogueEntry>();
+  for (const l of locals) map.set(l.name, { name: l.name, date: l.time.toISOString(), size: l.size, where: 'local', local: { file: l.file, size: l.size } });
+  for (const r of remote) {
+    const p = parseBackupName(r.name);
+    if (!p) continue;
+    const e = map.get(r.name);
+    if (e) { e.where = 'both'; e.remote = { key: r.key, size: r.size }; }
+    else map.set(r.name, { name: r.name, date: p.time.toISOString(), size: r.size, where: 'remote', remote: { key: r.key, size: r.size } });
+  }
+  for (const e of map.values()) {
+    const v = verified[e.name];
+    if (v) { e.lastVerified = v.at; e.restoreTested = v.restoreTest; }
+  }
+  return [...map.values()].sort((a, b) => (a.date < b.date ? 1 : a.date > b.date ? -1 : a.name < b.name ? 1 : -1));
+}
+
+function formatCatalogue(entries: CatalogueEntry[]): string {
+  if (!entries.length) return 'no backups\n';
+  const rows = entries.map((e) => [e.name, e.date.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), formatBytes(e.size), e.where, e.lastVerified ? `${e.lastVerified.slice(0, 16).replace('T', ' ')}${e.restoreTested ? ' (restore test)' : ''}` : 'never']);
+  const head = ['NAME', 'DATE (UTC)', 'SIZE', 'WHERE', 'LAST VERIFIED'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+const backup = defineTask({
+  name: 'backup',
+  description: 'Back up the database, volumes and folders into one checked archive, upload it to S3/R2, prune old ones',
+  group: 'backups',
+  options: {
+    only: { type: 'string', description: 'only these parts, comma separated (e.g. db,addons)', placeholder: 'parts' },
+    reason: { type: 'string', description: 'why: manual, scheduled or pre-restore (recorded in the manifest)', default: 'manual' },
+  },
+  example: 'tasks backup --only db',
+  async run(ctx) {
+    const reason = ctx.opts.reason;
+    if (!['manual', 'scheduled', 'pre-restore'].includes(reason)) throw usage(`--reason must be manual, scheduled or pre-restore, not "${reason}"`);
+    await runBackup(ctx as unknown as TaskContext, { only: ctx.opts.only, reason: reason as Manifest['reason'] });
+  },
+});
+
+const backups = defineTask({
+  name: 'backups',
+  description: 'List local and remote backups, newest first: date, size, where, last verified',
+  group: 'backups',
+  options: { json: { type: 'boolean', description: 'print JSON' } },
+  async run(ctx0) {
+    const ctx = ctx0 as unknown as TaskContext<Record<string, never>, { json?: boolean }>;
+    const dir = backupDir(ctx);
+    const s = await s3For(ctx);
+    let remote: RemoteObject[] = [];
+    let remoteError: TaskError | undefined;
+    if (s) {
+      const s3m = await mods.s3();
+      const missing = credentialsProblem(ctx, s3m);
+      if (missing) remoteError = new TaskError(`remote backups not listed: ${missing}`, { exitCode: ExitCode.uploadFailed });
+      else {
+        try {
+          remote = await s3m.listRemote(ctx.probe, s);
+        } catch (err) {
+          remoteError = err instanceof TaskError ? err : new TaskError(String(err), { exitCode: ExitCode.uploadFailed });
+        }
+      }
+      if (remoteError) ctx.log.warn(remoteError.message);
+    }
+    const entries = catalogue(localBackups(dir), remote, readVerified(dir));
+    ctx.out.write(ctx.opts.json ? `${JSON.stringify(entries, null, 2)}\n` : formatCatalogue(entries));
+    return remoteError ? remoteError.exitCode : 0;
+  },
+});
+
+const verify = defineTask({
+  name: 'verify',
+  description: 'Check a backup: every checksum and a full read of the dump; --restore-test restores it into a throwaway database',
+  group: 'backups',
+  args: { name: { description: 'backup name (or file), or "latest"', required: true } },
+  options: { restoreTest: { type: 'boolean', description: 'also restore the dump into a throwaway database, check it, drop it' } },
+  example: 'tasks verify latest --restore-test',
+  async run(ctx) {
+    await verifyBackup(ctx as unknown as TaskContext, ctx.args.name, { restoreTest: ctx.opts.restoreTest });
+  },
+});
+
+const prune = defineTask({
+  name: 'prune',
+  description: 'Delete backups past retention, local and remote separately (never the newest good ones); --dry-run shows them',
+  group: 'backups',
+  async run(ctx0) {
+    const ctx = ctx0 as unknown as TaskContext;
+    const project = ctx.env.require('COMPOSE_PROJECT_NAME');
+    const dir = backupDir(ctx);
+    if (!ctx.global.dryRun && fs.existsSync(dir)) {
+      const lock = await (await mods.lock()).acquireLock(path.join(dir, '.lock'), { what: 'backup' });
+      ctx.onCleanup(() => lock.release());
+    }
+    const s = await s3For(ctx);
+    if (s) {
+      const missing = credentialsProblem(ctx, await mods.s3());
+      if (missing) throw new TaskError(`cannot prune remote backups: ${missing}`, { exitCode: ExitCode.invalidEnv, hint: `set them in ${ctx.env.fileToFix}` });
+    }
+    await pruneAll(ctx, { s3s: s, apply: true, project });
+  },
+});
+
+const upload = defineTask({
+  name: 'upload',
+  description: 'Upload a local backup to S3/R2 (checked first, size checked after)',
+  group: 'backups',
+  args: { name: { description: 'backup name (or file)', required: true } },
+  async run(ctx) {
+    await uploadBackup(ctx as unknown as TaskContext, ctx.args.name);
+  },
+});
+
+const download = defineTask({
+  name: 'download',
+  description: 'Download a backup from S3/R2 into the backup folder, checked against its manifest',
+  group: 'backups',
+  args: { name: { description: 'backup name (or file)', required: true } },
+  async run(ctx0) {
+    const ctx = ctx0 as unknown as TaskContext<{ name: string }>;
+    const name = normalizeName(ctx.args.name);
+    const final = archiveFile(backupDir(ctx), name);
+    if (fs.existsSync(final)) {
+      ctx.log.info(`${final} is already here`);
+      return;
+    }
+    await downloadBackup(ctx, name);
+  },
+});
+
+export const backupTasks: AnyTask[] = [backup, backups, verify, prune, upload, download];

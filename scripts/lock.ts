@@ -67,6 +67,7 @@ export async function acquireLock(file: string, o: { what?: string; env?: Record
       released = true;
       try { fs.writeFileSync(file, ''); } catch { /* the lock file may be gone with its folder */ }
       const exited = new Promise<void>((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
+      child.ref(); // keep the event loop alive until the holder is gone
       child.stdin.end();
       await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
