@@ -68,6 +68,10 @@ export const operatorTasks: AnyTask[] = [
       const { validateEnv, readTemplate, envProblemsError } = await import('./env.ts');
       const { compose } = await import('./compose.ts');
       const { upAndWait, printStatus } = await import('./stack.ts');
+      // Commander reads --no-backup as backup=false: accept both spellings.
+      const o = ctx.opts as typeof ctx.opts & { backup?: boolean; cron?: boolean };
+      const skipBackup = o.noBackup === true || o.backup === false;
+      const skipCron = o.noCron === true || o.cron === false;
 
       ctx.log.step('1/7 environment');
       if (!fs.existsSync(path.join(ctx.root, '.env'))) {
@@ -106,11 +110,11 @@ export const operatorTasks: AnyTask[] = [
       await upAndWait(ctx);
 
       ctx.log.step('5/7 cron entry');
-      if (ctx.opts.noCron) ctx.log.info('skipped (--no-cron)');
+      if (skipCron) ctx.log.info('skipped (--no-cron)');
       else await ctx.runTask('cron-install');
 
       ctx.log.step('6/7 first backup');
-      if (ctx.opts.noBackup) ctx.log.info('skipped (--no-backup)');
+      if (skipBackup) ctx.log.info('skipped (--no-backup)');
       else await ctx.runTask('backup');
 
       ctx.log.step('7/7 status');

@@ -1,0 +1,119 @@
+// Generates the task reference in README.md and docs/reference.md from the registry: `npx tsx scripts/docs.ts` rewrites, `--check` exits 1 when stale.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { GROUPS, type AnyTask, type ArgSpec, type OptionSpec } from './define.ts';
+import type { ServiceInfo } from './compose.ts';
+
+export const BEGIN = '<!-- tasks:begin -->';
+export const END = '<!-- tasks:end -->';
+
+/** Service names of the shipped compose files (every file compose/compose*.yaml), without running compose. */
+export async function shippedServices(root: string): Promise<string[]> {
+  const { YAML } = await import('zx');
+  const dir = path.join(root, 'compose');
+  const names = new Set<string>();
+  for (const f of fs.readdirSync(dir).filter((x) => /^compose.*\.ya?ml$/.test(x)).sort()) {
+    const doc = YAML.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { services?: Record<string, unknown> } | null;
+    for (const s of Object.keys(doc?.services ?? {})) names.add(s);
+  }
+  return [...names];
+}
+
+const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+/** `<file>`, `[services...]`, `--force`, `--tail <n>` … as a user types them. */
+export function usageOf(t: AnyTask): string {
+  const args = Object.entries((t.args ?? {}) as Record<string, ArgSpec>).map(([n, a]) => (a.required ? `<${n}${a.variadic ? '...' : ''}>` : `[${n}${a.variadic ? '...' : ''}]`));
+  const opts = Object.entries((t.options ?? {}) as Record<string, OptionSpec>).map(([n, o]) => `[${flagName(n)}${o.type === 'string' ? ` <${o.placeholder ?? 'value'}>` : ''}]`);
+  return [...args, ...opts].join(' ');
+}
+
+/** The README block: every task by group, one row each; per-service targets once, as patterns with the shipped services. */
+export function renderReadme(tasks: AnyTask[], services: string[]): string {
+  const lines: string[] = [];
+  for (const g of GROUPS) {
+    const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
+    if (g === 'services') {
+      lines.push(`**services** (generated for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')})`, '');
+      lines.push('| Task | What it does |', '|---|---|');
+      for (const [p, d] of SERVICE_PATTERNS) lines.push(`| \`tasks ${p}\` | ${d} |`);
+      lines.push('');
+      continue;
+    }
+    if (!inGroup.length) continue;
+    lines.push(`**${g}**`, '', '| Task | What it does |', '|---|---|');
+    for (const t of inGroup) {
+      const u = usageOf(t);
+      lines.push(`| \`tasks ${t.name}${u ? ` ${u}` : ''}\`${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n').trimEnd();
+}
+
+const SERVICE_PATTERNS: Array<[string, string]> = [
+  ['shell-<service> [-- cmd args]', 'a shell in the service (bash, else sh), or run one command'],
+  ['logs-<service> [--follow] [--tail <n>]', 'logs of that service only'],
+  ['<service>-restart', 'restart that service only'],
+  ['<service>-rebuild', 'build (when it has a build section) and recreate that service only; the others keep running'],
+  ['<service>-stop', 'stop that service only'],
+];
+
+/** docs/reference.md's block: every task including each generated service target, with its usage and example. */
+export function renderReference(tasks: AnyTask[]): string {
+  const lines = ['| Task | Group | Usage | What it does | Example |', '|---|---|---|---|---|'];
+  for (const g of GROUPS) {
+    for (const t of tasks.filter((x) => !x.hidden && x.group === g)) {
+      const u = usageOf(t);
+      const names = [t.name, ...(t.aliases ?? [])].map((n) => `\`${n}\``).join(', ');
+      lines.push(`| ${names} | ${g} | ${u ? `\`${cell(u)}\`` : ''} | ${cell(t.description)} | ${t.example ? `\`${cell(t.example)}\`` : ''} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+export function replaceBlock(text: string, block: string, file: string): string {
+  const a = text.indexOf(BEGIN);
+  const b = text.indexOf(END);
+  if (a < 0 || b < a) throw new Error(`${file}: markers ${BEGIN} … ${END} not found`);
+  return `${text.slice(0, a + BEGIN.length)}\n${block}\n${text.slice(b)}`;
+}
+
+/** Every static task plus the targets generated for the shipped services. */
+export async function registry(root: string): Promise<{ tasks: AnyTask[]; all: AnyTask[]; services: string[] }> {
+  const { tasks } = await import(pathToFileURL(path.join(root, 'tasks.ts')).href) as { tasks: AnyTask[] };
+  const { serviceTasks } = await import('./stack.ts');
+  const services = await shippedServices(root);
+  const generated = serviceTasks(services.map((name): ServiceInfo => ({ name, build: false, profiles: [], ports: [], healthcheck: true })));
+  return { tasks, all: [...tasks, ...generated.filter((g) => !tasks.some((t) => t.name === g.name))], services };
+}
+
+/** Files and their expected text; `stale` lists the ones that differ. */
+export async function expectedDocs(root: string): Promise<Array<{ file: string; current: string; expected: string }>> {
+  const { tasks, all, services } = await registry(root);
+  return [
+    { file: 'README.md', block: renderReadme(tasks, services) },
+    { file: 'docs/reference.md', block: renderReference(all) },
+  ].map(({ file, block }) => {
+    const current = fs.readFileSync(path.join(root, file), 'utf8');
+    return { file, current, expected: replaceBlock(current, block, file) };
+  });
+}
+
+const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
+if (import.meta.url === pathToFileURL(entry).href) {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const check = process.argv.includes('--check');
+  const stale: string[] = [];
+  for (const d of await expectedDocs(root)) {
+    if (d.current === d.expected) continue;
+    stale.push(d.file);
+    if (!check) fs.writeFileSync(path.join(root, d.file), d.expected);
+  }
+  if (check && stale.length) {
+    process.stderr.write(`task reference out of date in ${stale.join(', ')}: run npx tsx scripts/docs.ts\n`);
+    process.exitCode = 1;
+  } else process.stdout.write(stale.length ? `updated ${stale.join(', ')}\n` : 'task reference up to date\n');
+}
