@@ -1,4 +1,565 @@
 // restore <name>: verify, confirm, safety backup, restore into a new database, swap, restart, health check.
-import type { AnyTask } from './define.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { defineTask, type AnyTask, type TaskContext } from './define.ts';
+import { ExitCode, TaskError, refused, usage } from './errors.ts';
+import { parseBackupName } from './manifest.ts';
+import type { Cmd } from './runner.ts';
+import type { ManifestPart } from './manifest.ts';
 
-export const restoreTasks: AnyTask[] = [];
+type Pg = typeof import('./postgres.ts');
+type PgTarget = import('./postgres.ts').PgTarget;
+type ArchiveManifest = import('./archive.ts').ArchiveManifest;
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers (unit-tested)
+
+/** `2026-11-22T05:59:01Z` → `20261122055901`: the suffix of the temporary and previous database names. */
+export function restoreStamp(d: Date): string {
+  return d.toISOString().slice(0, 19).replace(/[-:T]/g, '');
+}
+
+/** `<db>_<kind>_<stamp>`, shortened so it fits PostgreSQL's 63-byte identifiers. */
+export function sideDatabaseName(db: string, kind: 'restore' | 'old' | 'failed', stamp: string): string {
+  const suffix = `_${kind}_${stamp}`;
+  return `${db.slice(0, 63 - suffix.length)}${suffix}`;
+}
+
+/** A backup name as typed: `x`, `x.tar.gz` or a path → the bare name. */
+export function bareName(input: string): string {
+  return path.basename(input.trim()).replace(/\.tar\.gz$/, '').replace(/\.tgz$/, '');
+}
+
+export function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The names closest to `wanted`: nearest in time when both carry a date, else by edit distance. */
+export function nearestNames(wanted: string, candidates: string[], n = 3): string[] {
+  const w = parseBackupName(wanted);
+  const unique = [...new Set(candidates)];
+  const score = (c: string): number => {
+    const p = parseBackupName(c);
+    if (w && p) return Math.abs(p.time.getTime() - w.time.getTime()) / 1000 + (p.project === w.project ? 0 : 1e9);
+    return levenshtein(wanted, c) * 1e6;
+  };
+  return unique.sort((a, b) => score(a) - score(b) || a.localeCompare(b)).slice(0, n);
+}
+
+/** The newest backup by the time in its name (never by file mtime). */
+export function newestName(names: string[]): string | undefined {
+  let best: { name: string; t: number } | undefined;
+  for (const n of names) {
+    const p = parseBackupName(n);
+    if (p && (!best || p.time.getTime() > best.t)) best = { name: p.name, t: p.time.getTime() };
+  }
+  return best?.name;
+}
+
+/** `--only db,filestore` → part names; `db` is the database part. Unknown names are a usage error. */
+export function selectParts(only: string | undefined, parts: Array<Pick<ManifestPart, 'name' | 'kind'>>): Set<string> {
+  if (!only) return new Set(parts.map((p) => p.name));
+  const out = new Set<string>();
+  for (const raw of only.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const p = parts.find((x) => x.name === raw) ?? (raw === 'db' ? parts.find((x) => x.kind === 'database') : undefined);
+    if (!p) throw usage(`--only ${raw}: this backup has no part "${raw}" (it has: ${parts.map((x) => x.name).join(', ')})`);
+    out.add(p.name);
+  }
+  return out;
+}
+
+/** Default parallelism of pg_restore: min(4, cores); --jobs overrides (a positive integer). */
+export function restoreJobs(opt: string | undefined, cores: number): number {
+  if (opt === undefined || opt === '') return Math.max(1, Math.min(4, cores));
+  const n = Number(opt);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw usage(`--jobs ${opt}: expected a whole number from 1 to 64`);
+  return n;
+}
+
+/**
+ * How a folder's tar is laid out, from its member names: `strip` leading components (an old archive holding the
+ * folder itself, e.g. `filestore/<db>/…`), and `into` a sub-folder (a tar of one database's filestore contents).
+ */
+export function folderLayout(names: string[], folder: string, database?: string): { strip: number; into: string } {
+  const clean = names.map((n) => n.replace(/^(\.\/)+/, '').replace(/\/$/, '')).filter((n) => n && n !== '.');
+  if (!clean.length) return { strip: 0, into: '' };
+  const underFolder = clean.every((n) => n === folder || n.startsWith(`${folder}/`));
+  const strip = underFolder ? 1 : 0;
+  const rest = clean.map((n) => n.split('/').slice(strip).join('/')).filter(Boolean);
+  const tops = new Set(rest.map((n) => n.split('/')[0]!));
+  if (database && !tops.has(database) && tops.size > 0 && [...tops].every((t) => /^[0-9a-f]{2}$/.test(t) || t === 'checklist')) {
+    return { strip, into: database };
+  }
+  return { strip, into: '' };
+}
+
+/**
+ * Replaces a folder's entries with the ones in a tar read from stdin, keeping the previous ones aside in $work/old
+ * until `commit` (rm -rf $work) or `rollback`. Runs on the host (path parts) or as root in the service (volumes).
+ *   $1 dest  $2 work  $3 strip  $4 into  $5 from  $6 to  $7 owner  $8 gz(1|'')  $9 mode(entries|whole)
+ */
+export const SWAP_IN_SCRIPT = [
+  'set -euo pipefail',
+  'dest=$1 work=$2 strip=$3 into=$4 from=$5 to=$6 owner=$7 gz=$8 mode=$9',
+  'stage=$work/new old=$work/old',
+  'rm -rf "$work"; mkdir -p "$stage/$into" "$old" "$dest"; : > "$work/added"',
+  'tar -x ${gz:+-z} --no-same-owner --no-same-permissions --strip-components="$strip" -C "$stage/$into" -f -',
+  'if [ -n "$from" ] && [ "$from" != "$to" ] && [ -e "$stage/$from" ]; then rm -rf "${stage:?}/$to"; mv "$stage/$from" "$stage/$to"; fi',
+  'if [ -n "$owner" ]; then chown -R "$owner" "$stage"; fi',
+  'shopt -s dotglob nullglob',
+  'if [ "$mode" = whole ]; then',
+  '  mv "$dest" "$old/folder"; mv "$stage" "$dest"; echo whole > "$work/added"',
+  'else',
+  '  for e in "$stage"/*; do n=${e##*/}; if [ -e "$dest/$n" ] || [ -L "$dest/$n" ]; then mv "$dest/$n" "$old/$n"; fi; mv "$e" "$dest/$n"; printf "%s\\n" "$n" >> "$work/added"; done',
+  'fi',
+].join('\n');
+
+/** Puts the previous entries back (undoing SWAP_IN_SCRIPT).  $1 dest  $2 work */
+export const SWAP_BACK_SCRIPT = [
+  'set -uo pipefail',
+  'dest=$1 work=$2 old=$2/old',
+  '[ -d "$work" ] || exit 0',
+  'shopt -s dotglob nullglob',
+  'if [ "$(head -n1 "$work/added" 2>/dev/null)" = whole ]; then',
+  '  if [ -d "$old/folder" ]; then rm -rf "${dest:?}"; mv "$old/folder" "$dest"; fi',
+  'else',
+  '  while IFS= read -r n; do [ -n "$n" ] && rm -rf "${dest:?}/$n"; done < "$work/added"',
+  '  for e in "$old"/*; do mv "$e" "$dest/${e##*/}"; done',
+  'fi',
+  'rm -rf "$work"',
+].join('\n');
+
+/** The command that undoes a restore: restore the safety backup taken just before. */
+export function rollbackCommand(safetyBackup: string): string {
+  return `tasks restore ${safetyBackup} --yes --no-safety-backup`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding the archive (local, else S3)
+
+interface Located {
+  name: string;
+  file: string;
+  /** Downloaded for this restore: removed again if it turns out to be bad. */
+  downloaded: boolean;
+}
+
+function backupDir(ctx: TaskContext): string {
+  return path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') || 'backup');
+}
+
+function localNames(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz') && !f.startsWith('.')).map((f) => f.replace(/\.tar\.gz$/, ''));
+  } catch {
+    return [];
+  }
+}
+
+function freeBytes(dir: string): number {
+  const st = fs.statfsSync(dir);
+  return Number(st.bavail) * Number(st.bsize);
+}
+
+async function locate(ctx: TaskContext, input: string): Promise<Located> {
+  const dir = backupDir(ctx);
+  const s3mod = await import('./s3.ts');
+  const settings = s3mod.s3Settings((k) => ctx.env.get(k) || undefined, false);
+  const local = localNames(dir);
+  let name = bareName(input);
+
+  if (name === 'latest') {
+    let remote: string[] = [];
+    if (settings) {
+      try {
+        remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name);
+      } catch (err) {
+        ctx.log.warn(`S3 is not reachable (${(err as Error).message}); choosing among local backups only`);
+      }
+    }
+    const newest = newestName([...local, ...remote]);
+    if (!newest) throw new TaskError(`no backups found in ${path.relative(ctx.root, dir) || dir}${settings ? ` or s3://${settings.bucket}/${settings.prefix}` : ''}`, { exitCode: ExitCode.usage, hint: 'make one first: tasks backup' });
+    name = newest;
+    ctx.log.info(`latest backup: ${name}`);
+  }
+
+  const localFile = path.join(dir, `${name}.tar.gz`);
+  if (fs.existsSync(localFile)) return { name, file: localFile, downloaded: false };
+  const direct = path.resolve(ctx.root, input);
+  if (/\.tar\.gz$/.test(input) && fs.existsSync(direct)) return { name, file: direct, downloaded: false };
+
+  const notFound = (remote: string[]) => {
+    const near = nearestNames(name, [...local, ...remote]);
+    return new TaskError(`no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`, {
+      exitCode: ExitCode.usage,
+      hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup',
+    });
+  };
+  if (!settings) throw notFound([]);
+
+  // Download: size first (free space), to a temp name, then the checksums inside are verified before use.
+  const key = s3mod.objectKey(settings, name);
+  const size = await s3mod.remoteSize(ctx.probe, settings, key);
+  if (size === undefined) {
+    let remote: string[] = [];
+    try { remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name); } catch { /* the names are only a hint */ }
+    throw notFound(remote);
+  }
+  if (!ctx.runner.dryRun) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!ctx.runner.dryRun) {
+    const free = freeBytes(dir);
+    if (free < size) {
+      const { formatBytes } = await import('./log.ts');
+      throw new TaskError(`not enough free space in ${dir} to download ${name}: ${formatBytes(size)} needed, ${formatBytes(free)} free`, {
+        exitCode: ExitCode.prerequisite,
+        hint: 'free some space (tasks prune) or set BACKUP_DIR to a larger disk; nothing was changed',
+      });
+    }
+  }
+  const tmp = path.join(dir, `.${name}.tar.gz.download-${process.pid}`);
+  ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
+  ctx.log.step(`downloading ${name} from s3://${settings.bucket}/${key}`);
+  try {
+    await s3mod.downloadFile(ctx.runner, settings, key, tmp);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  if (!ctx.runner.dryRun) {
+    const got = fs.statSync(tmp).size;
+    if (got !== size) {
+      fs.rmSync(tmp, { force: true });
+      throw new TaskError(`download of ${name} is incomplete: ${got} of ${size} bytes`, { exitCode: ExitCode.uploadFailed, hint: 'retry; nothing was changed' });
+    }
+  }
+  return { name, file: tmp, downloaded: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The task
+
+interface Undo { what: string; run: () => Promise<void> }
+
+/** A runner like ctx's that ignores the interrupt signal: rollback steps must run after Ctrl-C too. */
+async function uninterruptible(ctx: TaskContext): Promise<TaskContext> {
+  const { createRunner } = await import('./runner.ts');
+  const runner = createRunner({ log: ctx.log, dryRun: ctx.runner.dryRun, env: ctx.runner.env, cwd: ctx.root });
+  const probe = createRunner({ log: ctx.probe.log, env: ctx.probe.env, cwd: ctx.root });
+  return { ...ctx, runner, probe, signal: new AbortController().signal, compose: ctx.compose, env: ctx.env, log: ctx.log };
+}
+
+const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);
+
+export const restore = defineTask({
+  name: 'restore',
+  description: 'Restore a backup (local, else from S3): verified first, asks, safety backup, new database swapped in, health check',
+  group: 'backups',
+  args: { name: { description: 'backup name (with or without .tar.gz) or "latest"', required: true } },
+  options: {
+    only: { type: 'string', description: 'restore only these parts: db,filestore,addons', placeholder: 'parts' },
+    force: { type: 'boolean', description: 'accept a backup from another project or APP_ENV; with --yes, confirm in production' },
+    noSafetyBackup: { type: 'boolean', description: 'skip the backup of the current state taken first' },
+    jobs: { type: 'string', description: 'parallel pg_restore jobs (default: min(4, cores))', placeholder: 'n' },
+    as: { type: 'string', description: 'restore into this database name instead (its filestore goes to filestore/<name>)', placeholder: 'dbname' },
+    keepOld: { type: 'boolean', description: 'keep the previous database as <db>_old_<time> instead of dropping it' },
+  },
+  example: 'tasks restore odoo_backup_2026-11-20_02-00-00 --only db,filestore',
+  async run(ctx) {
+    const opts = ctx.opts as typeof ctx.opts & { safetyBackup?: boolean };
+    const skipSafety = opts.noSafetyBackup === true || opts.safetyBackup === false;
+    const dry = ctx.runner.dryRun;
+    const jobs = restoreJobs(ctx.opts.jobs, os.availableParallelism());
+    if (ctx.opts.as !== undefined && !/^[A-Za-z_][A-Za-z0-9_-]{0,40}$/.test(ctx.opts.as)) {
+      throw usage(`--as ${ctx.opts.as}: a database name of letters, digits, _ and - (at most 40 characters)`);
+    }
+    const pg: Pg = await import('./postgres.ts');
+    const archiveMod = await import('./archive.ts');
+    const { formatBytes, formatDuration } = await import('./log.ts');
+    const started = Date.now();
+
+    // 1. Find the archive.
+    const loc = await locate(ctx, ctx.args.name);
+    const name = loc.name;
+    const discard = () => { if (loc.downloaded) fs.rmSync(loc.file, { force: true }); };
+
+    // 2. Verify everything before touching anything.
+    const t: PgTarget = pg.pgTarget(ctx);
+    const target = ctx.opts.as ?? t.database;
+    const dir = backupDir(ctx);
+    const work = path.join(dir, `.restore-${name}-${process.pid}`);
+    ctx.onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
+
+    let manifest: ArchiveManifest | undefined;
+    let files: Record<string, string> = {};
+    let selected = new Set<string>();
+    if (dry && loc.downloaded) {
+      ctx.log.info(`[dry-run] would verify ${name} (manifest checksums, members, a full read of the dump, PostgreSQL version) once downloaded`);
+    } else {
+      ctx.log.step(`verifying ${name}`);
+      try {
+        manifest = await archiveMod.readManifest(loc.file);
+        selected = selectParts(ctx.opts.only, manifest.parts);
+        const members = await archiveMod.listMembers(loc.file);
+        archiveMod.checkMembers(loc.file, members, manifest);
+        const need = manifest.parts.filter((p) => selected.has(p.name)).reduce((n, p) => n + p.size, 0);
+        if (!dry) {
+          fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const free = freeBytes(dir);
+          if (free < need) {
+            throw new TaskError(`not enough free space in ${dir} to unpack ${name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`, { exitCode: ExitCode.prerequisite, hint: 'free some space or set BACKUP_DIR to a larger disk; nothing was changed' });
+          }
+          const res = await archiveMod.extractArchive(loc.file, work, { only: (p) => selected.has(p.name), signal: ctx.signal });
+          files = res.files;
+          if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
+        }
+      } catch (err) {
+        discard();
+        throw err;
+      }
+    }
+    if (loc.downloaded && !dry) {
+      const final = path.join(dir, `${name}.tar.gz`);
+      fs.renameSync(loc.file, final);
+      loc.file = final;
+      loc.downloaded = false;
+      ctx.log.info(`downloaded to ${path.relative(ctx.root, final)}`);
+    }
+
+    const dbPart = manifest?.parts.find((p) => p.kind === 'database' && selected.has(p.name));
+    const otherParts = manifest?.parts.filter((p) => p.kind !== 'database' && selected.has(p.name)) ?? [];
+
+    if (manifest && !manifest.legacy) {
+      const project = ctx.env.get('COMPOSE_PROJECT_NAME');
+      const problems: string[] = [];
+      if (project && manifest.project && manifest.project !== project) problems.push(`it was taken from project ${manifest.project}, this is ${project}`);
+      if (manifest.appEnv && manifest.appEnv !== ctx.env.appEnv) problems.push(`it was taken in APP_ENV=${manifest.appEnv}, this is APP_ENV=${ctx.env.appEnv}`);
+      if (problems.length && !ctx.opts.force) throw refused(`${name}: ${problems.join('; ')}: refused`, 'pass --force if this is really the backup to restore here');
+      for (const p of problems) ctx.log.warn(`${name}: ${p} (accepted by --force)`);
+    }
+
+    if (dbPart && (!dry || fs.existsSync(files[dbPart.name] ?? ''))) {
+      const dump = files[dbPart.name]!;
+      const server = await pg.serverVersion(ctx, t);
+      const header = await pg.dumpHeader(ctx, t, dump);
+      const fromManifest = manifest?.serverVersion ? pg.parseVersion(manifest.serverVersion) : undefined;
+      const dumpedFrom = header.dumpedFrom ? pg.parseVersion(header.dumpedFrom) : fromManifest;
+      for (const v of [fromManifest, dumpedFrom]) {
+        if (v) pg.assertDumpCompatible({ server, dumpedFrom: v, file: `${name} (${dbPart.file})` });
+      }
+      ctx.log.step(`reading the whole dump (${formatBytes(dbPart.size)})`);
+      await pg.verifyDump(ctx, t, dump);
+    }
+    if (manifest) ctx.log.success(`${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`);
+
+    // 3. Confirm.
+    const targetExists = dbPart ? await pg.databaseExists(ctx, t, target) : false;
+    const size = fs.existsSync(loc.file) ? fs.statSync(loc.file).size : 0;
+    const partNames = manifest ? manifest.parts.filter((p) => selected.has(p.name)).map((p) => p.name) : ['(all parts)'];
+    const safety = !skipSafety && targetExists && target === t.database;
+    const lines = [
+      `Restore ${name}${manifest ? ` (taken ${manifest.createdAt}${manifest.appEnv ? ` in APP_ENV=${manifest.appEnv}` : ''}, ${formatBytes(size)})` : ''}`,
+      `  into database ${target} on ${pg.describeTarget(t)}, APP_ENV=${ctx.env.appEnv}${ctx.opts.as ? ' (--as)' : ''}`,
+      `  parts: ${partNames.join(', ')}`,
+      targetExists || !dbPart ? `  the current ${partNames.join(', ')} will be REPLACED${safety ? ' (a safety backup is taken first)' : skipSafety ? ' (no safety backup: --no-safety-backup)' : ''}` : `  database ${target} does not exist yet: it will be created`,
+    ];
+    await ctx.confirm({ message: lines.join('\n'), typed: target, requireForce: ctx.env.appEnv === 'production', force: ctx.opts.force });
+
+    // 4. Safety backup of the current state.
+    let safetyName: string | undefined;
+    if (safety) {
+      ctx.log.step('safety backup of the current state (reason: pre-restore)');
+      const before = new Set(localNames(dir));
+      await ctx.runTask('backup', { opts: { reason: 'pre-restore' } });
+      safetyName = newestName(localNames(dir).filter((n) => !before.has(n))) ?? localNames(dir).find((n) => !before.has(n));
+      if (safetyName) ctx.log.success(`safety backup: ${safetyName} (roll back with: ${rollbackCommand(safetyName)})`);
+    } else if (!skipSafety && dbPart && !targetExists) {
+      ctx.log.info(`no safety backup: database ${target} does not exist yet`);
+    } else if (!skipSafety && ctx.opts.as && targetExists) {
+      ctx.log.warn(`no safety backup of ${target} (backups cover ${t.database}); the previous ${target} is kept as ${target}_old_<time>`);
+    }
+
+    // 5–7. Stop the app, restore, swap, start, check. Every change registers its undo first.
+    const safe = await uninterruptible(ctx);
+    const stamp = restoreStamp(new Date());
+    const undo: Undo[] = [];
+    const commit: Array<() => Promise<void>> = [];
+    const appServices = ctx.config.appServices;
+    const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
+    const project = needsCompose ? await ctx.compose() : undefined;
+    const { compose } = await import('./compose.ts');
+    let stopped: string[] = [];
+    let phase: 'restore' | 'health' = 'restore';
+    const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && targetExists);
+
+    try {
+      if (project && appServices.length) {
+        const { containerStates } = await import('./compose.ts');
+        const states = await containerStates(ctx.probe, project, appServices);
+        stopped = dry ? appServices : [...new Set(states.filter((s) => s.status === 'running' || s.status === 'restarting').map((s) => s.service))];
+        if (stopped.length) {
+          ctx.log.step(`stopping ${stopped.join(', ')} (the database keeps running)`);
+          undo.push({ what: `start ${stopped.join(', ')}`, run: async () => { await safe.runner.run({ argv: compose.start(project, stopped) }); } });
+          await ctx.runner.run({ argv: compose.stop(project, stopped) });
+        }
+      }
+
+      if (dbPart) {
+        const dump = files[dbPart.name] ?? path.join(work, dbPart.file);
+        const temp = sideDatabaseName(target, 'restore', stamp);
+        const old = sideDatabaseName(target, 'old', stamp);
+        ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs})`);
+        undo.push({ what: `drop ${temp}`, run: () => pg.dropDatabase(safe, t, temp, { force: true }) });
+        await pg.createDatabase(ctx, t, temp, t.user);
+        const t0 = Date.now();
+        if (dry) await ctx.runner.run(pg.clientCmd(t.mode === 'compose' ? project : undefined, t, 'pg_restore', pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump })));
+        else await pg.restoreDump(ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
+        ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
+        ctx.log.step(`swapping ${temp} in as ${target}`);
+        if (targetExists) {
+          await pg.terminateSessions(ctx, t, target);
+          try {
+            await pg.renameDatabase(ctx, t, target, old);
+          } catch {
+            await pg.terminateSessions(ctx, t, target);
+            await pg.renameDatabase(ctx, t, target, old);
+          }
+          undo.push({ what: `put ${target} back`, run: async () => {
+            const failed = sideDatabaseName(target, 'failed', stamp);
+            if (await pg.databaseExists(safe, t, target)) {
+              await pg.terminateSessions(safe, t, target);
+              await pg.renameDatabase(safe, t, target, failed);
+              undo.push({ what: `drop ${failed}`, run: () => pg.dropDatabase(safe, t, failed, { force: true }) });
+            }
+            await pg.renameDatabase(safe, t, old, target);
+          } });
+        }
+        await pg.renameDatabase(ctx, t, temp, target);
+        if (targetExists && !keepOld) commit.push(async () => { await pg.dropDatabase(safe, t, old, { force: true }); });
+        if (targetExists && keepOld) commit.push(async () => { ctx.log.info(`the previous database is kept as ${old}`); });
+      }
+
+      for (const part of otherParts) {
+        const file = files[part.name] ?? path.join(work, part.file);
+        await restoreFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target });
+      }
+
+      // Start and check.
+      phase = 'health';
+      if (project && stopped.length) {
+        ctx.log.step(`starting ${stopped.join(', ')} and waiting until healthy`);
+        const { upAndWait } = await import('./stack.ts');
+        await upAndWait(ctx, stopped);
+        undo.splice(0, undo.findIndex((u) => u.what.startsWith('start ')) + 1);
+        if (ctx.config.healthCheck && stopped.includes(ctx.config.healthCheck.service)) {
+          await ctx.runner.run({ argv: compose.exec(project, ctx.config.healthCheck.service, ctx.config.healthCheck.command), stdout: 'ignore', stderr: 'capture' });
+        }
+      } else if (appServices.length && !stopped.length) {
+        ctx.log.info(`${appServices.join(', ')} ${appServices.length > 1 ? 'were' : 'was'} not running: not started (start the stack: tasks dev)`);
+      }
+      if (dbPart && !dry) {
+        const n = await pg.psqlQuery(ctx, t, 'SELECT count(*) FROM pg_catalog.pg_class', { database: target });
+        if (!(Number(n) > 0)) throw new TaskError(`database ${target} answers but looks empty after the restore`);
+      }
+    } catch (err) {
+      if (phase === 'health' && !isInterrupt(err)) {
+        // The restore itself is in place: keep the previous database and say how to roll back.
+        const back = safetyName ? rollbackCommand(safetyName) : undefined;
+        const oldNote = dbPart && targetExists ? `; the previous database is kept as ${sideDatabaseName(target, 'old', stamp)}` : '';
+        throw new TaskError(`restored ${name}, but the application is unhealthy: ${(err as Error).message.split('\n')[0]}${oldNote}`, {
+          exitCode: ExitCode.unhealthy,
+          hint: back ? `roll back with: ${back}` : `see the logs (tasks logs); no safety backup was taken${oldNote ? ', rename the kept database back to roll back' : ''}`,
+          cause: err,
+        });
+      }
+      ctx.log.warn(`restore failed: ${(err as Error).message.split('\n')[0]}; putting everything back`);
+      for (const u of undo.reverse()) {
+        try {
+          await u.run();
+        } catch (e) {
+          ctx.log.warn(`could not ${u.what}: ${(e as Error).message}`);
+        }
+      }
+      if (err instanceof TaskError) {
+        throw new TaskError(`${err.message}; nothing was changed (the previous state is back)`, { exitCode: err.exitCode, hint: err.hint, cause: err });
+      }
+      throw err;
+    }
+    for (const c of commit) {
+      try { await c(); } catch (e) { ctx.log.warn(`cleanup after the restore: ${(e as Error).message}`); }
+    }
+    fs.rmSync(work, { recursive: true, force: true });
+    ctx.log.success(`${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`);
+  },
+});
+
+/** A folder part (volume in a service, or a path on the host) swapped in, the previous entries kept until the end. */
+async function restoreFolder(ctx: TaskContext, safe: TaskContext, o: {
+  part: ManifestPart; file: string; project: import('./compose.ts').ComposeProject | undefined; name: string; stamp: string;
+  undo: Undo[]; commit: Array<() => Promise<void>>; fromDb?: string; toDb: string;
+}): Promise<void> {
+  const { part, file, project } = o;
+  const gz = /\.gz$/.test(part.file) || String(part.format).includes('gz') ? '1' : '';
+  const cfg = ctx.config.backupParts.find((p) => p.name === part.name);
+  const isVolume = part.kind === 'volume';
+  const dest = isVolume ? (part.path ?? (cfg?.kind === 'volume' ? cfg.path : undefined)) : path.resolve(ctx.root, part.path ?? (cfg?.kind === 'path' ? cfg.path : part.name));
+  if (!dest) throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, { exitCode: ExitCode.usage });
+  const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
+  const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
+  // Inner member names decide the layout (old archives hold the folder itself) and are checked like the outer ones.
+  let layout = { strip: 0, into: '' };
+  if (!ctx.runner.dryRun) {
+    const r = await ctx.probe.run({ argv: ['tar', `-t${gz ? 'z' : ''}vf`, file, '--numeric-owner'], stdout: 'capture', stderr: 'capture' });
+    const names: string[] = [];
+    for (const line of r.stdout.split('\n').filter(Boolean)) {
+      const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
+      if (!m) continue;
+      const type = m[1]!;
+      let n = m[2]!;
+      let target: string | undefined;
+      if (type === 'l') [n, target] = n.split(' -> ') as [string, string];
+      if (type === 'h') [n, target] = n.split(' link to ') as [string, string];
+      const norm = n.replace(/^(\.\/)+/, '');
+      const bad = norm.startsWith('/') ? 'absolute path'
+        : norm.split('/').includes('..') ? 'path leaves the folder'
+        : (type === 'l' && target !== undefined && (target.startsWith('/') || path.posix.normalize(path.posix.join(path.posix.dirname(norm), target)).startsWith('..'))) ? `link to ${target} points outside`
+        : (type === 'h' && target !== undefined && (target.startsWith('/') || target.split('/').includes('..'))) ? `hard link to ${target} points outside`
+        : !['-', 'd', 'l', 'h'].includes(type) ? `not a regular file (${type})` : undefined;
+      if (bad) throw new TaskError(`${o.name}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
+      names.push(n);
+    }
+    layout = folderLayout(names, path.posix.basename(isVolume ? dest : part.path ?? part.name), part.name === 'filestore' || /filestore/.test(dest) ? (o.fromDb || o.toDb) : undefined);
+  }
+  const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
+  const into = layout.into ? o.toDb : '';
+  const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
+  ctx.log.step(`restoring ${part.name} to ${where}${owner ? ` (owner ${owner})` : ''}`);
+  const work = isVolume ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}` : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
+  const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz, isVolume ? 'entries' : 'whole'];
+  const run = (c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
+    if (isVolume) {
+      if (!project || !service) throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
+      return { argv: compose_run(project, service, ['bash', '-c', script, 'bash', ...a]), stdin: stdin ?? 'ignore', stderr: 'capture' };
+    }
+    void c;
+    return { argv: ['bash', '-c', script, 'bash', ...a], stdin: stdin ?? 'ignore', stderr: 'capture' };
+  };
+  const { compose } = await import('./compose.ts');
+  const compose_run = (p: import('./compose.ts').ComposeProject, svc: string, cmd: string[]) => compose.run(p, svc, cmd, { noDeps: true, user: 'root' });
+  o.undo.push({ what: `put the previous ${part.name} back`, run: async () => { await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work])); } });
+  await ctx.runner.run(run(ctx, SWAP_IN_SCRIPT, args, { file }));
+  o.commit.push(async () => { await safe.runner.run(run(safe, 'rm -rf -- "$1"', [work])); });
+}
+
+export const restoreTasks: AnyTask[] = [restore];
+

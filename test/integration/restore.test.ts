@@ -1,0 +1,413 @@
+// `tasks restore` in URL mode against a real PostgreSQL 15 and a real S3 server: pagila round trip, old backup.sh
+// archives, and every fault (each leaves the live database exactly as it was).
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { main } from '../../scripts/cli.ts';
+import { config, tasks } from '../../tasks.ts';
+import { serviceTasks } from '../../scripts/stack.ts';
+import { ExitCode } from '../../scripts/errors.ts';
+import { writeArchive } from '../../scripts/archive.ts';
+import { MANIFEST_FORMAT, type Manifest, type ManifestPart } from '../../scripts/manifest.ts';
+import { adminQuery, createTestDatabaseInfo, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import { awsEnv } from '../harness/s3.ts';
+
+const pg = inject('pg');
+const s3 = inject('s3');
+const PROJECT = 'rt';
+const testConfig = {
+  ...config,
+  migrate: undefined,
+  seedCommand: undefined,
+  backupParts: [{ name: 'database', kind: 'database' as const }, { name: 'addons', kind: 'path' as const, path: 'addons' }],
+  appServices: [],
+  healthCheck: undefined,
+};
+
+function sink() {
+  let text = '';
+  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY: false };
+}
+interface Run { code: number; stdout: string; stderr: string }
+
+const cleanup: string[] = [];
+function tmp(prefix: string): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  cleanup.push(d);
+  return d;
+}
+
+function makeRoot(): string {
+  const root = tmp('ct-restore-');
+  fs.copyFileSync(path.join(repoRoot, '.env.template'), path.join(root, '.env.template'));
+  fs.writeFileSync(path.join(root, '.env'), 'POSTGRES_PASSWORD=unused-in-url-mode\n', { mode: 0o600 });
+  fs.mkdirSync(path.join(root, 'addons', 'my_module'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), "{'name': 'current'}\n");
+  fs.mkdirSync(path.join(root, 'backup'));
+  return root;
+}
+
+async function restoreRun(root: string, db: TestDatabase, argv: string[], o: { env?: Record<string, string>; tty?: boolean; answers?: unknown[] } = {}): Promise<Run> {
+  const stdout = sink();
+  const stderr = sink();
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root',
+    APP_ENV: 'development', COMPOSE_PROJECT_NAME: PROJECT, DATABASE_URL: db.url, POSTGRES_DB: db.name, ...o.env,
+  };
+  const code = await main({ argv, env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: Boolean(o.tty), promptAnswers: o.answers });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+function errorLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.startsWith('error: '));
+}
+function expectOneError(r: Run, pattern: RegExp) {
+  const errs = errorLines(r.stderr);
+  expect(errs, r.stderr).toHaveLength(1);
+  expect(errs[0]).toMatch(pattern);
+}
+
+function sh(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { cwd: o.cwd, env: { ...process.env, ...o.env }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const sha256 = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+
+/** pg_dump -Fc of a test database, as the app role would (URL mode). */
+function dump(db: TestDatabase, file: string): void {
+  sh([path.join(pg.binDir, 'pg_dump'), '--format=custom', '--dbname', db.url, '--file', file]);
+}
+
+/** A backup archive in the product's format: manifest.json + database.dump + addons.tar (written by archive.ts). */
+async function makeArchive(dir: string, name: string, dumpFile: string, addonsDir: string, edit: (m: Manifest) => void = () => undefined): Promise<string> {
+  const work = tmp('ct-parts-');
+  const addonsTar = path.join(work, 'addons.tar');
+  sh(['tar', '-cf', addonsTar, '-C', addonsDir, '.']);
+  const parts: ManifestPart[] = [
+    { name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: fs.statSync(dumpFile).size, sha256: sha256(dumpFile) },
+    { name: 'addons', kind: 'path', file: 'addons.tar', format: 'tar', path: 'addons', size: fs.statSync(addonsTar).size, sha256: sha256(addonsTar) },
+  ];
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT, version: 1, name, createdAt: new Date().toISOString(), appEnv: 'development', project: PROJECT,
+    database: 'source', serverVersion: '15.0', images: {}, tool: { name: 'compose-tasks', version: 'test' }, reason: 'manual', parts,
+  };
+  edit(manifest);
+  const out = path.join(dir, `${name}.tar.gz`);
+  fs.rmSync(out, { force: true });
+  await writeArchive(out, [
+    { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest, null, 2)), level: 1 },
+    { name: 'database.dump', file: dumpFile, level: 0 },
+    { name: 'addons.tar', file: addonsTar, level: 0 },
+  ]);
+  return out;
+}
+
+async function leftovers(db: string): Promise<string[]> {
+  const out = await adminQuery(pg, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${db}\\_%' ORDER BY 1`);
+  return out.split('\n').filter(Boolean);
+}
+
+let pagila: TestDatabase;
+let pagilaDump = '';
+let addonsSrc = '';
+
+beforeAll(async () => {
+  pagila = await createTestDatabaseInfo(pg, 'rpagila');
+  await loadPagila(pg, pagila.name);
+  pagilaDump = path.join(tmp('ct-dump-'), 'pagila.dump');
+  dump(pagila, pagilaDump);
+  addonsSrc = tmp('ct-addons-');
+  fs.mkdirSync(path.join(addonsSrc, 'my_module'));
+  fs.writeFileSync(path.join(addonsSrc, 'my_module', '__manifest__.py'), "{'name': 'from the backup'}\n");
+}, 300_000);
+
+afterAll(() => {
+  for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A small live database: faults must leave it exactly as it was. */
+async function victim(): Promise<{ db: TestDatabase; print: Awaited<ReturnType<typeof tableFingerprint>> }> {
+  const db = await createTestDatabaseInfo(pg, 'rvictim');
+  await adminQuery(pg, db.name, `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g`);
+  return { db, print: await tableFingerprint(pg, db.name) };
+}
+
+describe('tasks restore (URL mode, real PostgreSQL)', () => {
+  it('puts pagila back after rows were deleted and a table dropped: every table\'s row count and content checksum as before; addons back', async () => {
+    const root = makeRoot();
+    const before = await tableFingerprint(pg, pagila.name);
+    const name = `${PROJECT}_backup_2026-11-20_02-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await adminQuery(pg, pagila.name, 'DELETE FROM payment WHERE amount > 5; DROP TABLE film_category CASCADE; UPDATE customer SET email = NULL');
+    expect(await tableFingerprint(pg, pagila.name)).not.toEqual(before);
+
+    const r = await restoreRun(root, pagila, ['restore', name, '--yes', '--no-safety-backup', '--jobs', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await tableFingerprint(pg, pagila.name)).toEqual(before);
+    expect(r.stderr).toMatch(/pg_restore .*--exit-on-error.*--jobs 2/);
+    expect(r.stderr).not.toContain(pagila.password);
+    // Objects are owned by the app role, the swap left no temporary or previous database behind.
+    expect(await adminQuery(pg, pagila.name, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'payment'")).toBe(pagila.user);
+    expect(await leftovers(pagila.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('from the backup');
+    expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+  });
+
+  it('restores "latest" and a name given with .tar.gz; --keep-old keeps the previous database', async () => {
+    const { db } = await victim();
+    const root = makeRoot();
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-01-01_00-00-00`, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-02-01_00-00-00`, pagilaDump, addonsSrc);
+    const r = await restoreRun(root, db, ['restore', 'latest', '--yes', '--no-safety-backup', '--keep-old']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`latest backup: ${PROJECT}_backup_2026-02-01_00-00-00`);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+    const left = await leftovers(db.name);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(new RegExp(`^${db.name}_old_\\d{14}$`));
+    expect(await adminQuery(pg, left[0]!, 'SELECT count(*) FROM keep')).toBe('300');
+    const again = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-01-01_00-00-00.tar.gz`, '--yes', '--no-safety-backup', '--only', 'db']);
+    expect(again.code, again.stderr).toBe(0);
+  });
+
+  it('downloads from S3 when the archive is not local (verified, then kept under backup/)', async () => {
+    const { db } = await victim();
+    const root = makeRoot();
+    const prefix = `restore-dl-${crypto.randomBytes(3).toString('hex')}/`;
+    const name = `${PROJECT}_backup_2026-03-01_00-00-00`;
+    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
+    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], { env: awsEnv(s3) });
+    const env = { S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, ...awsEnv(s3) };
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+    expect(fs.readdirSync(path.join(root, 'backup'))).toEqual([`${name}.tar.gz`]);
+  });
+
+  it('restores an archive laid out like the old backup.sh output (no manifest: says so, still reads the whole dump)', async () => {
+    const { db } = await victim();
+    const root = makeRoot();
+    // Exactly what backup.sh did: pg_dump -Fc, tar czf of filestore and addons, a backup.info, then one tar czf.
+    const work = tmp('ct-legacy-');
+    const filestore = path.join(tmp('ct-fs-'), 'filestore');
+    fs.mkdirSync(path.join(filestore, 'odoo', 'ab'), { recursive: true });
+    fs.writeFileSync(path.join(filestore, 'odoo', 'ab', 'abcdef'), 'attachment');
+    dump(pagila, path.join(work, 'database.dump'));
+    sh(['tar', 'czf', path.join(work, 'filestore.tar.gz'), '-C', path.dirname(filestore), 'filestore']);
+    sh(['tar', 'czf', path.join(work, 'addons.tar.gz'), '-C', addonsSrc, '.']);
+    fs.writeFileSync(path.join(work, 'backup.info'), `Backup date: 2025-06-01 02:00:00\nDatabase: odoo\nOdoo version: 17\n`);
+    const name = 'odoo_backup_2025-06-01_02-00-00';
+    sh(['tar', 'czf', path.join(root, 'backup', `${name}.tar.gz`), 'database.dump', 'filestore.tar.gz', 'addons.tar.gz', 'backup.info'], { cwd: work });
+
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--only', 'db,addons']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/old backup\.sh archive: it has no checksums/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('from the backup');
+  });
+});
+
+describe('tasks restore refuses, and the live database stays as it was', () => {
+  it('unknown name: lists the nearest names, exit 2', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    for (const d of ['2026-05-01_02-00-00', '2026-05-06_02-00-00', '2026-06-20_02-00-00', '2025-01-01_02-00-00']) {
+      fs.writeFileSync(path.join(root, 'backup', `${PROJECT}_backup_${d}.tar.gz`), 'x');
+    }
+    const r = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-05-05_02-00-00`, '--yes']);
+    expect(r.code).toBe(ExitCode.usage);
+    expectOneError(r, /no backup named rt_backup_2026-05-05_02-00-00/);
+    expect(r.stderr).toMatch(/nearest: rt_backup_2026-05-06_02-00-00, rt_backup_2026-05-01_02-00-00/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('S3 unreachable: one clear line, exit 8', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const env = { S3_BUCKET: 'nowhere', S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', AWS_MAX_ATTEMPTS: '1', ...awsEnv(s3) };
+    const r = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-05-05_02-00-00`, '--yes'], { env });
+    expect(r.code).toBe(ExitCode.uploadFailed);
+    expectOneError(r, /cannot check s3:\/\/nowhere\/.*aws exited with code 255/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('a part whose checksum differs from the manifest: refused (exit 3)', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const bad = path.join(tmp('ct-bad-'), 'bad.dump');
+    fs.copyFileSync(pagilaDump, bad);
+    const fd = fs.openSync(bad, 'r+');
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, 5000);
+    b[0] = b[0]! ^ 0xff;
+    fs.writeSync(fd, b, 0, 1, 5000);
+    fs.closeSync(fd);
+    const name = `${PROJECT}_backup_2026-04-01_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, bad, addonsSrc, (m) => { m.parts[0]!.sha256 = sha256(pagilaDump); });
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, /database\.dump \(part database\) has sha256 .* the manifest says/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+  });
+
+  it('a truncated archive: refused', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-02_00-00-00`;
+    const file = await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2));
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+    expect(r.code).not.toBe(0);
+    expectOneError(r, /corrupt or truncated/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('members with ../, an absolute path or a link to /: the whole archive is rejected before extraction', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const kinds: Array<[string, string]> = [
+      ['dotdot', "add('../x', b'evil')"],
+      ['absolute', "add('/etc/x', b'evil')"],
+      ['symlink', "l = tarfile.TarInfo('database.dump'); l.type = tarfile.SYMTYPE; l.linkname = '/'; t.addfile(l)"],
+    ];
+    for (const [i, [kind, py]] of kinds.entries()) {
+      const name = `${PROJECT}_backup_2026-04-1${i}_00-00-00`;
+      const file = path.join(root, 'backup', `${name}.tar.gz`);
+      const manifest = { format: MANIFEST_FORMAT, version: 1, name, createdAt: new Date().toISOString(), appEnv: 'development', project: PROJECT, database: 'x', images: {}, tool: { name: 't', version: '1' }, reason: 'manual', parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 4, sha256: '' }] };
+      const script = [
+        'import tarfile, io, sys, json',
+        't = tarfile.open(sys.argv[1], "w:gz", format=tarfile.GNU_FORMAT)',
+        'def add(n, data):\n  i = tarfile.TarInfo(n); i.size = len(data); t.addfile(i, io.BytesIO(data))',
+        'add("manifest.json", sys.argv[2].encode())',
+        py,
+        't.close()',
+      ].join('\n');
+      sh(['python3', '-c', script, file, JSON.stringify(manifest)]);
+      const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+      expect(r.code, `${kind}: ${r.stderr}`).toBe(ExitCode.refused);
+      expectOneError(r, kind === 'symlink' ? /refused: database\.dump: link to \// : kind === 'dotdot' ? /refused: \.\.\/x: path leaves the folder/ : /refused: \/etc\/x: absolute path/);
+      expect(fs.existsSync(path.join(root, 'x'))).toBe(false);
+      expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.startsWith('.'))).toEqual([]);
+    }
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('a dump from a newer PostgreSQL major than the server: refused with both versions named (exit 6)', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-03_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.serverVersion = '99.1'; });
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+    expect(r.code).toBe(ExitCode.prerequisite);
+    expectOneError(r, /dumped from PostgreSQL 99\.1, newer than the target server PostgreSQL 15/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('a backup of another project or APP_ENV needs --force (exit 3 without)', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-04_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.appEnv = 'production'; m.project = 'other'; });
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, /taken from project other, this is rt; it was taken in APP_ENV=production, this is APP_ENV=development: refused/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    const forced = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--force']);
+    expect(forced.code, forced.stderr).toBe(0);
+  });
+
+  it('no terminal and no --yes: refused (exit 3), nothing touched', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-05_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    const r = await restoreRun(root, db, ['restore', name]);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, /refused, no terminal to confirm in/);
+    expect(r.stderr).toContain('pass --yes');
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+  });
+
+  it('in a terminal: shows what is replaced and asks for the database name; Ctrl-C (exit 130) or a wrong name (exit 3) change nothing', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-06_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    const ctrlC = await restoreRun(root, db, ['restore', name, '--no-safety-backup'], { tty: true, answers: [new Error('ctrl-c')] });
+    expect(ctrlC.code).toBe(ExitCode.sigint);
+    expect(ctrlC.stderr).toContain(`into database ${db.name}`);
+    expect(ctrlC.stderr).toContain('parts: database, addons');
+    const wrong = await restoreRun(root, db, ['restore', name, '--no-safety-backup'], { tty: true, answers: ['postgres'] });
+    expect(wrong.code).toBe(ExitCode.refused);
+    expectOneError(wrong, new RegExp(`confirmation did not match "${db.name}"`));
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    const typed = await restoreRun(root, db, ['restore', name, '--no-safety-backup'], { tty: true, answers: [db.name] });
+    expect(typed.code, typed.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+  });
+
+  it('pg_restore failing midway: non-zero exit, the original database in place, the temporary one dropped, addons untouched', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-07_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    // Fault injection: a pg_restore that loads the schema for real, then dies (only when it writes to a database).
+    const bin = tmp('ct-fakebin-');
+    fs.writeFileSync(path.join(bin, 'pg_restore'), [
+      '#!/bin/bash',
+      `real=${path.join(pg.binDir, 'pg_restore')}`,
+      'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; echo "pg_restore: error: could not execute query: server closed the connection unexpectedly" >&2; exit 1 ;; esac',
+      'exec "$real" "$@"',
+    ].join('\n'), { mode: 0o755 });
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.code).toBe(1);
+    expectOneError(r, /server closed the connection unexpectedly.*nothing was changed/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+  });
+
+  it('disk too small for the download: refused before downloading (exit 6), nothing left behind', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run the integration tests as root (CI does)');
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const prefix = `restore-small-${crypto.randomBytes(3).toString('hex')}/`;
+    const name = `${PROJECT}_backup_2026-04-08_00-00-00`;
+    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
+    expect(fs.statSync(made).size).toBeGreaterThan(512 * 1024);
+    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], { env: awsEnv(s3) });
+    const small = tmp('ct-tmpfs-');
+    sh(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+    try {
+      const env = { BACKUP_DIR: small, S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, ...awsEnv(s3) };
+      const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
+      expect(r.code).toBe(ExitCode.prerequisite);
+      expectOneError(r, new RegExp(`not enough free space in ${small} to download ${name}: .* needed, .* free`));
+      expect(fs.readdirSync(small)).toEqual([]);
+    } finally {
+      sh(['umount', small]);
+    }
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  });
+
+  it('dry-run prints the commands and changes nothing', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-09_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/pg_restore .*--exit-on-error/);
+    expect(r.stderr).toMatch(/ALTER DATABASE/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+  });
+});
