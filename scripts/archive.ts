@@ -155,8 +155,8 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
     if (o.onBytes) { let n = 0; src.on('data', (c) => { n += (c as Buffer).length; o.onBytes!(n); }); }
     stream = src.pipe(gz);
   }
-  let buf = Buffer.alloc(0);
-  let state: 'header' | 'body' | 'pad' | 'done' = 'header';
+  let buf: Buffer = Buffer.alloc(0);
+  let state = 'header' as 'header' | 'body' | 'pad' | 'done';
   let remaining = 0;
   let pad = 0;
   let sink: MemberSink | null = null;
@@ -496,7 +496,7 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
     for (const m of members) {
       if (m.level !== level) {
         level = m.level;
-        await Promise.race([new Promise<void>((r) => gz.params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => r())), gzError, wsError]);
+        await Promise.race([new Promise<void>((r) => (gz as unknown as { params(l: number, s: number, cb: () => void): void }).params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => r())), gzError, wsError]);
       }
       const size = m.data ? m.data.length : fs.statSync(m.file!).size;
       await push(tarHeader(m.name, size, Date.now()));
