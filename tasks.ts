@@ -32,6 +32,8 @@ export const config = defineConfig({
   appServices: ['odoo'],
   urls: { Odoo: 'http://localhost:${ODOO_PORT:-8069}' },
   healthCheck: { service: 'odoo', command: ['sh', '-c', 'curl -fsS http://localhost:8069/web/health || wget -qO- http://localhost:8069/web/health'] },
+  // The node binary cron-install writes into the crontab line (cron's PATH has no node).
+  nodePath: process.execPath,
 });
 
 /** Your own tasks: a name, a description, a group and a run function. */

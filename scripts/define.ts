@@ -133,6 +133,8 @@ export interface ProjectConfig {
   urls?: Record<string, string>;
   /** Health check after start / restore, beyond compose healthchecks. */
   healthCheck?: { service: string; command: string[] };
+  /** Absolute path of the node binary running the tasks (tasks.ts sets process.execPath); cron-install writes it into the crontab line. */
+  nodePath?: string;
 }
 
 export function defineConfig(c: ProjectConfig): ProjectConfig {
