@@ -104,10 +104,16 @@ export const compose = {
   version: (flavor: Flavor) => (flavor === 'v2' ? ['docker', 'compose', 'version', '--short'] : ['docker-compose', 'version', '--short']),
 };
 
-const DAEMON_DOWN = /Cannot connect to the Docker daemon|Couldn't connect to Docker daemon|Is the docker daemon running|error during connect/i;
+// v2 / docker CLI: "Cannot connect to the Docker daemon at unix://… Is the docker daemon running?";
+// v1 (docker-py): "Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, …))".
+const DAEMON_DOWN = /Cannot connect to the Docker daemon|Couldn't connect to Docker daemon|Is the docker daemon running|error during connect|Error while fetching server API version/i;
+const NO_PERMISSION = /permission denied while trying to connect to the Docker daemon|PermissionError\(13|Permission denied'\)/i;
 
 /** Turns a failed compose/docker command into the one line a user needs. */
 export function explainDockerError(err: unknown): unknown {
+  if (err instanceof CommandError && NO_PERMISSION.test(err.stderrTail)) {
+    return new TaskError('no permission to use the Docker engine', { exitCode: ExitCode.prerequisite, hint: 'add your user to the docker group (sudo usermod -aG docker $USER, then log in again), or run as root' });
+  }
   if (err instanceof CommandError && DAEMON_DOWN.test(err.stderrTail)) {
     return new TaskError('the Docker engine is not running', { exitCode: ExitCode.prerequisite, hint: 'start it (sudo systemctl start docker, or open Docker Desktop), then check with: docker info' });
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from './define.ts';
 import { compose, containerStates, waitHealthy, type ServiceInfo } from './compose.ts';
 import { initEnvFile } from './env.ts';
-import { ExitCode, TaskError } from './errors.ts';
+import { CommandError, ExitCode, TaskError } from './errors.ts';
 
 const waitMs = (ctx: TaskContext) => Number(ctx.env.get('WAIT_TIMEOUT') ?? 180) * 1000;
 
@@ -146,7 +146,13 @@ export const stackTasks: AnyTask[] = [
       if (!ok) throw new TaskError('the stack is not healthy', { exitCode: ExitCode.unhealthy, hint: 'see: tasks logs' });
       if (ctx.config.healthCheck) {
         const p = await ctx.compose();
-        await ctx.runner.run({ argv: compose.exec(p, ctx.config.healthCheck.service, ctx.config.healthCheck.command), stdout: 'ignore' });
+        const { service, command } = ctx.config.healthCheck;
+        try {
+          await ctx.runner.run({ argv: compose.exec(p, service, command), stdout: 'ignore', stderr: 'capture' });
+        } catch (err) {
+          if (!(err instanceof CommandError)) throw err;
+          throw new TaskError(`the ${service} health check failed (exit ${err.exitCode})`, { exitCode: ExitCode.unhealthy, hint: `see: tasks logs-${service}` });
+        }
       }
       ctx.log.success('healthy');
     },

@@ -103,6 +103,27 @@ if (!docker.available) {
       expect(after.db).toEqual(before.db);
     });
 
+    it('`health` exits 7 with one clear line while the application fails its health check, and 0 once it recovers', async () => {
+      const marker = '/var/lib/odoo/.standin-unhealthy';
+      const touch = await p.run(['shell-odoo', '--', 'touch', marker]);
+      expect(touch.code, show(touch)).toBe(0);
+      let r = await p.run(['health']);
+      for (let i = 0; i < 20 && r.code === 0; i++) { await new Promise((s) => setTimeout(s, 500)); r = await p.run(['health']); }
+      expect(r.code, show(r)).toBe(7);
+      expect(r.stderr).toMatch(/error: the odoo health check failed/);
+      const rm = await p.run(['shell-odoo', '--', 'rm', '-f', marker]);
+      expect(rm.code, show(rm)).toBe(0);
+      for (let i = 0; i < 20 && r.code !== 0; i++) { await new Promise((s) => setTimeout(s, 500)); r = await p.run(['health']); }
+      expect(r.code, show(r)).toBe(0);
+    });
+
+    it('with the Docker engine unreachable, `status` says so in one line and exits 6', async () => {
+      const r = await p.run(['status'], { env: { DOCKER_HOST: `unix://${path.join(p.dir, 'no-such-docker.sock')}` } });
+      expect(r.code, show(r)).toBe(6);
+      expect(r.stderr).toMatch(/^error: the Docker engine is not running$/m);
+      expect(r.stderr).not.toMatch(/Traceback/);
+    });
+
     it('`stop` stops every container and keeps them and the volumes', async () => {
       const vols = await volumes(p);
       expect(vols).toEqual([`${p.name}_db-data`, `${p.name}_odoo-data`]);

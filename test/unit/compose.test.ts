@@ -236,6 +236,12 @@ describe('detecting the compose flavor', () => {
     const e = explainDockerError(down) as TaskError;
     expect(e.message).toBe('the Docker engine is not running');
     expect(e.exitCode).toBe(ExitCode.prerequisite);
+    const v1Down = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))");
+    expect((explainDockerError(v1Down) as TaskError).message).toBe('the Docker engine is not running');
+    const v2Down = new CommandError('docker compose ps', ['docker', 'compose', 'ps'], 1, 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?');
+    expect((explainDockerError(v2Down) as TaskError).exitCode).toBe(ExitCode.prerequisite);
+    const denied = new CommandError('docker compose ps', ['docker', 'compose', 'ps'], 1, 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock');
+    expect((explainDockerError(denied) as TaskError).message).toBe('no permission to use the Docker engine');
     const other = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, 'no such service: x');
     expect(explainDockerError(other)).toBe(other);
   });
