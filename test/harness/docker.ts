@@ -145,8 +145,24 @@ export async function ensureImages(): Promise<{ postgresImage: string; odooImage
     if (!imageExists(base)) await buildBase(base);
     if (!imageExists(postgresImage)) await buildImage('postgres', postgresImage, base);
     if (!imageExists(odooImage)) await buildImage('odoo', odooImage, base);
+    removeSupersededImages([base, postgresImage, odooImage]);
   });
   return { postgresImage, odooImage };
+}
+
+/** Older builds of the stand-ins (the recipe or schema changed), a day old or more: removed unless a container still uses them. */
+function removeSupersededImages(current: string[]): void {
+  const r = spawnSync('docker', ['images', '--format', '{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}'], { encoding: 'utf8' });
+  const repos = new Set(current.map((t) => t.slice(0, t.lastIndexOf(':'))));
+  const dayAgo = Date.now() - 24 * 3600_000;
+  const old = (r.stdout ?? '').split('\n').map((l) => l.split('\t')).filter(([t = '', created = '']) => {
+    if (!t || current.includes(t) || !repos.has(t.slice(0, t.lastIndexOf(':')))) return false;
+    // "2026-11-22 05:26:37 +0000 UTC"; a copy of the project at another commit may be using a recent one.
+    const when = Date.parse(created.replace(/^(\S+) (\S+) ([+-]\d{2})(\d{2}).*$/, '$1T$2$3:$4'));
+    return Number.isFinite(when) && when < dayAgo;
+  }).map(([t]) => t!);
+  // Without -f: docker refuses to remove an image a container (of a concurrent run) still uses.
+  for (const tag of old) spawnSync('docker', ['rmi', tag], { stdio: 'ignore' });
 }
 
 /** Starts dockerd in the background (root) and waits up to 60 s for `docker info`. */
