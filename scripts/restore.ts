@@ -288,6 +288,13 @@ export const restore = defineTask({
     const { formatBytes, formatDuration } = await import('./log.ts');
     const started = Date.now();
 
+    // No backup, prune or other restore runs at the same time (the same lock as `tasks backup`).
+    if (!dry) {
+      fs.mkdirSync(backupDir(ctx), { recursive: true, mode: 0o700 });
+      const lock = await (await import('./lock.ts')).acquireLock(path.join(backupDir(ctx), '.lock'), { what: 'restore' });
+      ctx.onCleanup(() => lock.release());
+    }
+
     // 1. Find the archive.
     const loc = await locate(ctx, ctx.args.name);
     const name = loc.name;
@@ -379,10 +386,10 @@ export const restore = defineTask({
     let safetyName: string | undefined;
     if (safety) {
       ctx.log.step('safety backup of the current state (reason: pre-restore)');
-      const before = new Set(localNames(dir));
-      await ctx.runTask('backup', { opts: { reason: 'pre-restore' } });
-      safetyName = newestName(localNames(dir).filter((n) => !before.has(n))) ?? localNames(dir).find((n) => !before.has(n));
-      if (safetyName) ctx.log.success(`safety backup: ${safetyName} (roll back with: ${rollbackCommand(safetyName)})`);
+      const { runBackup } = await import('./backup.ts');
+      // Not pruned (it could remove the archive being restored); the restore already holds the backup lock.
+      safetyName = (await runBackup(ctx, { reason: 'pre-restore', prune: false, lock: false })).name;
+      ctx.log.success(`safety backup: ${safetyName} (roll back with: ${rollbackCommand(safetyName)})`);
     } else if (!skipSafety && dbPart && !targetExists) {
       ctx.log.info(`no safety backup: database ${target} does not exist yet`);
     } else if (!skipSafety && ctx.opts.as && targetExists) {

@@ -158,6 +158,35 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
   });
 
+  it('round trip with the real backup task; the safety backup taken first rolls the restore back with the printed command', async () => {
+    const db = await createTestDatabaseInfo(pg, 'rround');
+    await loadPagila(pg, db.name);
+    const root = makeRoot();
+    const before = await tableFingerprint(pg, db.name);
+    const b = await restoreRun(root, db, ['backup']);
+    expect(b.code, b.stderr).toBe(0);
+    const name = path.basename(b.stdout.trim()).replace(/\.tar\.gz$/, '');
+    expect(name).toMatch(/^rt_backup_/);
+    await adminQuery(pg, db.name, 'DELETE FROM payment WHERE payment_id % 3 = 0; DROP TABLE film_actor CASCADE');
+    fs.writeFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), "{'name': 'changed'}\n");
+    const changed = await tableFingerprint(pg, db.name);
+    await new Promise((r) => setTimeout(r, 1100)); // backup names have one-second resolution
+
+    const r = await restoreRun(root, db, ['restore', name, '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(before);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+    const m = /roll back with: tasks (restore (rt_backup_\S+) --yes --no-safety-backup)/.exec(r.stderr);
+    expect(m, r.stderr).not.toBeNull();
+    const manifest = JSON.parse(spawnSync('tar', ['-xzOf', path.join(root, 'backup', `${m![2]}.tar.gz`), 'manifest.json'], { encoding: 'utf8' }).stdout) as Manifest;
+    expect(manifest.reason).toBe('pre-restore');
+
+    const back = await restoreRun(root, db, m![1]!.split(' '));
+    expect(back.code, back.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(changed);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('changed');
+  });
+
   it('restores "latest" and a name given with .tar.gz; --keep-old keeps the previous database', async () => {
     const { db } = await victim();
     const root = makeRoot();
