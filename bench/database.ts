@@ -1,0 +1,130 @@
+// Benchmark: `tasks db-export` / `tasks db-import` of a pgbench -i -s 50 database vs pg_dump / pg_restore by hand; node peak memory.
+//   npx tsx bench/database.ts [scale]     (rewrites the <!-- bench:database --> section of docs/benchmarks.md)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { machine, median, root, writeSection } from './report.ts';
+import { adminQuery, createTestDatabaseInfo, pgbenchInit, quoteIdent, startPostgres, tableFingerprint } from '../test/harness/pg.ts';
+
+const scale = Number(process.argv[2] ?? 50);
+const RUNS = 3;
+
+interface Measured { seconds: number; nodePeakMb?: number }
+
+/** Runs a process; wall time, and for node the peak RSS of that process alone (VmHWM sampled from /proc). */
+function measure(argv: string[], env: NodeJS.ProcessEnv, watchNode = false): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    let hwmKb = 0;
+    const sample = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+      } catch { /* exited */ }
+    };
+    const timer = watchNode ? setInterval(sample, 50) : undefined;
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (timer) clearInterval(timer);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
+      else resolve({ seconds, ...(watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
+    });
+  });
+}
+
+const { info, stop } = await startPostgres();
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-db-'));
+try {
+  process.stderr.write(`pgbench -i -s ${scale} ...\n`);
+  const src = await createTestDatabaseInfo(info, 'bench_src');
+  await pgbenchInit(info, src.name, scale);
+  const sizeMb = Number(await adminQuery(info, 'postgres', `SELECT pg_database_size('${src.name}') / 1048576`));
+  const srcPrint = await tableFingerprint(info, src.name);
+
+  const pgEnv = { ...process.env, PGPASSWORD: src.password };
+  const connAs = (user: string) => ['--host', info.host, '--port', String(info.port), '--username', user, '--no-password'];
+  const conn = connAs(src.user);
+  const node = process.execPath;
+  const bin = path.join(root, 'bin', 'tasks.mjs');
+  const tasksEnv = (url: string) => ({ ...process.env, DATABASE_URL: url, POSTGRES_PASSWORD: 'unused-in-url-mode', APP_ENV: 'development' });
+
+  const exp = { tasks: [] as number[], hand: [] as number[], peak: [] as number[] };
+  const imp = { tasks: [] as number[], hand: [] as number[], peak: [] as number[] };
+  let dumpBytes = 0;
+
+  // Warm the bin's bundle cache once so no run pays for it.
+  await measure([node, bin, '--list'], tasksEnv(src.url)).catch(() => undefined);
+
+  for (let i = 0; i < RUNS; i++) {
+    const a = path.join(work, `tasks-${i}.dump`);
+    const b = path.join(work, `hand-${i}.dump`);
+    // Alternate the order so neither side always runs on a warmer cache.
+    const runTasks = async () => {
+      const m = await measure([node, bin, 'db-export', a], tasksEnv(src.url), true);
+      exp.tasks.push(m.seconds);
+      exp.peak.push(m.nodePeakMb!);
+    };
+    const runHand = async () => {
+      exp.hand.push((await measure(['pg_dump', ...conn, '--format=custom', '--dbname', src.name, '--file', b], pgEnv)).seconds);
+    };
+    if (i % 2) { await runHand(); await runTasks(); } else { await runTasks(); await runHand(); }
+    dumpBytes = fs.statSync(a).size;
+    if (i > 0) { fs.rmSync(a); fs.rmSync(b); }
+  }
+  const dump = path.join(work, 'tasks-0.dump');
+
+  for (let i = 0; i < RUNS; i++) {
+    const dst = await createTestDatabaseInfo(info, `bench_dst${i}`);
+    const runTasks = async () => {
+      const m = await measure([node, bin, 'db-import', dump, '--yes'], tasksEnv(dst.url), true);
+      imp.tasks.push(m.seconds);
+      imp.peak.push(m.nodePeakMb!);
+    };
+    const runHand = async () => {
+      // The same restore by hand, into a fresh database: create it, pg_restore with the same flags.
+      const fresh = `${dst.name}_hand`;
+      const t0 = process.hrtime.bigint();
+      await measure(['psql', ...connAs(dst.user), '-X', '--dbname', 'postgres', '-c', `CREATE DATABASE ${quoteIdent(fresh)} OWNER ${quoteIdent(dst.user)}`], { ...process.env, PGPASSWORD: dst.password });
+      await measure(['pg_restore', ...connAs(dst.user), '--no-owner', '--no-acl', `--role=${dst.user}`, '--exit-on-error', '--dbname', fresh, dump], { ...process.env, PGPASSWORD: dst.password });
+      imp.hand.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      await adminQuery(info, 'postgres', `DROP DATABASE ${quoteIdent(fresh)}`);
+    };
+    if (i % 2) { await runHand(); await runTasks(); } else { await runTasks(); await runHand(); }
+    if (i === 0) {
+      const got = await tableFingerprint(info, dst.name);
+      if (JSON.stringify(got) !== JSON.stringify(srcPrint)) throw new Error('imported database differs from the source');
+    }
+    await adminQuery(info, 'postgres', `DROP DATABASE ${quoteIdent(dst.name)}`);
+  }
+
+  const f = (x: number) => x.toFixed(2);
+  const ratio = (t: number[], h: number[]) => median(t) / median(h);
+  const peak = Math.max(...exp.peak, ...imp.peak);
+  const rows = [
+    ['db-export (custom format)', exp, 'pg_dump -Fc'],
+    ['db-import --yes', imp, 'createdb + pg_restore --no-owner --no-acl --role --exit-on-error'],
+  ] as const;
+  const md = [
+    `pgbench -i -s ${scale}: ${(scale * 100_000).toLocaleString('en')} accounts, database ${sizeMb} MB, custom dump ${(dumpBytes / 1048576).toFixed(0)} MB; URL mode against a local PostgreSQL 15; medians of ${RUNS}, runs alternated. ${machine()}.`,
+    '',
+    '| operation | tasks (s) | by hand (s) | ratio | node peak RSS (MB) | baseline |',
+    '|---|---|---|---|---|---|',
+    ...rows.map(([name, m, base]) => `| ${name} | ${f(median(m.tasks))} | ${f(median(m.hand))} | ${ratio(m.tasks, m.hand).toFixed(2)}× | ${Math.max(...m.peak).toFixed(0)} | \`${base}\` |`),
+    '',
+    `Targets: node peak RSS < 150 MB — ${peak < 150 ? 'met' : 'NOT met'} (${peak.toFixed(0)} MB, VmHWM of the node process alone, sampled every 50 ms); ` +
+      `wall time ≤ 1.1× by hand — export ${ratio(exp.tasks, exp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(exp.tasks, exp.hand).toFixed(2)}×), import ${ratio(imp.tasks, imp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(imp.tasks, imp.hand).toFixed(2)}×).`,
+    '',
+    'What the task does beyond the bare command: export reads the server and pg_dump versions first, writes to a temp file and reads the finished archive in full (`pg_restore -f /dev/null`) before renaming it; import reads the archive header and versions, restores into a new database and swaps it in by rename (then drops the old one). Raw runs (s): ' +
+      `export tasks ${exp.tasks.map(f).join(', ')} / by hand ${exp.hand.map(f).join(', ')}; import tasks ${imp.tasks.map(f).join(', ')} / by hand ${imp.hand.map(f).join(', ')}.`,
+  ].join('\n');
+  writeSection('database', md);
+  process.stdout.write(`${md}\n`);
+} finally {
+  fs.rmSync(work, { recursive: true, force: true });
+  await stop();
+}
