@@ -136,9 +136,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     return writeEnv ? e : { ...e, ...settings };
   };
 
-  /** Values the project sees: .env (when written) or the environment, re-read so tests that edit .env stay right. */
+  /** Values the project sees: .env (re-read, so tests that edit it stay right) under the settings given through the environment. */
   const current = (): Record<string, string> => {
-    if (!writeEnv) return { ...settings };
     const out: Record<string, string> = {};
     try {
       for (const line of fs.readFileSync(path.join(dir, '.env'), 'utf8').split('\n')) {
@@ -146,7 +145,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
         if (m) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
       }
     } catch { /* no .env (yet) */ }
-    return out;
+    // Without a written .env, the settings are in the process environment, which wins over .env files.
+    return writeEnv ? out : { ...out, ...settings };
   };
 
   const composeArgv = (): string[] => {
