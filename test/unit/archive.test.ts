@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { checkArchive, extractArchive, hashFile, listMembers, readManifest, tarHeader, worthCompressing, writeArchive } from '../../scripts/archive.ts';
+import { ExitCode } from '../../scripts/errors.ts';
+import type { Manifest } from '../../scripts/manifest.ts';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'archive-'));
+
+async function build(dir: string, files: Record<string, Buffer>, tweak: (m: Manifest) => void = () => undefined): Promise<{ archive: string; manifest: Manifest }> {
+  const parts = [];
+  for (const [name, data] of Object.entries(files)) {
+    fs.writeFileSync(path.join(dir, name), data);
+    parts.push({ name: name.split('.')[0]!, kind: name.endsWith('.dump') ? 'database' : 'path', file: name, format: name.endsWith('.dump') ? 'pg_dump-custom' : 'tar', ...(await hashFile(path.join(dir, name))) });
+  }
+  const manifest = { format: 'compose-tasks-backup', version: 1, name: 'odoo_backup_2026-01-02_03-04-05', createdAt: '2026-01-02T03:04:05.000Z', appEnv: 'development', project: 'odoo', database: 'odoo', images: {}, tool: { name: 'compose-tasks', version: '0.1.0' }, reason: 'manual', parts } as Manifest;
+  tweak(manifest);
+  const archive = path.join(dir, 'odoo_backup_2026-01-02_03-04-05.tar.gz');
+  await writeArchive(archive, [{ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 }, ...Object.keys(files).map((f) => ({ name: f, file: path.join(dir, f), level: 0 as const }))]);
+  return { archive, manifest };
+}
+
+/** A raw .tar.gz made of hand-built members (for hostile archives). */
+function rawArchive(file: string, members: Array<{ name: string; data?: Buffer; type?: string; link?: string }>): void {
+  const blocks: Buffer[] = [];
+  for (const m of members) {
+    const data = m.data ?? Buffer.alloc(0);
+    const h = tarHeader(m.name.length > 100 ? 'x' : m.name, data.length, 0);
+    if (m.name.length <= 100) h.write(m.name.padEnd(100, '\0'), 0, 100);
+    if (m.type) h.write(m.type, 156);
+    if (m.link) h.write(m.link, 157);
+    h.fill(' ', 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  fs.writeFileSync(file, zlib.gzipSync(Buffer.concat(blocks)));
+}
+
+describe('archive', () => {
+  it('writes a .tar.gz that GNU tar reads, manifest first, flat members, mode 0600', async () => {
+    const dir = tmp();
+    const dump = crypto.randomBytes(300_000);
+    const { archive } = await build(dir, { 'database.dump': dump, 'addons.tar': Buffer.from('x'.repeat(5000)) });
+    expect(fs.statSync(archive).mode & 0o777).toBe(0o600);
+    const listing = execFileSync('tar', ['-tzf', archive], { encoding: 'utf8' }).trim().split('\n');
+    expect(listing).toEqual(['manifest.json', 'database.dump', 'addons.tar']);
+    const out = path.join(dir, 'x');
+    fs.mkdirSync(out);
+    execFileSync('tar', ['-xzf', archive, '-C', out]);
+    expect(fs.readFileSync(path.join(out, 'database.dump')).equals(dump)).toBe(true);
+    expect((await listMembers(archive)).map((m) => [m.name, m.size])).toEqual([['manifest.json', expect.any(Number)], ['database.dump', 300_000], ['addons.tar', 5000]]);
+  });
+
+  it('does not deflate already compressed data (random bytes cost ~nothing extra) and compresses text', async () => {
+    const dir = tmp();
+    const rnd = path.join(dir, 'rnd');
+    const txt = path.join(dir, 'txt');
+    fs.writeFileSync(rnd, crypto.randomBytes(1_000_000));
+    fs.writeFileSync(txt, 'hello world\n'.repeat(100_000));
+    expect(worthCompressing(rnd)).toBe(false);
+    expect(worthCompressing(txt)).toBe(true);
+  });
+
+  it('checkArchive passes a good archive and extractArchive writes the parts 0600', async () => {
+    const dir = tmp();
+    const { archive, manifest } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) });
+    const checked = await checkArchive(archive);
+    expect(checked.manifest.name).toBe(manifest.name);
+    const out = path.join(dir, 'out');
+    const ex = await extractArchive(archive, out);
+    expect(fs.statSync(ex.files.database!).mode & 0o777).toBe(0o600);
+    expect((await hashFile(ex.files.database!)).sha256).toBe(manifest.parts[0]!.sha256);
+  });
+
+  it('refuses a part whose sha256 differs from the manifest', async () => {
+    const dir = tmp();
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => { m.parts[0]!.sha256 = '0'.repeat(64); });
+    const err = await checkArchive(archive).catch((e) => e);
+    expect(err.exitCode).toBe(ExitCode.refused);
+    expect(err.message).toMatch(/database.dump.*sha256/);
+    const out = path.join(dir, 'out');
+    await expect(extractArchive(archive, out)).rejects.toThrow(/sha256/);
+    expect(fs.existsSync(path.join(out, 'database.dump'))).toBe(false);
+  });
+
+  it('refuses a part whose size differs from the manifest, and a truncated archive', async () => {
+    const dir = tmp();
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => { m.parts[0]!.size = 9_999; });
+    await expect(checkArchive(archive)).rejects.toThrow(/10000 bytes, the manifest says 9999/);
+    const good = await build(tmp(), { 'database.dump': crypto.randomBytes(200_000) });
+    const cut = path.join(dir, 'cut_backup_2026-01-02_03-04-05.tar.gz');
+    fs.writeFileSync(cut, fs.readFileSync(good.archive).subarray(0, 100_000));
+    await expect(checkArchive(cut)).rejects.toThrow(/corrupt or truncated/);
+  });
+
+  it('rejects ../, absolute paths, links and unexpected members before extracting anything', async () => {
+    const manifest = Buffer.from(JSON.stringify({ format: 'compose-tasks-backup', version: 1, name: 'n', parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }], images: {} }));
+    const cases: Array<[string, Array<{ name: string; data?: Buffer; type?: string; link?: string }>, RegExp]> = [
+      ['dotdot', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: '../evil', data: Buffer.from('x') }], /leaves the folder/],
+      ['absolute', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: '/etc/evil', data: Buffer.from('x') }], /absolute path/],
+      ['symlink', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', type: '2', link: '/etc/passwd' }], /link to \/etc\/passwd/],
+      ['hardlink', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: 'other', type: '1', link: 'database.dump' }], /link/],
+      ['unexpected', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: 'run-me.sh', data: Buffer.from('x') }], /unexpected member run-me.sh/],
+      ['missing', [{ name: 'manifest.json', data: manifest }], /database.dump \(part database\) is missing/],
+    ];
+    for (const [label, members, re] of cases) {
+      const dir = tmp();
+      const file = path.join(dir, `${label}.tar.gz`);
+      rawArchive(file, members);
+      const out = path.join(dir, 'out');
+      const err = await extractArchive(file, out).catch((e) => e);
+      expect(err?.message, label).toMatch(re);
+      expect(err.exitCode, label).toBe(ExitCode.refused);
+      expect(fs.existsSync(out) ? fs.readdirSync(out) : [], label).toEqual([]);
+      expect(fs.existsSync(path.join(dir, 'evil')), label).toBe(false);
+    }
+  });
+
+  it('refuses an archive with no manifest that is not an old backup.sh archive', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'x.tar.gz');
+    rawArchive(file, [{ name: 'random.txt', data: Buffer.from('x') }]);
+    await expect(readManifest(file)).rejects.toThrow(/no manifest.json/);
+  });
+
+  it('recognises an old backup.sh archive and synthesises a legacy manifest', async () => {
+    const dir = tmp();
+    const src = path.join(dir, 'src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'database.dump'), crypto.randomBytes(1000));
+    fs.writeFileSync(path.join(src, 'filestore.tar.gz'), zlib.gzipSync(Buffer.alloc(1024)));
+    fs.writeFileSync(path.join(src, 'addons.tar.gz'), zlib.gzipSync(Buffer.alloc(1024)));
+    fs.writeFileSync(path.join(src, 'backup.info'), 'Database: odoo\nDate: 2025-01-01\n');
+    const file = path.join(dir, 'odoo_backup_2025-01-01_02-00-00.tar.gz');
+    execFileSync('tar', ['-C', src, '-czf', file, 'database.dump', 'filestore.tar.gz', 'addons.tar.gz', 'backup.info']);
+    const m = await readManifest(file);
+    expect(m.legacy).toBe(true);
+    expect(m.database).toBe('odoo');
+    expect(m.createdAt).toBe('2025-01-01T02:00:00.000Z');
+    expect(m.parts.map((p) => [p.name, p.file, p.format, p.size])).toEqual([
+      ['database', 'database.dump', 'pg_dump-custom', 1000],
+      ['filestore', 'filestore.tar.gz', 'tar.gz', fs.statSync(path.join(src, 'filestore.tar.gz')).size],
+      ['addons', 'addons.tar.gz', 'tar.gz', fs.statSync(path.join(src, 'addons.tar.gz')).size],
+    ]);
+    const ex = await extractArchive(file, path.join(dir, 'out'));
+    expect(fs.readFileSync(ex.files.database!).equals(fs.readFileSync(path.join(src, 'database.dump')))).toBe(true);
+  });
+});

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { awsEnv, awsFailure, missingCredentials, objectKey, s3, s3Settings, s3Url, uploadFile, type S3Settings } from '../../scripts/s3.ts';
+import { CommandError, ExitCode } from '../../scripts/errors.ts';
+import { createRunner, type Exec } from '../../scripts/runner.ts';
+import { createLogger } from '../../scripts/log.ts';
+
+const r2: S3Settings = { bucket: 'backups', prefix: 'odoo/', endpoint: 'https://acc.r2.cloudflarestorage.com', region: 'auto', terminal: false };
+const aws: S3Settings = { bucket: 'backups', prefix: '', terminal: true };
+
+describe('s3 settings', () => {
+  it('reads bucket, prefix, endpoint and region from the env; no bucket means local only', () => {
+    const env: Record<string, string> = { S3_BUCKET: 's3://b/', S3_PREFIX: 'p/', S3_ENDPOINT: 'http://x:9000', S3_REGION: 'auto' };
+    expect(s3Settings((k) => env[k], false)).toEqual({ bucket: 'b', prefix: 'p/', endpoint: 'http://x:9000', region: 'auto', profile: undefined, terminal: false });
+    expect(s3Settings(() => undefined, false)).toBeUndefined();
+  });
+
+  it('the key is prefix + name + .tar.gz', () => {
+    expect(objectKey(r2, 'odoo_backup_2026-01-02_03-04-05')).toBe('odoo/odoo_backup_2026-01-02_03-04-05.tar.gz');
+    expect(s3Url(r2, 'odoo/x.tar.gz')).toBe('s3://backups/odoo/x.tar.gz');
+  });
+
+  it('names missing credentials', () => {
+    const none = missingCredentials(() => undefined, '/nonexistent', () => false);
+    expect(none).toMatch(/AWS_ACCESS_KEY_ID.*AWS_PROFILE/);
+    const env: Record<string, string> = { AWS_ACCESS_KEY_ID: 'AK' };
+    expect(missingCredentials((k) => env[k], '/h', () => false)).toMatch(/AWS_SECRET_ACCESS_KEY/);
+    expect(missingCredentials((k) => ({ ...env, AWS_SECRET_ACCESS_KEY: 's' })[k], '/h', () => false)).toBeUndefined();
+    expect(missingCredentials((k) => ({ AWS_PROFILE: 'prod' } as Record<string, string>)[k], '/h', () => false)).toBeUndefined();
+    expect(missingCredentials(() => undefined, '/h', (p) => p === '/h/.aws/credentials')).toBeUndefined();
+  });
+});
+
+describe('aws argv builders', () => {
+  it('cp with endpoint, region and quiet flags without a terminal', () => {
+    expect(s3.cp(r2, '/b/x.tar.gz', 's3://backups/odoo/x.tar.gz')).toEqual([
+      'aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3', 'cp', '/b/x.tar.gz', 's3://backups/odoo/x.tar.gz', '--no-progress', '--only-show-errors',
+    ]);
+  });
+
+  it('cp in a terminal shows errors and no progress bar flood, plain AWS has no endpoint', () => {
+    expect(s3.cp(aws, 'a', 'b')).toEqual(['aws', 's3', 'cp', 'a', 'b', '--no-progress']);
+  });
+
+  it('ls, rm and head-object', () => {
+    expect(s3.ls(r2)).toEqual(['aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3api', 'list-objects-v2', '--bucket', 'backups', '--prefix', 'odoo/', '--output', 'json']);
+    expect(s3.rm(aws, 'k.tar.gz')).toEqual(['aws', 's3', 'rm', 's3://backups/k.tar.gz', '--only-show-errors']);
+    expect(s3.headObject(aws, 'k.tar.gz')).toEqual(['aws', 's3api', 'head-object', '--bucket', 'backups', '--key', 'k.tar.gz', '--output', 'json']);
+  });
+
+  it('never puts credentials on argv', () => {
+    const all = [s3.cp(r2, 'a', 'b'), s3.ls(r2), s3.rm(r2, 'k'), s3.headObject(r2, 'k')].flat().join(' ');
+    expect(all).not.toMatch(/secret|AKIA|access/i);
+  });
+});
+
+describe('aws environment', () => {
+  it('R2 / custom endpoint: checksums only when required (aws-cli ≥ 2.23 CRC checksums are rejected by R2)', () => {
+    const e = awsEnv(r2, {});
+    expect(e.AWS_REQUEST_CHECKSUM_CALCULATION).toBe('when_required');
+    expect(e.AWS_RESPONSE_CHECKSUM_VALIDATION).toBe('when_required');
+  });
+
+  it('plain AWS keeps the defaults; empty AWS variables are removed (an empty AWS_PROFILE breaks aws)', () => {
+    const e = awsEnv(aws, { AWS_PROFILE: '', AWS_ACCESS_KEY_ID: 'AK' });
+    expect(e).toEqual({ AWS_PROFILE: undefined });
+    expect('AWS_REQUEST_CHECKSUM_CALCULATION' in e).toBe(false);
+  });
+});
+
+describe('aws failures', () => {
+  it.each([[1, /code 1 \(a transfer failed\)/], [2, /code 2 \(files were skipped\)/], [255, /code 255/]])('aws exit %i is an upload failure (exit 8)', (code, re) => {
+    const e = awsFailure('upload', new CommandError('aws s3 cp', ['aws'], code, 'upload failed: x'));
+    expect(e.exitCode).toBe(ExitCode.uploadFailed);
+    expect(e.message).toMatch(re);
+  });
+
+  it('uploadFile retries a bounded number of times, then fails with exit 8', async () => {
+    let calls = 0;
+    const exec: Exec = async () => { calls++; return { code: 1, stdout: '', stderr: 'upload failed: connection reset' }; };
+    const runner = createRunner({ log: createLogger({ sink: { write: () => true } }), env: {}, cwd: '/', exec });
+    const err = await uploadFile(runner, aws, '/f', 'k', 10, { attempts: 3, sleep: async () => undefined }).catch((e) => e);
+    expect(calls).toBe(3);
+    expect(err.exitCode).toBe(ExitCode.uploadFailed);
+    expect(err.message).toMatch(/aws exited with code 1.*after 3 attempts/);
+  });
+
+  it('uploadFile fails when the object size differs from the file', async () => {
+    const exec: Exec = async (cmd) => (cmd.argv.includes('head-object') ? { code: 0, stdout: '{"ContentLength": 5}', stderr: '' } : { code: 0, stdout: '', stderr: '' });
+    const runner = createRunner({ log: createLogger({ sink: { write: () => true } }), env: {}, cwd: '/', exec });
+    const err = await uploadFile(runner, aws, '/f', 'k', 10, { attempts: 2, sleep: async () => undefined }).catch((e) => e);
+    expect(err.exitCode).toBe(ExitCode.uploadFailed);
+    expect(err.message).toMatch(/5 bytes, the file 10/);
+  });
+});
