@@ -279,8 +279,12 @@ const dbImport = defineTask({
     let swapped = false;
     ctx.onCleanup(async () => {
       if (swapped || ctx.global.dryRun) return;
-      // A failed or interrupted import: the new copy goes, the database is as it was.
-      await pg.dropDatabase(c, t, temp, { force: true, serverMajor: server.major }).catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
+      // A failed or interrupted import: the new copy goes, the database is as it was. After Ctrl-C the task's
+      // runner refuses to start anything, so this uses one that ignores the signal.
+      const { createRunner } = await import('./runner.ts');
+      const runner = createRunner({ log: ctx.log, env: ctx.runner.env, cwd: ctx.root });
+      const cc = { env: c.env, runner, probe: runner, compose: c.compose, log: c.log, onCleanup: c.onCleanup, global: c.global, signal: c.signal };
+      await pg.dropDatabase(cc, t, temp, { force: true, serverMajor: server.major }).catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
     });
     ctx.log.step(`restoring ${shown} into a new database ${temp}`);
     await pg.dropDatabase(c, t, temp, { force: true, serverMajor: server.major });

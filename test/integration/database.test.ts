@@ -35,12 +35,12 @@ function makeRoot(files: Record<string, string> = {}): string {
 }
 
 /** The real CLI in-process, URL mode, no terminal. */
-async function tasksRun(argv: string[], o: { url?: string; env?: Record<string, string>; root?: string } = {}): Promise<Run> {
+async function tasksRun(argv: string[], o: { url?: string; env?: Record<string, string>; root?: string; signal?: AbortSignal } = {}): Promise<Run> {
   const root = o.root ?? makeRoot();
   const stdout = sink();
   const stderr = sink();
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...(o.url ? { DATABASE_URL: o.url } : {}), ...o.env };
-  const code = await main({ argv, env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: false });
+  const code = await main({ argv, env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: false, signal: o.signal });
   return { code, stdout: stdout.text, stderr: stderr.text, root };
 }
 
@@ -277,6 +277,18 @@ describe('db-import bad input leaves the database as it was', () => {
     } finally {
       holder.kill('SIGKILL');
     }
+  });
+
+  it('Ctrl-C during the restore: exit 130, the half-restored copy is dropped, the database is as it was', async () => {
+    const controller = new AbortController();
+    const running = tasksRun(['db-import', customDump, '--yes'], { url: target.url, signal: controller.signal });
+    for (let i = 0; i < 200 && (await leftovers(target.name)).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await leftovers(target.name)).toHaveLength(1);
+    controller.abort('SIGINT');
+    const r = await running;
+    expect(r.code).toBe(ExitCode.sigint);
+    expectOneError(r, /interrupted \(SIGINT\)/);
+    await unchanged();
   });
 
   it('a dump from a newer PostgreSQL major than the server: refused with both versions named', async () => {
