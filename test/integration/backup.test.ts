@@ -1,0 +1,407 @@
+// Backups against a real PostgreSQL (URL mode, pagila), a real S3 server (s3rver) and the real aws CLI, through the real CLI.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestDatabaseInfo, loadPagila, adminQuery, type TestDatabase } from '../harness/pg.ts';
+import { clearPrefix, listKeys } from '../harness/s3.ts';
+import { makeProject, type RunResult, type TestProject } from '../harness/project.ts';
+import { readManifest, listMembers } from '../../scripts/archive.ts';
+
+const pg = inject('pg');
+const s3 = inject('s3');
+
+let db: TestDatabase;
+const projects: TestProject[] = [];
+const prefixes: string[] = [];
+const wrapDirs: string[] = [];
+
+const realBin = (tool: string) => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+
+beforeAll(async () => {
+  db = await createTestDatabaseInfo(pg, 'bk');
+  await loadPagila(pg, db.name);
+});
+
+afterAll(async () => {
+  for (const p of projects) await p.cleanup().catch(() => undefined);
+  for (const prefix of prefixes) await clearPrefix(s3, prefix).catch(() => undefined);
+  for (const d of wrapDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+interface Setup { p: TestProject; prefix: string; dir: string }
+
+async function setup(o: { s3?: boolean; env?: Record<string, string> } = {}): Promise<Setup> {
+  const prefix = `t${crypto.randomBytes(4).toString('hex')}/`;
+  prefixes.push(prefix);
+  const env: Record<string, string> = {
+    DATABASE_URL: db.url,
+    ...(o.s3 === false ? {} : { S3_BUCKET: s3.bucket, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, S3_PREFIX: prefix, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey }),
+    ...o.env,
+  };
+  const p = await makeProject({ env });
+  projects.push(p);
+  return { p, prefix, dir: path.join(p.dir, 'backup') };
+}
+
+/** A folder of fixture programs put first on PATH (the honest way to make aws or pg_dump fail). */
+function wrappers(scripts: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-wrap-'));
+  wrapDirs.push(dir);
+  for (const [name, body] of Object.entries(scripts)) fs.writeFileSync(path.join(dir, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+  return dir;
+}
+const withPath = (dir: string) => ({ PATH: `${dir}:${process.env.PATH}` });
+
+const archives = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz')).sort() : []);
+const leftovers = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-') || f.endsWith('.tmp') || f.startsWith('.verify-')) : []);
+
+/** An older good backup: a copy of a real archive under an old name (what retention would delete after a good run). */
+function oldCopy(s: Setup, archiveName: string, date = '2020-01-01_00-00-00'): string {
+  const target = path.join(s.dir, `${s.p.name}_backup_${date}.tar.gz`);
+  fs.copyFileSync(path.join(s.dir, archiveName), target);
+  return target;
+}
+
+/** The real CLI as a child we can signal (same environment rules as TestProject.run). */
+function start(s: Setup, args: string[], env: Record<string, string> = {}): { child: ReturnType<typeof spawn>; done: Promise<RunResult> } {
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(base)) if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+  const child = spawn(process.execPath, [path.join(s.p.dir, 'bin/tasks.mjs'), ...args], { cwd: s.p.dir, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const done = new Promise<RunResult>((res) => child.on('close', (code, sig) => res({ code: code ?? (sig === 'SIGKILL' ? 137 : 128), stdout, stderr })));
+  return { child, done };
+}
+
+async function until(what: string, fn: () => boolean, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** pg_dump that writes some real output, then waits (so a test can interrupt a backup mid-run). */
+const slowPgDump = (seconds: number) => `"${realBin('pg_dump')}" "$@" | head -c 100000\nsleep ${seconds}\nexec "${realBin('pg_dump')}" "$@"`;
+
+describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
+  it('pagila: backed up, uploaded, deleted locally, listed as remote, downloaded, verified with a restore test', async () => {
+    const s = await setup({ env: { BACKUP_KEEP_MIN: '1' } });
+    const first = await s.p.run(['backup', '--only', 'db,addons']);
+    expect(first.code, first.stderr).toBe(0);
+    const [file] = archives(s.dir);
+    expect(file).toMatch(new RegExp(`^${s.p.name}_backup_\\d{4}-\\d\\d-\\d\\d_\\d\\d-\\d\\d-\\d\\d\\.tar\\.gz$`));
+    const local = path.join(s.dir, file!);
+    expect(first.stdout.trim()).toBe(local);
+    expect(fs.statSync(local).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(s.dir).mode & 0o777).toBe(0o700);
+    expect(leftovers(s.dir)).toEqual([]);
+
+    // Manifest: versions, tool, parts with sizes and checksums; flat members.
+    const m = await readManifest(local);
+    expect(m).toMatchObject({ format: 'compose-tasks-backup', version: 1, project: s.p.name, database: db.name, appEnv: 'development', reason: 'manual', tool: { name: 'compose-tasks' } });
+    expect(m.serverVersion).toMatch(/^15\./);
+    expect(m.pgDumpVersion).toMatch(/^\d+/);
+    expect(m.parts.map((x) => [x.name, x.file, x.format])).toEqual([['database', 'database.dump', 'pg_dump-custom'], ['addons', 'addons.tar', 'tar']]);
+    for (const part of m.parts) expect(part.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect((await listMembers(local)).map((x) => x.name)).toEqual(['manifest.json', 'database.dump', 'addons.tar']);
+
+    // Uploaded under the final key with the same size.
+    const keys = await listKeys(s3, s.prefix);
+    expect(keys).toEqual([{ key: `${s.prefix}${file}`, size: fs.statSync(local).size }]);
+
+    // An old backup is pruned, local and remote, after a good run (keep min 1, 30 days).
+    const old = oldCopy(s, file!);
+    execFileSync('aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', old, `s3://${s3.bucket}/${s.prefix}${path.basename(old)}`, '--only-show-errors'], { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_DEFAULT_REGION: s3.region } });
+    await new Promise((r) => setTimeout(r, 1100)); // a new name (names have seconds)
+    const second = await s.p.run(['backup', '--only', 'db']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(fs.existsSync(old)).toBe(false);
+    expect(second.stderr).toContain(`deleted local ${old}`);
+    expect((await listKeys(s3, s.prefix)).map((k) => k.key)).not.toContain(`${s.prefix}${path.basename(old)}`);
+    expect(archives(s.dir)).toHaveLength(2);
+
+    // Delete the first locally: listed as remote only.
+    fs.rmSync(local);
+    const listed = await s.p.run(['backups', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const entries = JSON.parse(listed.stdout) as Array<{ name: string; where: string; size: number; date: string }>;
+    expect(entries.map((e) => e.where)).toEqual(['both', 'remote']);
+    expect(entries[1]!.name).toBe(file!.replace('.tar.gz', ''));
+    expect(entries[0]!.date > entries[1]!.date).toBe(true);
+
+    // Download: checked against the manifest, then under its final name.
+    const dl = await s.p.run(['download', entries[1]!.name]);
+    expect(dl.code, dl.stderr).toBe(0);
+    expect(fs.existsSync(local)).toBe(true);
+    expect(fs.statSync(local).mode & 0o777).toBe(0o600);
+    expect(leftovers(s.dir)).toEqual([]);
+
+    // Verify with a restore test: a throwaway database is restored, checked and dropped.
+    const v = await s.p.run(['verify', entries[1]!.name, '--restore-test']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stderr).toMatch(/restore test passed: \d+ tables restored/);
+    expect(await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${db.name}_verify_%'`)).toBe('0');
+    const after = JSON.parse((await s.p.run(['backups', '--json'])).stdout) as Array<{ name: string; lastVerified?: string; restoreTested?: boolean }>;
+    const verified = after.find((e) => e.name === entries[1]!.name)!;
+    expect(verified.restoreTested).toBe(true);
+    expect(Date.now() - Date.parse(verified.lastVerified!)).toBeLessThan(10 * 60_000);
+    const table = await s.p.run(['backups']);
+    expect(table.stdout).toMatch(/NAME\s+DATE \(UTC\)\s+SIZE\s+WHERE\s+LAST VERIFIED/);
+    expect(table.stdout).toContain('(restore test)');
+  });
+
+  it('a download that fails its checksum is refused and its temp file removed', async () => {
+    const s = await setup();
+    expect((await s.p.run(['backup', '--only', 'db'])).code).toBe(0);
+    const [file] = archives(s.dir);
+    // Replace the remote object by a damaged copy (one byte flipped in the middle of the dump).
+    const bad = path.join(os.tmpdir(), `bad-${crypto.randomBytes(4).toString('hex')}.tar`);
+    execFileSync('sh', ['-c', `gzip -dc "$1" > "$2"`, 'sh', path.join(s.dir, file!), bad]);
+    const buf = fs.readFileSync(bad);
+    buf[buf.length >> 1] ^= 0xff;
+    fs.writeFileSync(bad, buf);
+    execFileSync('sh', ['-c', 'gzip -1 < "$1" > "$1.gz"', 'sh', bad]);
+    execFileSync('aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', `${bad}.gz`, `s3://${s3.bucket}/${s.prefix}${file}`, '--only-show-errors'], { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_DEFAULT_REGION: s3.region } });
+    fs.rmSync(bad, { force: true });
+    fs.rmSync(`${bad}.gz`, { force: true });
+    fs.rmSync(path.join(s.dir, file!));
+    const r = await s.p.run(['download', file!]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/database.dump \(part database\) has sha256/);
+    expect(archives(s.dir)).toEqual([]);
+    expect(leftovers(s.dir)).toEqual([]);
+    expect(fs.readdirSync(s.dir).filter((f) => f.includes('download'))).toEqual([]);
+  });
+
+  describe('faults: nothing lost, no upload, no prune', () => {
+    /** A project with one good backup and an old one that a good run would prune (keep min 1). */
+    async function withHistory(): Promise<{ s: Setup; before: string[]; keysBefore: string[] }> {
+      const s = await setup({ env: { BACKUP_KEEP_MIN: '1' } });
+      const r = await s.p.run(['backup', '--only', 'db']);
+      expect(r.code, r.stderr).toBe(0);
+      oldCopy(s, archives(s.dir)[0]!);
+      await new Promise((res) => setTimeout(res, 1100));
+      return { s, before: archives(s.dir), keysBefore: (await listKeys(s3, s.prefix)).map((k) => k.key) };
+    }
+    async function expectNothingLost(x: { s: Setup; before: string[]; keysBefore: string[] }): Promise<void> {
+      expect(archives(x.s.dir)).toEqual(x.before);
+      expect(leftovers(x.s.dir)).toEqual([]);
+      expect((await listKeys(s3, x.s.prefix)).map((k) => k.key)).toEqual(x.keysBefore);
+    }
+
+    it('pg_dump writing half its output then failing: non-zero exit, nothing under a final name', async () => {
+      const x = await withHistory();
+      const w = wrappers({ pg_dump: `"${realBin('pg_dump')}" "$@" | head -c 50000\nexit 1` });
+      const r = await x.s.p.run(['backup', '--only', 'db'], { env: withPath(w) });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/pg_dump exited with code 1/);
+      await expectNothingLost(x);
+    });
+
+    it('pg_dump exiting 0 with empty output is caught', async () => {
+      const x = await withHistory();
+      const w = wrappers({ pg_dump: `[ "$1" = --version ] && exec "${realBin('pg_dump')}" "$@"\nexit 0` });
+      const r = await x.s.p.run(['backup', '--only', 'db'], { env: withPath(w) });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/pg_dump exited 0 but wrote nothing/);
+      await expectNothingLost(x);
+    });
+
+    it('pg_dump exiting 0 with a truncated dump is caught by the full read', async () => {
+      const x = await withHistory();
+      const w = wrappers({ pg_dump: `"${realBin('pg_dump')}" "$@" | head -c 200000\nexit 0` });
+      const r = await x.s.p.run(['backup', '--only', 'db'], { env: withPath(w) });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/truncated|corrupt|pg_restore/i);
+      await expectNothingLost(x);
+    });
+
+    it('tar exit 2 (fatal) fails the backup; tar exit 1 (files changed) is a warning', async () => {
+      const x = await withHistory();
+      const fatal = wrappers({ tar: 'echo "tar: addons: Cannot open: Permission denied" >&2\nexit 2' });
+      const r = await x.s.p.run(['backup', '--only', 'addons'], { env: withPath(fatal) });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/backup part addons: tar exited with code 2/);
+      await expectNothingLost(x);
+      const changed = wrappers({ tar: `"${realBin('tar')}" "$@"\necho "tar: ./x: file changed as we read it" >&2\nexit 1` });
+      const ok = await x.s.p.run(['backup', '--only', 'addons'], { env: withPath(changed) });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/warning: backup part addons: tar exit 1, files changed/);
+    });
+
+    it.each([1, 2, 255])('aws exiting %i: exit 8, the backup stays local, no prune', async (code) => {
+      const x = await withHistory();
+      const w = wrappers({ aws: `echo "upload failed: simulated ($*)" >&2\nexit ${code}` });
+      const r = await x.s.p.run(['backup', '--only', 'db'], { env: withPath(w) });
+      expect(r.code).toBe(8);
+      expect(r.stderr).toContain(`aws exited with code ${code}`);
+      expect(r.stderr).toMatch(/the upload did not happen.*the backup stays local/);
+      expect(r.stderr).toMatch(/retrying \(2\/3\)/);
+      const now = archives(x.s.dir);
+      expect(now.length).toBe(x.before.length + 1); // the new, checked backup is kept locally
+      for (const f of x.before) expect(now).toContain(f); // and the old one was not pruned
+      expect(leftovers(x.s.dir)).toEqual([]);
+      expect((await listKeys(s3, x.s.prefix)).map((k) => k.key)).toEqual(x.keysBefore);
+    });
+
+    it('missing S3 credentials: the backup stays local, exit 8, the message says the upload did not happen', async () => {
+      const home = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-home-'));
+      wrapDirs.push(home);
+      const s = await setup({ env: { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' } });
+      const r = await s.p.run(['backup', '--only', 'db'], { env: { HOME: home } });
+      expect(r.code).toBe(8);
+      expect(r.stderr).toMatch(/the upload did not happen: no S3 credentials/);
+      expect(archives(s.dir)).toHaveLength(1);
+      expect(await listKeys(s3, s.prefix)).toEqual([]);
+    });
+
+    it('disk full: a clear message, temp files removed, older backups intact', async () => {
+      const s = await setup({ s3: false });
+      const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-full-'));
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1100k,mode=0700', 'tmpfs', mnt]);
+      expect(m.status, String(m.stderr)).toBe(0);
+      try {
+        const env = { BACKUP_DIR: mnt };
+        const small = await s.p.run(['backup', '--only', 'addons'], { env });
+        expect(small.code, small.stderr).toBe(0);
+        const before = archives(mnt);
+        await new Promise((res) => setTimeout(res, 1100));
+        const r = await s.p.run(['backup', '--only', 'db,addons'], { env });
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/no space left on (the )?device/i);
+        expect(archives(mnt)).toEqual(before);
+        expect(fs.readdirSync(mnt).filter((f) => f.startsWith('.tmp-') || f.endsWith('.tmp'))).toEqual([]);
+      } finally {
+        spawnSync('umount', [mnt]);
+        fs.rmSync(mnt, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('locking and interruption', () => {
+    it('a second concurrent run exits 5 at once naming the pid; a lock left by SIGKILL is recovered', async () => {
+      const s = await setup({ s3: false });
+      const w = wrappers({ pg_dump: slowPgDump(30) });
+      const first = start(s, ['backup', '--only', 'db'], withPath(w));
+      await until('the first run to hold the lock', () => fs.existsSync(path.join(s.dir, '.lock')) && fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '' && leftovers(s.dir).length > 0);
+      const t0 = Date.now();
+      const second = await s.p.run(['backup', '--only', 'db']);
+      expect(second.code).toBe(5);
+      expect(second.stderr).toContain(`another backup is running, pid ${first.child.pid}`);
+      expect(Date.now() - t0).toBeLessThan(20_000);
+      first.child.kill('SIGKILL');
+      await first.done;
+      // The killed run's temp files are still there; the next run takes the lock and removes them.
+      expect(leftovers(s.dir).length).toBeGreaterThan(0);
+      const third = await s.p.run(['backup', '--only', 'db']);
+      expect(third.code, third.stderr).toBe(0);
+      expect(third.stderr).toMatch(/left by an interrupted run/);
+      expect(leftovers(s.dir)).toEqual([]);
+      expect(archives(s.dir)).toHaveLength(1);
+    });
+
+    it.each([['SIGTERM', 143], ['SIGINT', 130]] as const)('%s mid-run: temp files removed, lock released, exit %i', async (sig, code) => {
+      const s = await setup({ s3: false });
+      const w = wrappers({ pg_dump: slowPgDump(30) });
+      const run = start(s, ['backup', '--only', 'db,addons'], withPath(w));
+      await until('the backup to be running', () => leftovers(s.dir).length > 0 && fs.existsSync(path.join(s.dir, '.lock')) && fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '');
+      await new Promise((r) => setTimeout(r, 500));
+      run.child.kill(sig);
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toContain(`interrupted (${sig})`);
+      expect(leftovers(s.dir)).toEqual([]);
+      expect(archives(s.dir)).toEqual([]);
+      // Lock released: flock -n takes it at once.
+      const probe = spawnSync('flock', ['-n', path.join(s.dir, '.lock'), 'true']);
+      expect(probe.status).toBe(0);
+    });
+  });
+
+  describe('retention through the CLI', () => {
+    async function withOld(env: Record<string, string>, dates: string[]): Promise<Setup> {
+      const s = await setup({ s3: false, env });
+      expect((await s.p.run(['backup', '--only', 'addons'])).code).toBe(0);
+      const [real] = archives(s.dir);
+      for (const d of dates) oldCopy(s, real!, d);
+      return s;
+    }
+
+    it('prune --dry-run shows exactly what it would delete, and deletes nothing', async () => {
+      const s = await withOld({ BACKUP_RETENTION_DAYS: '30', BACKUP_KEEP_MIN: '2' }, ['2020-01-01_00-00-00', '2020-02-01_00-00-00', '2020-03-01_00-00-00']);
+      const before = archives(s.dir);
+      const r = await s.p.run(['prune', '--dry-run']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`would delete local ${path.join(s.dir, `${s.p.name}_backup_2020-01-01_00-00-00.tar.gz`)}`);
+      expect(r.stderr).toContain(`would delete local ${path.join(s.dir, `${s.p.name}_backup_2020-02-01_00-00-00.tar.gz`)}`);
+      expect(r.stderr).not.toContain('2020-03-01_00-00-00.tar.gz (');
+      expect(archives(s.dir)).toEqual(before);
+      const real = await s.p.run(['prune']);
+      expect(real.code).toBe(0);
+      expect(archives(s.dir)).toHaveLength(2);
+    });
+
+    it('0 retention days keeps the newest BACKUP_KEEP_MIN', async () => {
+      const s = await withOld({ BACKUP_RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '2' }, ['2026-01-01_00-00-00', '2026-01-02_00-00-00']);
+      expect((await s.p.run(['prune'])).code).toBe(0);
+      const left = archives(s.dir);
+      expect(left).toHaveLength(2);
+      expect(left).toContain(`${s.p.name}_backup_2026-01-02_00-00-00.tar.gz`);
+    });
+
+    it('every backup old: the newest keep-min stay', async () => {
+      const s = await setup({ s3: false, env: { BACKUP_RETENTION_DAYS: '7', BACKUP_KEEP_MIN: '2' } });
+      expect((await s.p.run(['backup', '--only', 'addons'])).code).toBe(0);
+      const [real] = archives(s.dir);
+      for (const d of ['2019-01-01_00-00-00', '2019-06-01_00-00-00', '2020-01-01_00-00-00']) oldCopy(s, real!, d);
+      fs.rmSync(path.join(s.dir, real!));
+      expect((await s.p.run(['prune'])).code).toBe(0);
+      expect(archives(s.dir)).toEqual([`${s.p.name}_backup_2019-06-01_00-00-00.tar.gz`, `${s.p.name}_backup_2020-01-01_00-00-00.tar.gz`]);
+    });
+
+    it('the clock wrong (a backup dated in the future): nothing is deleted, a warning says why', async () => {
+      const s = await withOld({ BACKUP_RETENTION_DAYS: '1', BACKUP_KEEP_MIN: '1' }, ['2099-01-01_00-00-00', '2020-01-01_00-00-00']);
+      const before = archives(s.dir);
+      const r = await s.p.run(['prune']);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/clock looks wrong, nothing is deleted/);
+      expect(archives(s.dir)).toEqual(before);
+    });
+  });
+
+  it('secrets never reach argv (/proc/*/cmdline) or the output', async () => {
+    const s = await setup({ env: { AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } });
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-argv-')), 'argv.log');
+    wrapDirs.push(path.dirname(log));
+    // Each wrapper records its own /proc/self/cmdline-equivalent argv and environment names, then runs the real tool.
+    const rec = (tool: string) => `printf '%s\\n' "$0 $*" >> "${log}"\nexec "${realBin(tool)}" "$@"`;
+    const w = wrappers({ pg_dump: rec('pg_dump'), pg_restore: rec('pg_restore'), psql: rec('psql'), aws: rec('aws'), tar: rec('tar') });
+    const r = await s.p.run(['backup', '--only', 'db,addons'], { env: withPath(w) });
+    expect(r.code, r.stderr).toBe(0);
+    const argv = fs.readFileSync(log, 'utf8');
+    expect(argv).toMatch(/pg_dump .*--no-password/);
+    expect(argv).toMatch(/aws .*s3 cp/);
+    for (const secret of [db.password, s3.secretAccessKey]) {
+      expect(argv).not.toContain(secret);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+    expect(argv).not.toContain(db.url);
+  });
+
+  it('dry-run prints every command and writes nothing', async () => {
+    const s = await setup();
+    const r = await s.p.run(['--dry-run', 'backup', '--only', 'db,addons']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ pg_dump .*--format=custom/);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ tar -C .*addons -cf - \./);
+    expect(r.stderr).toMatch(/would write .* upload it to s3:\/\//);
+    expect(archives(s.dir)).toEqual([]);
+    expect(await listKeys(s3, s.prefix)).toEqual([]);
+  });
+});
