@@ -228,7 +228,9 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
         const dep = findTask(tasks, name);
         if (!dep) throw new TaskError(`task "${name}" (a dependency) is not defined`, { exitCode: ExitCode.usage });
         const key = `${dep.name}\0${JSON.stringify(input)}`;
-        if (!ran.has(key)) ran.set(key, invoke(dep, input.args ?? {}, input.opts ?? {}));
+        // Option defaults apply as on the command line (e.g. backup's --reason manual).
+        const defaults = Object.fromEntries(Object.entries((dep.options ?? {}) as Record<string, OptionSpec>).filter(([, v]) => v.default !== undefined).map(([k, v]) => [k, v.default]));
+        if (!ran.has(key)) ran.set(key, invoke(dep, input.args ?? {}, { ...defaults, ...input.opts }));
         return ran.get(key);
       },
     });

@@ -2,9 +2,12 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { makeProject, type TestProject } from '../harness/project.ts';
 
 const docker = inject('docker');
+/** This machine's real crontab (the setup under test writes it; cron-remove takes its block out again). */
+const spawnCrontab = () => spawnSync('crontab', ['-l'], { encoding: 'utf8' }).stdout ?? '';
 const show = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 async function containerIds(p: TestProject): Promise<string[]> {
@@ -51,6 +54,30 @@ if (!docker.available) {
       expect(fs.readFileSync(path.join(p.dir, '.env'), 'utf8')).toBe(envBefore);
       expect(await containerIds(p)).toEqual(before);
       expect(r.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
+    });
+
+    it('the full setup installs this project\'s cron block once and takes the first backup; doctor then sees both', async () => {
+      const marker = `# BEGIN ${p.name} tasks`;
+      try {
+        for (let i = 0; i < 2; i++) {
+          const r = await p.run(['setup']);
+          expect(r.code, show(r)).toBe(0);
+        }
+        const crontab = spawnCrontab();
+        expect(crontab.split('\n').filter((l) => l === marker)).toHaveLength(1);
+        const backups = fs.readdirSync(path.join(p.dir, 'backup')).filter((f) => f.startsWith(`${p.name}_backup_`) && f.endsWith('.tar.gz'));
+        expect(backups.length).toBeGreaterThanOrEqual(1);
+        const d = await p.run(['doctor', '--json']);
+        const report = JSON.parse(d.stdout) as { checks: Array<{ name: string; ok: boolean; status: string; message: string }> };
+        const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
+        expect(byName.cron?.ok, byName.cron?.message).toBe(true);
+        expect(byName.cron?.status).not.toBe('skip');
+        expect(byName['last-backup']?.message).toMatch(new RegExp(`^last backup ${p.name}_backup_`));
+        expect(byName.disk?.message).toMatch(/twice the last backup is/);
+      } finally {
+        await p.run(['cron-remove']);
+      }
+      expect(spawnCrontab()).not.toContain(marker);
     });
 
     it('stops at the doctor step with its fix when the environment is broken, before touching the stack', async () => {
