@@ -60,6 +60,13 @@ if (!docker.available) {
       expect(health.code, show(health)).toBe(0);
     });
 
+    it('`dev` again is a no-op on a healthy stack: same containers, still healthy', async () => {
+      const before = await containers(p);
+      const r = await p.run(['dev']);
+      expect(r.code, show(r)).toBe(0);
+      expect(await containers(p)).toEqual(before);
+    });
+
     it('`shell-db -- psql ...` runs a command in the db service with no TTY and prints its output', async () => {
       const r = await p.run(['shell-db', '--', 'psql', '-U', p.env.POSTGRES_USER ?? 'odoo', '-d', p.env.POSTGRES_DB ?? 'odoo', '-c', 'select 1 as one']);
       expect(r.code, show(r)).toBe(0);
@@ -203,9 +210,9 @@ if (!docker.available) {
     beforeAll(async () => { p = await makeProject({ docker, writeEnv: false }); });
     afterAll(async () => { await p?.cleanup(); });
 
-    it('creates .env (mode 0600, generated secrets), brings the stack up, and the secret reaches both services', async () => {
+    it('`npx tsx tasks.ts dev` creates .env (mode 0600, generated secrets), brings the stack up, and the secret reaches both services', async () => {
       expect(fs.existsSync(path.join(p.dir, '.env'))).toBe(false);
-      const r = await p.run(['dev']);
+      const r = await p.run(['dev'], { entry: 'tsx' });
       expect(r.code, show(r)).toBe(0);
       const file = path.join(p.dir, '.env');
       expect(fs.statSync(file).mode & 0o777).toBe(0o600);

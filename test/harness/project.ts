@@ -24,6 +24,8 @@ export interface RunOptions {
   /** Added to (or, with undefined-free values, overriding) the environment of the command. */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** How the CLI starts: the `tasks` bin (default) or `npx tsx tasks.ts` as the README shows it. */
+  entry?: 'bin' | 'tsx';
 }
 
 export interface TestProject {
@@ -33,7 +35,7 @@ export interface TestProject {
   env: Record<string, string>;
   /** Compose project name (COMPOSE_PROJECT_NAME). */
   name: string;
-  /** `node <dir>/bin/tasks.mjs ...args` in dir, stdin closed, no TTY. */
+  /** `node <dir>/bin/tasks.mjs ...args` (or `tsx tasks.ts ...args`) in dir, stdin closed, no TTY. */
   run(args: string[], o?: RunOptions): Promise<RunResult>;
   /** The compose command of this project (same files, project name and env as the tasks use), for assertions. */
   compose(args: string[], o?: RunOptions): Promise<RunResult>;
@@ -161,7 +163,10 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     dir,
     env: values,
     name,
-    run: (args, o = {}) => exec([process.execPath, path.join(dir, 'bin/tasks.mjs'), ...args], { cwd: dir, env: { ...baseEnv(), ...o.env }, input: o.input, timeoutMs: o.timeoutMs }),
+    run: (args, o = {}) => {
+      const cli = o.entry === 'tsx' ? [path.join(dir, 'node_modules/tsx/dist/cli.mjs'), 'tasks.ts'] : [path.join(dir, 'bin/tasks.mjs')];
+      return exec([process.execPath, ...cli, ...args], { cwd: dir, env: { ...baseEnv(), ...o.env }, input: o.input, timeoutMs: o.timeoutMs });
+    },
     compose: (args, o = {}) => {
       const e = current();
       const env: NodeJS.ProcessEnv = { ...baseEnv(), ...e, ...o.env };
