@@ -290,11 +290,12 @@ export const checks: Check[] = [
 ];
 
 /** Runs the checks in order; `skipNeeds` leaves out the checks that need something not there yet (setup before cron-install). */
-export async function runChecks(ctx: TaskContext, opts: { skipNeeds?: CheckNeed[]; only?: string[]; now?: Date } = {}): Promise<CheckReport[]> {
+export async function runChecks(ctx: TaskContext, opts: { skipNeeds?: CheckNeed[]; only?: string[]; skip?: string[]; now?: Date } = {}): Promise<CheckReport[]> {
   const state: DoctorState = { ctx, now: opts.now ?? new Date() };
   const out: CheckReport[] = [];
   for (const c of checks) {
     if (opts.only && !opts.only.includes(c.name)) continue;
+    if (opts.skip?.includes(c.name)) continue;
     if (c.needs?.some((n) => opts.skipNeeds?.includes(n))) continue;
     let r: CheckResult;
     try { r = await c.run(state); } catch (err) { r = fail(`${c.name} check crashed: ${errText(err)}`, 'report this with the output of tasks doctor'); }

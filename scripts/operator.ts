@@ -82,13 +82,14 @@ export const operatorTasks: AnyTask[] = [
       if (problems.length && !ctx.runner.dryRun) throw envProblemsError(ctx.env, problems);
 
       ctx.log.step('2/7 doctor');
-      const reports = await runChecks(ctx, { skipNeeds: ['cron', 'backup'] });
+      // In a dry run without .env, the file env-init would write is not there to check.
+      const noEnvYet = ctx.runner.dryRun && !fs.existsSync(path.join(ctx.root, '.env'));
+      const reports = await runChecks(ctx, { skipNeeds: ['cron', 'backup'], skip: noEnvYet ? ['env', 'env-permissions'] : [] });
       const failed = reports.filter((r) => !r.ok);
+      ctx.log.info(formatReport(reports).trimEnd());
       if (failed.length) {
-        ctx.log.info(formatReport(reports).trimEnd());
         throw new TaskError(`setup stopped: ${failed.map((r) => `${r.name}: ${r.message}`).join('; ')}`, { exitCode: ExitCode.prerequisite, hint: failed[0]?.fix });
       }
-      for (const r of reports.filter((x) => x.status === 'warn')) ctx.log.warn(`${r.name}: ${r.message}`);
 
       ctx.log.step('3/7 pull images');
       const p = await ctx.compose();
@@ -111,10 +112,12 @@ export const operatorTasks: AnyTask[] = [
 
       ctx.log.step('5/7 cron entry');
       if (skipCron) ctx.log.info('skipped (--no-cron)');
+      else if (noEnvYet) ctx.log.info('[dry-run] would run: tasks cron-install');
       else await ctx.runTask('cron-install');
 
       ctx.log.step('6/7 first backup');
       if (skipBackup) ctx.log.info('skipped (--no-backup)');
+      else if (noEnvYet) ctx.log.info('[dry-run] would run: tasks backup');
       else await ctx.runTask('backup');
 
       ctx.log.step('7/7 status');

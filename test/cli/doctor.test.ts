@@ -134,6 +134,20 @@ describe('tasks doctor', () => {
     expect(cron.fix).toMatch(/tasks cron-install/);
   });
 
+  it('setup --dry-run on a fresh clone prints each step and its commands, and writes nothing', () => {
+    const dir = project({});
+    fs.rmSync(path.join(dir, '.env'));
+    const r = tasks(dir, ['setup', '--dry-run'], { COMPOSE_PROJECT_NAME: `dryrun${process.pid}` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('[dry-run] would write .env from .env.template');
+    expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* pull /);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* up -d/);
+    expect(r.stderr).toContain('[dry-run] would run: tasks cron-install');
+    expect(r.stderr).toContain('[dry-run] would run: tasks backup');
+    expect(fs.existsSync(path.join(dir, '.env'))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'backup'))).toBe(false);
+  });
+
   it('passes on a healthy setup: Docker running here, a reachable bucket (real s3rver), a recent backup', async () => {
     const s3 = inject('s3');
     const prefix = `doctor-${process.pid}/`;
