@@ -31,12 +31,17 @@ export function completionScript(shell: Shell, command = 'tasks'): string {
     return `# bash completion for ${command} (compose-tasks). Load it in ~/.bashrc:
 #   source <(${command} completion bash)
 # Task names (with the per-service targets) come from \`${command} __complete\` in the current project.
+${fn}_ask() {
+  # The command as typed; an alias (alias ${command}=./bin/tasks.mjs) is expanded, which "$cmd" alone would not do.
+  local cmd="$1"; shift
+  if [ "$(type -t "$cmd")" = alias ]; then eval "$cmd __complete $(printf '%q ' "$@")"; else "$cmd" __complete "$@"; fi 2>/dev/null
+}
 ${fn}() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" words
   if [ "$COMP_CWORD" -eq 1 ] || { [ "$COMP_CWORD" -eq 2 ] && [ "\${COMP_WORDS[1]}" = help ]; }; then
-    words="$("\${COMP_WORDS[0]}" __complete 2>/dev/null)"
+    words="$(${fn}_ask "\${COMP_WORDS[0]}")"
   elif [[ "$cur" == -* ]]; then
-    words="$("\${COMP_WORDS[0]}" __complete "\${COMP_WORDS[1]}" 2>/dev/null)"
+    words="$(${fn}_ask "\${COMP_WORDS[0]}" "\${COMP_WORDS[1]}")"
   else
     COMPREPLY=()
     return 0
@@ -53,12 +58,14 @@ complete -o default -F ${fn} ${command}
 #   source <(${command} completion zsh)
 # Task names (with the per-service targets) come from \`${command} __complete\` in the current project.
 ${fn}() {
-  local -a cands
+  local -a cands cmd
+  # The command as typed; an alias (alias ${command}=./bin/tasks.mjs) is expanded.
+  cmd=(\${(Q)\${(z)aliases[\${words[1]}]:-\${words[1]:-${command}}}})
   if (( CURRENT == 2 )) || { (( CURRENT == 3 )) && [[ \${words[2]} == help ]]; }; then
-    cands=("\${(@f)$(\${words[1]:-${command}} __complete 2>/dev/null)}")
+    cands=("\${(@f)$(\$cmd __complete 2>/dev/null)}")
     compadd -a cands
   elif [[ \${PREFIX} == -* ]]; then
-    cands=("\${(@f)$(\${words[1]:-${command}} __complete \${words[2]} 2>/dev/null)}")
+    cands=("\${(@f)$(\$cmd __complete \${words[2]} 2>/dev/null)}")
     compadd -a cands
   else
     _files

@@ -59,6 +59,18 @@ describe('tasks completion', () => {
     expect(tab('tasks doctor --j')).toEqual(['--json']);
   });
 
+  it('bash and zsh: also when `tasks` is an alias of ./bin/tasks.mjs (not on PATH)', () => {
+    fs.writeFileSync(path.join(dir, 'c.bash'), sh(['tasks', 'completion', 'bash']).stdout);
+    fs.writeFileSync(path.join(dir, 'c.zsh'), sh(['tasks', 'completion', 'zsh']).stdout);
+    const env = { PATH: process.env.PATH!, HOME: dir };
+    const alias = `alias tasks="${process.execPath} ${path.join(dir, 'bin/tasks.mjs')}"`;
+    const bash = spawnSync('bash', ['-c', `shopt -s expand_aliases\n${alias}\nsource c.bash\nCOMP_WORDS=(tasks shell-o); COMP_CWORD=1; _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`], { cwd: dir, env, encoding: 'utf8' });
+    expect(bash.stdout.trim()).toBe('shell-odoo');
+    if (!has('zsh')) throw new Error('zsh is needed for this test: apt-get install zsh');
+    const zsh = spawnSync('zsh', ['-f', '-c', [alias, 'autoload -Uz compinit && compinit -u -D', 'source c.zsh', 'compadd() { [[ $1 == -a ]] && print -l ${(P)2} }', 'words=(tasks odoo-re); CURRENT=2; PREFIX=odoo-re', '_tasks_complete | grep "^odoo-re"'].join('\n')], { cwd: dir, env, encoding: 'utf8' });
+    expect(zsh.stdout.trim().split('\n').sort()).toEqual(['odoo-rebuild', 'odoo-restart']);
+  });
+
   it('fish: `complete -C` offers the service targets', () => {
     const script = sh(['tasks', 'completion', 'fish']);
     expect(script.code).toBe(0);
