@@ -207,7 +207,10 @@ const dbExport = defineTask({
   description: 'Dump the database: custom format, or plain .sql / .sql.gz by extension',
   group: 'database',
   args: { file: { description: 'output file (default backup/<db>_<UTC time>.dump)' } },
-  options: { force: { type: 'boolean', description: 'overwrite an existing file' } },
+  options: {
+    force: { type: 'boolean', description: 'overwrite an existing file' },
+    skipVerify: { type: 'boolean', description: 'do not read the finished custom-format dump in full (only its header and table of contents)' },
+  },
   example: 'tasks db-export backup/before-upgrade.sql.gz',
   async run(ctx) {
     const c = ctx as unknown as TaskContext;
@@ -219,11 +222,10 @@ const dbExport = defineTask({
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`${shown} is a directory`, 'give a file name ending in .dump, .sql or .sql.gz');
     if (fs.existsSync(file) && !ctx.opts.force) throw usage(`${shown} already exists`, 'choose another name or pass --force to overwrite it');
     const format = pg.formatFromName(file);
-    const server = await pg.serverVersion(c, t);
-    const client = await pg.clientVersion(c, t, 'pg_dump');
+    const [server, client] = await Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]);
     pg.assertDumpCompatible({ server, pgDump: client });
     ctx.log.step(`exporting ${t.database} (PostgreSQL ${server.text}) to ${shown}`);
-    const r = await pg.dumpDatabase(c, t, { file, format });
+    const r = await pg.dumpDatabase(c, t, { file, format, skipVerify: ctx.opts.skipVerify });
     if (ctx.global.dryRun) return;
     const { formatBytes, formatDuration } = await import('./log.ts');
     ctx.log.success(`exported ${t.database} to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);

@@ -141,6 +141,17 @@ describe('db-export and db-import round trips (pagila)', () => {
     });
   }
 
+  it('export reads the finished archive in full before publishing it, unless --skip-verify', async () => {
+    const root = makeRoot();
+    const full = await tasksRun(['db-export', 'a.dump'], { url: src.url, root });
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stderr).toMatch(/\$ pg_restore --file \/dev\/null \S+a\.dump\.tmp-\d+/);
+    const quick = await tasksRun(['db-export', 'b.dump', '--skip-verify'], { url: src.url, root });
+    expect(quick.code, quick.stderr).toBe(0);
+    expect(quick.stderr).not.toMatch(/pg_restore --file \/dev\/null/);
+    expect(fs.readFileSync(path.join(root, 'b.dump')).subarray(0, 5).toString()).toBe('PGDMP');
+  });
+
   it('refuses to overwrite an existing export file without --force', async () => {
     const root = makeRoot({ 'x.dump': 'precious' });
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root });
