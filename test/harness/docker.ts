@@ -213,25 +213,51 @@ export async function startDocker(): Promise<{ info: DockerInfo; stop: () => Pro
   } catch (err) {
     return unavailable(`could not build the stand-in images: ${(err as Error).message}`);
   }
+  // Leftovers of runs that were killed before their cleanup; then this run is registered as alive.
+  await removeLeftovers(undefined);
+  registerRun(runId);
   return {
     info: { available: true, composeCmd: cmd, ...images },
     stop: () => removeLeftovers(runId),
   };
 }
 
+/** Which test runs are alive: one file per run (its id) holding the pid of the vitest process. */
+const RUNS_DIR = '/var/tmp/compose-tasks-test-runs';
+
+function registerRun(runId: string): void {
+  try {
+    fs.mkdirSync(RUNS_DIR, { recursive: true });
+    fs.writeFileSync(path.join(RUNS_DIR, runId), String(process.pid));
+  } catch { /* cleanup of crashed runs is best effort */ }
+}
+
+/** Ids of runs whose process is gone (killed before their own cleanup). */
+function deadRuns(): string[] {
+  return safeList(RUNS_DIR).filter((id) => {
+    let pid = 0;
+    try { pid = Number(fs.readFileSync(path.join(RUNS_DIR, id), 'utf8')); } catch { return false; /* just removed */ }
+    try { process.kill(pid, 0); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ESRCH' || !pid; }
+  });
+}
+
 /**
- * Removes what test projects left behind: every compose project of this run, and any test project whose
- * directory is gone. Images and the daemon stay; other test runs' live projects are not touched.
+ * Removes what test projects left behind: every compose project of this run and of runs that died, and any
+ * test project whose directory is gone. Images and the daemon stay; other live runs' projects are not touched.
  */
-export async function removeLeftovers(runId: string): Promise<void> {
-  const r = spawnSync('docker', ['ps', '-a', '--filter', `label=com.docker.compose.project`, '--format', '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}'], { encoding: 'utf8' });
+export async function removeLeftovers(runId: string | undefined): Promise<void> {
+  const dead = deadRuns();
+  const runs = [...(runId ? [runId] : []), ...dead];
+  const ofRun = (name: string) => runs.some((id) => name.startsWith(`${TEST_PROJECT_PREFIX}${id}`) && name.length === TEST_PROJECT_PREFIX.length + id.length + 8);
+  const r = spawnSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}'], { encoding: 'utf8' });
   const projects = new Set<string>();
   for (const line of (r.stdout ?? '').split('\n').filter(Boolean)) {
     const [name = '', dir = ''] = line.split('\t');
     if (!name.startsWith(TEST_PROJECT_PREFIX)) continue;
-    if (name.startsWith(`${TEST_PROJECT_PREFIX}${runId}`) || (dir && !fs.existsSync(dir))) projects.add(name);
+    if (ofRun(name) || (dir && !fs.existsSync(dir))) projects.add(name);
   }
   const v = spawnSync('docker', ['volume', 'ls', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}'], { encoding: 'utf8' });
-  for (const name of (v.stdout ?? '').split('\n').filter(Boolean)) if (name.startsWith(`${TEST_PROJECT_PREFIX}${runId}`)) projects.add(name);
+  for (const name of (v.stdout ?? '').split('\n').filter(Boolean)) if (ofRun(name)) projects.add(name);
   for (const name of projects) await removeComposeProject(name);
+  for (const id of [...dead, ...(runId ? [runId] : [])]) fs.rmSync(path.join(RUNS_DIR, id), { force: true });
 }
