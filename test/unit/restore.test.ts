@@ -1,0 +1,132 @@
+// The pure parts of `tasks restore`: names, nearest-name hints, part selection, jobs, folder layouts, and the folder swap scripts run for real.
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { SWAP_BACK_SCRIPT, SWAP_IN_SCRIPT, bareName, folderLayout, nearestNames, newestName, restoreJobs, restoreStamp, rollbackCommand, selectParts, sideDatabaseName } from '../../scripts/restore.ts';
+import { TaskError } from '../../scripts/errors.ts';
+
+describe('names', () => {
+  it('stamps and side databases fit PostgreSQL identifiers', () => {
+    expect(restoreStamp(new Date('2026-11-22T05:59:01.123Z'))).toBe('20261122055901');
+    expect(sideDatabaseName('odoo', 'restore', '20261122055901')).toBe('odoo_restore_20261122055901');
+    const long = sideDatabaseName('x'.repeat(63), 'old', '20261122055901');
+    expect(long).toHaveLength(63);
+    expect(long.endsWith('_old_20261122055901')).toBe(true);
+  });
+
+  it('accepts a name with or without .tar.gz, or a path', () => {
+    expect(bareName('odoo_backup_2026-01-01_00-00-00.tar.gz')).toBe('odoo_backup_2026-01-01_00-00-00');
+    expect(bareName('backup/odoo_backup_2026-01-01_00-00-00')).toBe('odoo_backup_2026-01-01_00-00-00');
+  });
+
+  it('nearest names: by time when the name has a date, else by edit distance', () => {
+    const names = ['odoo_backup_2026-05-01_02-00-00', 'odoo_backup_2026-05-06_02-00-00', 'odoo_backup_2025-01-01_02-00-00', 'other_backup_2026-05-05_02-00-00'];
+    expect(nearestNames('odoo_backup_2026-05-05_02-00-00', names, 2)).toEqual(['odoo_backup_2026-05-06_02-00-00', 'odoo_backup_2026-05-01_02-00-00']);
+    expect(nearestNames('odoo_bakup', ['odoo_backup', 'zzz', 'odoo_back'], 1)).toEqual(['odoo_backup']);
+  });
+
+  it('newest by the time in the name, never the file time', () => {
+    expect(newestName(['odoo_backup_2026-01-02_00-00-00', 'odoo_backup_2026-03-01_00-00-00', 'odoo_backup_2026-02-01_00-00-00', 'junk'])).toBe('odoo_backup_2026-03-01_00-00-00');
+    expect(newestName(['junk'])).toBeUndefined();
+  });
+
+  it('the rollback command restores the safety backup without taking another one', () => {
+    expect(rollbackCommand('odoo_backup_2026-01-01_00-00-00')).toBe('tasks restore odoo_backup_2026-01-01_00-00-00 --yes --no-safety-backup');
+  });
+});
+
+describe('options', () => {
+  const parts = [{ name: 'database', kind: 'database' as const }, { name: 'filestore', kind: 'volume' as const }, { name: 'addons', kind: 'path' as const }];
+  it('--only picks parts (db means the database part); unknown parts are a usage error naming the ones there are', () => {
+    expect([...selectParts(undefined, parts)]).toEqual(['database', 'filestore', 'addons']);
+    expect([...selectParts('db,addons', parts)]).toEqual(['database', 'addons']);
+    expect(() => selectParts('files', parts)).toThrow(/--only files: this backup has no part "files" \(it has: database, filestore, addons\)/);
+    try { selectParts('x', parts); } catch (e) { expect((e as TaskError).exitCode).toBe(2); }
+  });
+
+  it('--jobs defaults to min(4, cores) and must be a whole number', () => {
+    expect(restoreJobs(undefined, 2)).toBe(2);
+    expect(restoreJobs(undefined, 16)).toBe(4);
+    expect(restoreJobs('8', 2)).toBe(8);
+    expect(() => restoreJobs('0', 2)).toThrow(/--jobs 0/);
+    expect(() => restoreJobs('two', 2)).toThrow(/--jobs two/);
+  });
+});
+
+describe('folder layouts', () => {
+  it('a tar of the folder contents (tasks backup): as is', () => {
+    expect(folderLayout(['./', './odoo/', './odoo/ab/f1'], 'filestore', 'odoo')).toEqual({ strip: 0, into: '' });
+  });
+  it('an old archive holding the folder itself: strip one level', () => {
+    expect(folderLayout(['filestore/', 'filestore/odoo/ab/f1'], 'filestore', 'odoo')).toEqual({ strip: 1, into: '' });
+    expect(folderLayout(['addons/', 'addons/my_module/__init__.py'], 'addons')).toEqual({ strip: 1, into: '' });
+  });
+  it('a tar of one database filestore contents (hash folders at the top): into filestore/<db>', () => {
+    expect(folderLayout(['./ab/f1', './cd/f2', './checklist/x'], 'filestore', 'odoo')).toEqual({ strip: 0, into: 'odoo' });
+  });
+});
+
+describe('the folder swap scripts (run with bash on temp folders)', () => {
+  function tree(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else out[path.relative(dir, p)] = fs.readFileSync(p, 'utf8');
+      }
+    };
+    walk(dir);
+    return out;
+  }
+  function setup() {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'swap-'));
+    const dest = path.join(base, 'filestore');
+    fs.mkdirSync(path.join(dest, 'odoo', 'ab'), { recursive: true });
+    fs.writeFileSync(path.join(dest, 'odoo', 'ab', 'old'), 'old');
+    fs.mkdirSync(path.join(dest, 'other'));
+    fs.writeFileSync(path.join(dest, 'other', 'keep'), 'keep');
+    const src = path.join(base, 'src');
+    fs.mkdirSync(path.join(src, 'odoo', 'cd'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'odoo', 'cd', 'new'), 'new');
+    const tar = path.join(base, 'part.tar');
+    expect(spawnSync('tar', ['-cf', tar, '-C', src, '.']).status).toBe(0);
+    return { base, dest, tar, work: path.join(base, '.restore-1') };
+  }
+  const bash = (script: string, args: string[], stdin?: string) => spawnSync('bash', ['-c', script, 'bash', ...args], { input: stdin ? fs.readFileSync(stdin) : undefined, encoding: 'utf8' });
+
+  it('entries mode replaces only the entries in the archive, and swapping back restores the previous state exactly', () => {
+    const { dest, tar, work } = setup();
+    const before = tree(dest);
+    const r = bash(SWAP_IN_SCRIPT, [dest, work, '0', '', '', 'odoo', '', '', 'entries'], tar);
+    expect(r.status, r.stderr).toBe(0);
+    expect(tree(dest)).toEqual({ 'odoo/cd/new': 'new', 'other/keep': 'keep' });
+    expect(bash(SWAP_BACK_SCRIPT, [dest, work]).status).toBe(0);
+    expect(tree(dest)).toEqual(before);
+    expect(fs.existsSync(work)).toBe(false);
+  });
+
+  it('renames the database folder for --as (from → to), and whole mode replaces the folder', () => {
+    const { dest, tar, work } = setup();
+    expect(bash(SWAP_IN_SCRIPT, [dest, work, '0', '', 'odoo', 'copy', '', '', 'entries'], tar).status).toBe(0);
+    expect(tree(dest)).toEqual({ 'odoo/ab/old': 'old', 'copy/cd/new': 'new', 'other/keep': 'keep' });
+    const w2 = `${work}-2`;
+    expect(bash(SWAP_IN_SCRIPT, [dest, w2, '0', '', '', 'odoo', '', '', 'whole'], tar).status).toBe(0);
+    expect(tree(dest)).toEqual({ 'odoo/cd/new': 'new' });
+    expect(bash(SWAP_BACK_SCRIPT, [dest, w2]).status).toBe(0);
+    expect(tree(dest)).toEqual({ 'odoo/ab/old': 'old', 'copy/cd/new': 'new', 'other/keep': 'keep' });
+  });
+
+  it('a broken tar fails the swap-in before the folder is touched', () => {
+    const { dest, work, base } = setup();
+    const before = tree(dest);
+    const bad = path.join(base, 'bad.tar');
+    fs.writeFileSync(bad, 'not a tar at all'.repeat(100));
+    expect(bash(SWAP_IN_SCRIPT, [dest, work, '0', '', '', 'odoo', '', '', 'entries'], bad).status).not.toBe(0);
+    expect(tree(dest)).toEqual(before);
+    expect(bash(SWAP_BACK_SCRIPT, [dest, work]).status).toBe(0);
+    expect(tree(dest)).toEqual(before);
+  });
+});
