@@ -1,0 +1,147 @@
+// Benchmark: `tasks backup` vs the old backup.sh approach (pg_dump, tar czf twice, aws s3 cp) on pgbench -s 50 + a 200 MB filestore.
+//   npx tsx bench/backup.ts [scale] [filestoreMb]     (rewrites the <!-- bench:backup --> section of docs/benchmarks.md)
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { machine, median, writeSection } from './report.ts';
+import { createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
+import { awsEnv, startS3, listKeys } from '../test/harness/s3.ts';
+import { makeProject } from '../test/harness/project.ts';
+
+const scale = Number(process.argv[2] ?? 50);
+const filestoreMb = Number(process.argv[3] ?? 200);
+const RUNS = 3;
+
+interface Measured { seconds: number; nodePeakMb?: number }
+
+/** Wall time of a process; for node, the peak RSS of that process alone (VmHWM sampled from /proc). */
+function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watchNode?: boolean }): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(argv[0]!, argv.slice(1), { env: o.env, cwd: o.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    let hwmKb = 0;
+    const sample = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+      } catch { /* exited */ }
+    };
+    const timer = o.watchNode ? setInterval(sample, 25) : undefined;
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (timer) clearInterval(timer);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-1500)}`));
+      else resolve({ seconds, ...(o.watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
+    });
+  });
+}
+
+/** A filestore like Odoo's: hashed folders of attachments, mostly incompressible (PDFs, images), some text. */
+function makeFilestore(dir: string, mb: number): void {
+  let left = mb * 1024 * 1024;
+  let i = 0;
+  while (left > 0) {
+    const sub = path.join(dir, crypto.randomBytes(1).toString('hex'));
+    fs.mkdirSync(sub, { recursive: true });
+    const size = Math.min(left, 64 * 1024 + ((i * 7919) % (900 * 1024)));
+    const data = i % 10 === 9 ? Buffer.from('<html><body>invoice line\n</body></html>\n'.repeat(Math.ceil(size / 40))).subarray(0, size) : crypto.randomBytes(size);
+    fs.writeFileSync(path.join(sub, crypto.randomBytes(20).toString('hex')), data);
+    left -= size;
+    i++;
+  }
+}
+
+const [pg, s3] = await Promise.all([startPostgres(), startS3()]);
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-backup-'));
+try {
+  process.stderr.write(`pgbench -i -s ${scale} ...\n`);
+  const db = await createTestDatabaseInfo(pg.info, 'bench_bk');
+  await pgbenchInit(pg.info, db.name, scale);
+
+  const project = await makeProject({ env: { DATABASE_URL: db.url, S3_BUCKET: s3.info.bucket, S3_ENDPOINT: s3.info.endpoint, S3_REGION: s3.info.region, S3_PREFIX: 'new/', AWS_ACCESS_KEY_ID: s3.info.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.info.secretAccessKey, BACKUP_KEEP_MIN: '1', BACKUP_RETENTION_DAYS: '0' } });
+  // URL mode with the filestore as a host folder: no Docker needed.
+  const tasksFile = path.join(project.dir, 'tasks.ts');
+  fs.writeFileSync(tasksFile, fs.readFileSync(tasksFile, 'utf8').replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'data/filestore' }"));
+  const filestore = path.join(project.dir, 'data', 'filestore');
+  process.stderr.write(`filestore ${filestoreMb} MB ...\n`);
+  makeFilestore(filestore, filestoreMb);
+
+  const node = process.execPath;
+  const bin = path.join(project.dir, 'bin', 'tasks.mjs');
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(base)) if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+
+  // The old backup.sh: pg_dump to a temp file, tar czf the filestore and addons, tar czf everything, aws s3 cp.
+  const oldScript = `set -euo pipefail
+T=$(mktemp -d)
+pg_dump --host "$PGHOST" --port "$PGPORT" --username "$PGUSER" --no-password -Fc "$PGDATABASE" > "$T/database.dump"
+tar czf "$T/filestore.tar.gz" -C "$1/data" filestore
+tar czf "$T/addons.tar.gz" -C "$1" addons
+echo "database=$PGDATABASE" > "$T/backup.info"
+tar czf "$2" -C "$T" database.dump filestore.tar.gz addons.tar.gz backup.info
+aws --endpoint-url "$S3" s3 cp "$2" "s3://$BUCKET/old/$(basename "$2")" --only-show-errors
+rm -rf "$T"`;
+  const oldEnv: NodeJS.ProcessEnv = { ...base, ...awsEnv(s3.info), PGHOST: pg.info.host, PGPORT: String(pg.info.port), PGUSER: db.user, PGPASSWORD: db.password, PGDATABASE: db.name, S3: s3.info.endpoint, BUCKET: s3.info.bucket };
+
+  await measure([node, bin, '--list'], { env: base, cwd: project.dir }).catch(() => undefined); // warm the bundle cache
+
+  const tasks: number[] = [];
+  const peaks: number[] = [];
+  const old: number[] = [];
+  let newSize = 0;
+  let oldSize = 0;
+  for (let i = 0; i < RUNS; i++) {
+    const oldFile = path.join(work, `odoo_backup_old_${i}.tar.gz`);
+    const runTasks = async () => {
+      const m = await measure([node, bin, 'backup'], { env: base, cwd: project.dir, watchNode: true });
+      tasks.push(m.seconds);
+      peaks.push(m.nodePeakMb!);
+      const files = fs.readdirSync(path.join(project.dir, 'backup')).filter((f) => f.endsWith('.tar.gz'));
+      newSize = fs.statSync(path.join(project.dir, 'backup', files.sort().at(-1)!)).size;
+      process.stderr.write(`tasks backup: ${m.seconds.toFixed(1)} s, node peak ${m.nodePeakMb!.toFixed(0)} MB\n`);
+    };
+    const runOld = async () => {
+      const m = await measure(['bash', '-c', oldScript, 'bash', project.dir, oldFile], { env: oldEnv });
+      old.push(m.seconds);
+      oldSize = fs.statSync(oldFile).size;
+      fs.rmSync(oldFile);
+      process.stderr.write(`old approach: ${m.seconds.toFixed(1)} s\n`);
+    };
+    // Alternate the order so neither side always runs on a warmer cache.
+    if (i % 2) { await runOld(); await runTasks(); } else { await runTasks(); await runOld(); }
+    await new Promise((r) => setTimeout(r, 1100)); // a new backup name
+  }
+  const keys = await listKeys(s3.info);
+  const t = median(tasks);
+  const o = median(old);
+  const peak = Math.max(...peaks);
+  const mb = (n: number) => `${(n / 1048576).toFixed(0)} MB`;
+  const md = `
+Backup of a \`pgbench -i -s ${scale}\` database plus a ${filestoreMb} MB filestore (90 % random bytes like PDFs and images) and \`addons/\`,
+URL mode, uploaded to a local s3rver with the real aws CLI ${keys.length ? '' : '(no upload seen!)'}. Median of ${RUNS} runs, run order alternated. ${machine()}.
+
+| | wall time (median) | archive size | node peak RSS |
+|---|---|---|---|
+| \`tasks backup\` (dump ‖ tar, sha256, stored gzip members, check, upload, size check, prune) | ${t.toFixed(1)} s | ${mb(newSize)} | ${peak.toFixed(0)} MB |
+| old backup.sh approach (pg_dump, \`tar czf\` filestore and addons, \`tar czf\` of all, \`aws s3 cp\`) | ${o.toFixed(1)} s | ${mb(oldSize)} | — |
+| ratio | **${(t / o).toFixed(2)}×** (target ≤ 0.4×) | ${(newSize / oldSize).toFixed(2)}× | target < 150 MB |
+
+All runs: tasks ${tasks.map((x) => x.toFixed(1)).join(', ')} s; old ${old.map((x) => x.toFixed(1)).join(', ')} s.
+Why: the dump is already compressed and the filestore is mostly incompressible, so the old script spends most of its time
+in gzip run twice over data it cannot shrink. \`tasks backup\` stores those members (deflate level 0, chosen by sampling)
+inside one gzip stream, runs pg_dump and the filestore tar side by side, and still checks every sha256 and reads the whole
+dump before uploading (the old script checks nothing). Node streams in 1 MB chunks, so its memory stays flat.
+`;
+  writeSection('backup', md);
+  process.stdout.write(md);
+  await project.cleanup();
+} finally {
+  fs.rmSync(work, { recursive: true, force: true });
+  await pg.stop();
+  await s3.stop();
+}
