@@ -399,10 +399,11 @@ async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
  * One pass over the archive checking each part's size and sha256 against the manifest; with `extractTo`
  * the parts (only those named in `only`, or all) are written there too, mode 0600.
  */
-async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void }): Promise<Record<string, string>> {
+async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; members?: Member[] }): Promise<Record<string, string>> {
   const byFile = new Map(manifest.parts.map((p) => [p.file, p]));
   const files: Record<string, string> = {};
   await walkArchive(archive, (m) => {
+    o.members?.push(m);
     const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
     const p = byFile.get(name);
     if (!p || m.type !== '0') return null;
@@ -430,9 +431,10 @@ async function checkPass(archive: string, manifest: ArchiveManifest, o: { extrac
 /** Reads the manifest, checks the member list, then checks every part's size and sha256 (no extraction). */
 export async function checkArchive(archive: string, o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<CheckedArchive> {
   const manifest = await readManifest(archive);
-  const members = await listMembers(archive);
+  // Nothing is extracted here, so one pass both checks the parts and collects the member list to judge after.
+  const members: Member[] = [];
+  await checkPass(archive, manifest, { ...o, members });
   checkMembers(archive, members, manifest);
-  await checkPass(archive, manifest, o);
   return { manifest, members, files: {} };
 }
 

@@ -172,13 +172,31 @@ async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'dat
   return compose.run(project, p.service, tarArgs(p.path), { noDeps: true, entrypoint: 'tar' });
 }
 
+/**
+ * pg_dump (custom format, already compressed) into the staging folder through a descriptor. An empty file or one
+ * without the PGDMP header fails here; the full read that catches truncation is `verifyDump`, run by the caller.
+ */
+async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
+  const pg = await mods.pg();
+  const t = pg.pgTarget(ctx);
+  const project = t.mode === 'compose' ? await ctx.compose() : undefined;
+  const cmd = pg.clientCmd(project, t, 'pg_dump', pg.pgDumpArgs({ database: t.database, format: 'custom' }), { stdout: { file, mode: 0o600 }, stderr: 'capture' });
+  try {
+    await ctx.runner.run(cmd);
+  } catch (err) {
+    fs.rmSync(file, { force: true });
+    throw pg.explainPgError(err, t);
+  }
+  if (ctx.global.dryRun) return;
+  if (fs.statSync(file).size === 0) throw new TaskError(`pg_dump exited 0 but wrote nothing for ${t.database}`, { hint: 'nothing was written under a final name' });
+  if (pg.sniffDumpFormat(file) !== 'custom') throw new TaskError('pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)', { hint: 'nothing was written under a final name' });
+}
+
 async function producePart(ctx: TaskContext, p: BackupPart, staging: string): Promise<ManifestPart> {
   const file = path.join(staging, memberName(p));
   const started = Date.now();
   if (p.kind === 'database') {
-    const pg = await mods.pg();
-    const t = pg.pgTarget(ctx);
-    await pg.dumpDatabase(ctx, t, { file, format: 'custom' }); // checked with a full read (pg_restore -f /dev/null) before it is kept
+    await dumpToStaging(ctx, file); // its full read (pg_restore -f /dev/null) runs later, alongside the archive writing
   } else {
     const argv = await partCommand(ctx, p);
     let r;
@@ -273,6 +291,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
   const final = archiveFile(dir, name);
   let size = 0;
   let uploaded = false;
+  let remoteListing: Promise<RemoteObject[] | Error> | undefined;
   await notifyMod.pingStart(ctx.log, ns);
   try {
     if (!dryRun) {
@@ -296,8 +315,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     let serverVersion: string | undefined;
     let pgDumpVersion: string | undefined;
     if (parts.some((p) => p.kind === 'database')) {
-      const server = await pg.serverVersion(ctx, t, t.database);
-      const client = await pg.clientVersion(ctx, t, 'pg_dump');
+      const [server, client] = await Promise.all([pg.serverVersion(ctx, t, t.database), pg.clientVersion(ctx, t, 'pg_dump')]);
       pg.assertDumpCompatible({ server, pgDump: client });
       serverVersion = server.text;
       pgDumpVersion = client.text;
@@ -309,6 +327,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     if (failed) throw failed.reason;
     const manifestParts = settled.map((s) => (s as PromiseFulfilledResult<ManifestPart>).value);
     const needsDocker = t.mode === 'compose' || parts.some((p) => p.kind === 'volume');
+    const [images, commit] = await Promise.all([needsDocker ? imageIds(ctx) : Promise.resolve({}), gitCommit(ctx)]);
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -319,8 +338,8 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       database: t.database,
       ...(serverVersion ? { serverVersion } : {}),
       ...(pgDumpVersion ? { pgDumpVersion } : {}),
-      images: needsDocker ? await imageIds(ctx) : {},
-      ...(await gitCommit(ctx).then((c) => (c ? { gitCommit: c } : {}))),
+      images,
+      ...(commit ? { gitCommit: commit } : {}),
       tool: toolInfo(ctx.root),
       reason,
       parts: manifestParts,
@@ -332,7 +351,10 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
 
     const { writeArchive, checkArchive, worthCompressing } = await mods.archive();
     const total = manifestParts.reduce((n, p) => n + p.size, 0);
-    ctx.log.step(`writing ${path.basename(final)}`);
+    // The dump's full read (pg_restore -f /dev/null) runs on the other core while the archive is written and checked.
+    const dumpPart = manifestParts.find((p) => p.kind === 'database');
+    const dumpRead = dumpPart ? pg.verifyDump(ctx, t, path.join(staging, dumpPart.file)).then(() => undefined, (e: unknown) => e) : Promise.resolve(undefined);
+    ctx.log.step(`writing ${path.basename(final)}${dumpPart ? ' (and reading the whole dump)' : ''}`);
     await writeArchive(tmp, [
       { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
       ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: (p.format === 'pg_dump-custom' || !worthCompressing(path.join(staging, p.file)) ? 0 : 1) as 0 | 1 })),
@@ -340,6 +362,8 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step('checking the archive: every part\'s size and sha256');
     size = fs.statSync(tmp).size;
     await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
+    const dumpError = await dumpRead;
+    if (dumpError) throw dumpError instanceof TaskError ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), { exitCode: dumpError.exitCode, hint: 'nothing was written under a final name, uploaded or pruned' }) : dumpError;
     fs.chmodSync(tmp, 0o600);
     fs.renameSync(tmp, final);
     fs.rmSync(staging, { recursive: true, force: true });
@@ -353,6 +377,8 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       }
       const key = s3m.objectKey(s3s, name);
       ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
+      // The listing remote pruning needs is read while the upload runs (the new object is added once its size checked).
+      if (o.prune !== false) remoteListing = s3m.listRemote(ctx.probe, s3s).then((l) => l, (e: unknown) => e as Error);
       try {
         await s3m.uploadFile(ctx.runner, s3s, final, key, size);
       } catch (err) {
@@ -367,7 +393,12 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       ctx.log.info('S3_BUCKET is not set: the backup stays local');
     }
 
-    if (o.prune !== false) await pruneAll(ctx, { s3s, apply: true, project });
+    if (o.prune !== false) {
+      const listing = await remoteListing;
+      if (listing instanceof Error) throw listing;
+      const remote = listing && uploaded ? [...listing.filter((r) => r.name !== name), { key: s3m.objectKey(s3s!, name), name, size, modified: '' }] : listing;
+      await pruneAll(ctx, { s3s, apply: true, project, remote });
+    }
     const ms = Date.now() - started;
     ctx.log.success(`backup ${name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
     ctx.out.write(`${final}\n`);
@@ -403,7 +434,7 @@ function policy(ctx: TaskContext): Omit<import('./retention.ts').RetentionPolicy
 export interface PruneOutcome { local: PrunePlan; remote?: PrunePlan }
 
 /** Plans and (with apply) deletes, local and remote separately, only this project's backups. */
-export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date }): Promise<PruneOutcome> {
+export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date; remote?: RemoteObject[] }): Promise<PruneOutcome> {
   const { planPrune } = await mods.retention();
   const pol = { ...policy(ctx), now: o.now ?? new Date() };
   const dir = backupDir(ctx);
@@ -420,7 +451,7 @@ export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefine
   let remotePlan: PrunePlan | undefined;
   if (o.s3s) {
     const s3m = await mods.s3();
-    const remote = (await s3m.listRemote(ctx.probe, o.s3s)).map((r) => ({ r, p: parseBackupName(r.name) })).filter((x) => x.p && x.p.project === o.project);
+    const remote = (o.remote ?? (await s3m.listRemote(ctx.probe, o.s3s))).map((r) => ({ r, p: parseBackupName(r.name) })).filter((x) => x.p && x.p.project === o.project);
     remotePlan = planPrune(remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: true })), pol);
     if (remotePlan.warning) ctx.log.warn(`remote: ${remotePlan.warning}`);
     for (const d of remotePlan.delete) {
