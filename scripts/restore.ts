@@ -105,18 +105,29 @@ export function folderLayout(names: string[], folder: string, database?: string)
 }
 
 /**
- * Replaces a folder's entries with the ones in a tar read from stdin, keeping the previous ones aside in $work/old
- * until `commit` (rm -rf $work) or `rollback`. Runs on the host (path parts) or as root in the service (volumes).
- *   $1 dest  $2 work  $3 strip  $4 into  $5 from  $6 to  $7 owner  $8 gz(1|'')  $9 mode(entries|whole)
+ * Unpacks a folder part from a tar on stdin into $work/new (next to the folder, same filesystem), renames the database
+ * folder for --as and sets the owner. The live folder is not touched yet. Runs on the host (path parts) or as root in
+ * the service (volumes), while the database is being restored.
+ *   $1 dest  $2 work  $3 strip  $4 into  $5 from  $6 to  $7 owner  $8 gz(1|'')
  */
-export const SWAP_IN_SCRIPT = [
+export const STAGE_SCRIPT = [
   'set -euo pipefail',
-  'dest=$1 work=$2 strip=$3 into=$4 from=$5 to=$6 owner=$7 gz=$8 mode=$9',
-  'stage=$work/new old=$work/old',
-  'rm -rf "$work"; mkdir -p "$stage/$into" "$old" "$dest"; : > "$work/added"',
+  'dest=$1 work=$2 strip=$3 into=$4 from=$5 to=$6 owner=$7 gz=$8',
+  'stage=$work/new',
+  'rm -rf "$work"; mkdir -p "$stage/$into" "$work/old" "$dest"; : > "$work/added"',
   'tar -x ${gz:+-z} --no-same-owner --no-same-permissions --strip-components="$strip" -C "$stage/$into" -f -',
   'if [ -n "$from" ] && [ "$from" != "$to" ] && [ -e "$stage/$from" ]; then rm -rf "${stage:?}/$to"; mv "$stage/$from" "$stage/$to"; fi',
   'if [ -n "$owner" ]; then chown -R "$owner" "$stage"; fi',
+].join('\n');
+
+/**
+ * Swaps the staged entries in by rename, keeping the previous ones in $work/old until `commit` (rm -rf $work) or
+ * SWAP_BACK_SCRIPT. entries: only the top-level entries in the archive (filestore/<db>); whole: the folder itself.
+ *   $1 dest  $2 work  $3 mode(entries|whole)
+ */
+export const SWAP_SCRIPT = [
+  'set -euo pipefail',
+  'dest=$1 work=$2 mode=$3 stage=$2/new old=$2/old',
   'shopt -s dotglob nullglob',
   'if [ "$mode" = whole ]; then',
   '  mv "$dest" "$old/folder"; mv "$stage" "$dest"; echo whole > "$work/added"',
@@ -125,7 +136,7 @@ export const SWAP_IN_SCRIPT = [
   'fi',
 ].join('\n');
 
-/** Puts the previous entries back (undoing SWAP_IN_SCRIPT).  $1 dest  $2 work */
+/** Puts the previous entries back (undoing SWAP_SCRIPT; after STAGE_SCRIPT alone it only removes $work).  $1 dest  $2 work */
 export const SWAP_BACK_SCRIPT = [
   'set -uo pipefail',
   'dest=$1 work=$2 old=$2/old',
@@ -419,6 +430,7 @@ export const restore = defineTask({
     const { compose } = await import('./compose.ts');
     let stopped: string[] = [];
     let phase: 'restore' | 'health' = 'restore';
+    let staging: Promise<unknown> = Promise.resolve();
     const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && targetExists);
 
     try {
@@ -432,6 +444,15 @@ export const restore = defineTask({
           await ctx.runner.run({ argv: compose.stop(project, stopped) });
         }
       }
+
+      // Folder parts unpack beside their folders while the database restores; they are swapped in after it.
+      const plans: FolderPlan[] = [];
+      for (const part of otherParts) {
+        const file = files[part.name] ?? path.join(work, part.file);
+        plans.push(await planFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target }));
+      }
+      staging = Promise.all(plans.map((pl) => pl.stage()));
+      staging.catch(() => undefined);
 
       if (dbPart) {
         const dump = files[dbPart.name] ?? path.join(work, dbPart.file);
@@ -468,10 +489,8 @@ export const restore = defineTask({
         if (targetExists && keepOld) commit.push(async () => { ctx.log.info(`the previous database is kept as ${old}`); });
       }
 
-      for (const part of otherParts) {
-        const file = files[part.name] ?? path.join(work, part.file);
-        await restoreFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target });
-      }
+      await staging;
+      for (const pl of plans) await pl.swap();
 
       // Start and check.
       phase = 'health';
@@ -491,6 +510,7 @@ export const restore = defineTask({
         if (!(Number(n) > 0)) throw new TaskError(`database ${target} answers but looks empty after the restore`);
       }
     } catch (err) {
+      await staging.catch(() => undefined); // never undo under a running tar
       if (phase === 'health' && !isInterrupt(err)) {
         // The restore itself is in place: keep the previous database and say how to roll back.
         const back = safetyName ? rollbackCommand(safetyName) : undefined;
@@ -522,11 +542,13 @@ export const restore = defineTask({
   },
 });
 
-/** A folder part (volume in a service, or a path on the host) swapped in, the previous entries kept until the end. */
-async function restoreFolder(ctx: TaskContext, safe: TaskContext, o: {
+interface FolderPlan { stage: () => Promise<void>; swap: () => Promise<void> }
+
+/** A folder part (volume in a service, or a path on the host): checked now, staged beside the folder, swapped in later, the previous entries kept until the end. */
+async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
   part: ManifestPart; file: string; project: import('./compose.ts').ComposeProject | undefined; name: string; stamp: string;
   undo: Undo[]; commit: Array<() => Promise<void>>; fromDb?: string; toDb: string;
-}): Promise<void> {
+}): Promise<FolderPlan> {
   const { part, file, project } = o;
   const gz = /\.gz$/.test(part.file) || String(part.format).includes('gz') ? '1' : '';
   const cfg = ctx.config.backupParts.find((p) => p.name === part.name);
@@ -562,9 +584,8 @@ async function restoreFolder(ctx: TaskContext, safe: TaskContext, o: {
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
   const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
-  ctx.log.step(`restoring ${part.name} to ${where}${owner ? ` (owner ${owner})` : ''}`);
   const work = isVolume ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}` : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
-  const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz, isVolume ? 'entries' : 'whole'];
+  const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
   const run = (c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
     if (isVolume) {
       if (!project || !service) throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
@@ -576,8 +597,17 @@ async function restoreFolder(ctx: TaskContext, safe: TaskContext, o: {
   const { compose } = await import('./compose.ts');
   const compose_run = (p: import('./compose.ts').ComposeProject, svc: string, cmd: string[]) => compose.run(p, svc, cmd, { noDeps: true, user: 'root' });
   o.undo.push({ what: `put the previous ${part.name} back`, run: async () => { await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work])); } });
-  await ctx.runner.run(run(ctx, SWAP_IN_SCRIPT, args, { file }));
   o.commit.push(async () => { await safe.runner.run(run(safe, 'rm -rf -- "$1"', [work])); });
+  return {
+    stage: async () => {
+      ctx.log.step(`unpacking ${part.name} beside ${where}${owner ? ` (owner ${owner})` : ''}`);
+      await ctx.runner.run(run(ctx, STAGE_SCRIPT, args, { file }));
+    },
+    swap: async () => {
+      ctx.log.step(`swapping ${part.name} in at ${where}`);
+      await ctx.runner.run(run(ctx, SWAP_SCRIPT, [dest, work, isVolume ? 'entries' : 'whole']));
+    },
+  };
 }
 
 export const restoreTasks: AnyTask[] = [restore];

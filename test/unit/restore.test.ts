@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { SWAP_BACK_SCRIPT, SWAP_IN_SCRIPT, bareName, folderLayout, nearestNames, newestName, restoreJobs, restoreStamp, rollbackCommand, selectParts, sideDatabaseName } from '../../scripts/restore.ts';
+import { STAGE_SCRIPT, SWAP_BACK_SCRIPT, SWAP_SCRIPT, bareName, folderLayout, nearestNames, newestName, restoreJobs, restoreStamp, rollbackCommand, selectParts, sideDatabaseName } from '../../scripts/restore.ts';
 import { TaskError } from '../../scripts/errors.ts';
 
 describe('names', () => {
@@ -96,11 +96,20 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
     return { base, dest, tar, work: path.join(base, '.restore-1') };
   }
   const bash = (script: string, args: string[], stdin?: string) => spawnSync('bash', ['-c', script, 'bash', ...args], { input: stdin ? fs.readFileSync(stdin) : undefined, encoding: 'utf8' });
+  /** Stage (the live folder untouched), then swap. */
+  function swapIn(tar: string, dest: string, work: string, from: string, to: string, mode: 'entries' | 'whole') {
+    const staged = bash(STAGE_SCRIPT, [dest, work, '0', '', from, to, '', ''], tar);
+    if (staged.status !== 0) return staged;
+    return bash(SWAP_SCRIPT, [dest, work, mode]);
+  }
 
-  it('entries mode replaces only the entries in the archive, and swapping back restores the previous state exactly', () => {
+  it('staging leaves the live folder alone; entries mode replaces only the entries in the archive, and swapping back restores the previous state exactly', () => {
     const { dest, tar, work } = setup();
     const before = tree(dest);
-    const r = bash(SWAP_IN_SCRIPT, [dest, work, '0', '', '', 'odoo', '', '', 'entries'], tar);
+    const staged = bash(STAGE_SCRIPT, [dest, work, '0', '', '', 'odoo', '', ''], tar);
+    expect(staged.status, staged.stderr).toBe(0);
+    expect(tree(dest)).toEqual(before);
+    const r = bash(SWAP_SCRIPT, [dest, work, 'entries']);
     expect(r.status, r.stderr).toBe(0);
     expect(tree(dest)).toEqual({ 'odoo/cd/new': 'new', 'other/keep': 'keep' });
     expect(bash(SWAP_BACK_SCRIPT, [dest, work]).status).toBe(0);
@@ -110,10 +119,10 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
 
   it('renames the database folder for --as (from → to), and whole mode replaces the folder', () => {
     const { dest, tar, work } = setup();
-    expect(bash(SWAP_IN_SCRIPT, [dest, work, '0', '', 'odoo', 'copy', '', '', 'entries'], tar).status).toBe(0);
+    expect(swapIn(tar, dest, work, 'odoo', 'copy', 'entries').status).toBe(0);
     expect(tree(dest)).toEqual({ 'odoo/ab/old': 'old', 'copy/cd/new': 'new', 'other/keep': 'keep' });
     const w2 = `${work}-2`;
-    expect(bash(SWAP_IN_SCRIPT, [dest, w2, '0', '', '', 'odoo', '', '', 'whole'], tar).status).toBe(0);
+    expect(swapIn(tar, dest, w2, '', 'odoo', 'whole').status).toBe(0);
     expect(tree(dest)).toEqual({ 'odoo/cd/new': 'new' });
     expect(bash(SWAP_BACK_SCRIPT, [dest, w2]).status).toBe(0);
     expect(tree(dest)).toEqual({ 'odoo/ab/old': 'old', 'copy/cd/new': 'new', 'other/keep': 'keep' });
@@ -124,7 +133,7 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
     const before = tree(dest);
     const bad = path.join(base, 'bad.tar');
     fs.writeFileSync(bad, 'not a tar at all'.repeat(100));
-    expect(bash(SWAP_IN_SCRIPT, [dest, work, '0', '', '', 'odoo', '', '', 'entries'], bad).status).not.toBe(0);
+    expect(swapIn(bad, dest, work, '', 'odoo', 'entries').status).not.toBe(0);
     expect(tree(dest)).toEqual(before);
     expect(bash(SWAP_BACK_SCRIPT, [dest, work]).status).toBe(0);
     expect(tree(dest)).toEqual(before);
