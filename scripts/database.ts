@@ -55,7 +55,7 @@ async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
   const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true, file: '-' }), { stdout: 'ignore', stderr: 'capture' });
   const cmd: Cmd = file.endsWith('.gz')
-    ? { ...psql, argv: ['bash', '-c', 'set -o pipefail; gzip -dc < "$1" | "${@:2}"', 'bash', file, ...psql.argv] }
+    ? { ...psql, argv: ['bash', '-c', pg.GUNZIP_PIPE, 'bash', ...psql.argv], stdin: { file } }
     : { ...psql, stdin: { file } };
   try {
     await ctx.runner.run(cmd);

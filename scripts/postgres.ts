@@ -498,10 +498,13 @@ export async function restoreDump(ctx: PgContext, t: PgTarget, o: { file: string
     return;
   }
   // gzip: decompress on the host and pipe into the client; pipefail keeps a broken gzip from looking like success.
-  const script = 'set -o pipefail; gzip -dc < "$1" | "${@:2}"';
-  const cmd: Cmd = { ...psql, argv: ['bash', '-c', script, 'bash', o.file, ...psql.argv], stdin: 'ignore' };
-  await withProgress(ctx, label, () => undefined, total, runRestore(ctx, t, cmd, o.file));
+  // The file is our stdin descriptor, so progress follows how far gzip has read it.
+  const cmd: Cmd = { ...psql, argv: ['bash', '-c', GUNZIP_PIPE, 'bash', ...psql.argv], stdin: { file: o.file } };
+  await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, cmd, o.file));
 }
+
+/** `bash -c GUNZIP_PIPE bash <client argv...>`: stdin decompressed into the client; pipefail keeps gzip's failure. */
+export const GUNZIP_PIPE = 'set -o pipefail; gzip -dc | "$@"';
 
 async function runRestore(ctx: PgContext, t: PgTarget, cmd: Cmd, file: string): Promise<void> {
   try {

@@ -113,6 +113,22 @@ describe('db-export and db-import round trips (pagila)', () => {
     expect(await leftovers(dst.name)).toEqual([]);
   });
 
+  it('a dump whose owner role does not exist on the target: restored, every object owned by the app user', async () => {
+    const gone = await createTestDatabaseInfo(pg, 'gone');
+    await adminQuery(pg, gone.name, `SET ROLE ${gone.user}; CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2); CREATE VIEW v AS SELECT * FROM t; CREATE SEQUENCE s; GRANT SELECT ON t TO PUBLIC`);
+    const root = makeRoot();
+    const e = await tasksRun(['db-export', 'gone.dump'], { url: gone.url, root });
+    expect(e.code, e.stderr).toBe(0);
+    await adminQuery(pg, 'postgres', `DROP DATABASE ${gone.name}`);
+    await adminQuery(pg, 'postgres', `DROP ROLE ${gone.user}`);
+    const dst = await smallDatabase('orphan');
+    const i = await tasksRun(['db-import', 'gone.dump', '--yes'], { url: dst.url, root });
+    expect(i.code, i.stderr).toBe(0);
+    expect(await adminQuery(pg, dst.name, 'SELECT count(*) FROM v')).toBe('2');
+    const owners = await adminQuery(pg, dst.name, `SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`);
+    expect(owners).toBe(dst.user);
+  });
+
   it('prints the size and time of an export and writes it 0600 under backup/ by default', async () => {
     const root = makeRoot();
     const r = await tasksRun(['db-export'], { url: src.url, root });
