@@ -351,6 +351,22 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(forced.code, forced.stderr).toBe(0);
   });
 
+  it('production: --yes alone is refused without a terminal (exit 3); --yes --force restores', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-10_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.appEnv = 'production'; });
+    const env = { APP_ENV: 'production' };
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
+    expect(r.code, r.stderr).toBe(ExitCode.refused);
+    expectOneError(r, /refused, this is guarded and there is no terminal/);
+    expect(r.stderr).toContain('--yes --force');
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    const forced = await restoreRun(root, db, ['restore', name, '--yes', '--force', '--no-safety-backup'], { env });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+  });
+
   it('no terminal and no --yes: refused (exit 3), nothing touched', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
