@@ -419,6 +419,39 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 
+  it('interrupted (SIGINT) during pg_restore: exit 130, the original database in place, the temporary one dropped, addons untouched', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-11_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    // A pg_restore that loads the schema for real, then hangs (so the interrupt lands mid-restore).
+    const bin = tmp('ct-fakebin-');
+    fs.writeFileSync(path.join(bin, 'pg_restore'), [
+      '#!/bin/bash',
+      `real=${path.join(pg.binDir, 'pg_restore')}`,
+      'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; touch "$MARK"; exec sleep 60 ;; esac',
+      'exec "$real" "$@"',
+    ].join('\n'), { mode: 0o755 });
+    const mark = path.join(bin, 'started');
+    const stdout = sink();
+    const stderr = sink();
+    const ac = new AbortController();
+    const env: Record<string, string> = {
+      PATH: `${bin}:${process.env.PATH}`, HOME: process.env.HOME ?? '/root', MARK: mark,
+      APP_ENV: 'development', COMPOSE_PROJECT_NAME: PROJECT, DATABASE_URL: db.url, POSTGRES_DB: db.name,
+    };
+    const running = main({ argv: ['restore', name, '--yes', '--no-safety-backup'], env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: false, signal: ac.signal });
+    for (let i = 0; i < 600 && !fs.existsSync(mark); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(fs.existsSync(mark), stderr.text).toBe(true);
+    ac.abort('SIGINT');
+    const code = await running;
+    expect(code, stderr.text).toBe(ExitCode.sigint);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+    expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+  });
+
   it('disk too small for the download: refused before downloading (exit 6), nothing left behind', async () => {
     if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run the integration tests as root (CI does)');
     const { db, print } = await victim();
