@@ -514,6 +514,9 @@ async function runRestore(ctx: PgContext, t: PgTarget, cmd: Cmd, file: string): 
     if (e instanceof CommandError) {
       const lines = e.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
       const first = lines.find((l) => /error:|ERROR:|gzip:|unexpected end|invalid/i.test(l)) ?? lines.at(-1) ?? '';
+      if (/end of file|unexpected end|invalid compressed data|crc error|length error/i.test(first)) {
+        throw new TaskError(`${file} is truncated or corrupt: ${first.replace(/^(pg_restore|psql|gzip): (error: )?/, '')}`, { exitCode: e.exitCode, hint: e.hint });
+      }
       throw new TaskError(`restoring ${file} failed: ${first.replace(/^(pg_restore|psql): error: /, '').replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`, { exitCode: e.exitCode, hint: e.hint });
     }
     throw e;
