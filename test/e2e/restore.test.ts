@@ -76,8 +76,8 @@ if (!docker.available) {
       expect(after.db).toEqual(before.db);
       expect(r.stderr).toMatch(/stopping odoo \(the database keeps running\)/);
       expect(r.stderr).toMatch(/safety backup: \S+_backup_\S+/);
-      // The stop came before the restore and the start after it.
-      const order = ['stop odoo', '--exit-on-error', 'tar -x', 'up -d'].map((s) => r.stderr.indexOf(s));
+      // Stop, unpack the filestore beside the live one while pg_restore runs, swap it in, start.
+      const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) => r.stderr.indexOf(s));
       expect(order.every((i) => i >= 0), r.stderr).toBe(true);
       expect([...order].sort((a, b) => a - b)).toEqual(order);
     });
@@ -88,6 +88,31 @@ if (!docker.available) {
       expect(await sql(p, 'SELECT count(*) FROM partner', 'copy_db')).toBe('5000\n');
       expect(await filestore(p, 'copy_db')).toBe(filesAtBackup);
       expect(await filestore(p, db)).toBe(filesAtBackup);
+    });
+
+    it('an archive made like the old backup.sh (database.dump, filestore.tar.gz of the folder, addons.tar.gz, backup.info) restores, filestore owned by 101', async () => {
+      const legacy = 'odoo_backup_2025-06-01_02-00-00';
+      // Built inside the app container the way backup.sh did it, then copied out with docker cp.
+      await sh(p, 'odoo', [
+        'set -e; rm -rf /tmp/l; mkdir /tmp/l; cd /tmp/l',
+        `PGPASSWORD="$PASSWORD" pg_dump -Fc -h "$HOST" -U "$USER" -d ${db} -f database.dump`,
+        'tar czf filestore.tar.gz -C /var/lib/odoo filestore',
+        'tar czf addons.tar.gz -C /mnt/extra-addons .',
+        `printf 'Backup date: 2025-06-01 02:00:00\\nDatabase: ${db}\\n' > backup.info`,
+        `tar czf /tmp/${legacy}.tar.gz database.dump filestore.tar.gz addons.tar.gz backup.info`,
+      ].join('\n'));
+      const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
+      const cp = await p.docker(['cp', `${id}:/tmp/${legacy}.tar.gz`, `${p.dir}/backup/${legacy}.tar.gz`]);
+      expect(cp.code, show(cp)).toBe(0);
+      const files = await filestore(p, db);
+      await sql(p, 'DELETE FROM partner WHERE id % 2 = 0');
+      await sh(p, 'odoo', `rm -rf /var/lib/odoo/filestore/${db}/ab`);
+
+      const r = await p.run(['restore', legacy, '--yes', '--no-safety-backup']);
+      expect(r.code, show(r)).toBe(0);
+      expect(r.stderr).toMatch(/old backup\.sh archive/);
+      expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
+      expect(await filestore(p, db)).toBe(files);
     });
 
     it('the app failing its health check after the restore: exit 7 and the exact command that rolls back', async () => {
