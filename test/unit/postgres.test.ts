@@ -1,9 +1,13 @@
 // The PostgreSQL argv builders and target parsing, to the exact argument; no password ever on argv.
 import { describe, expect, it } from 'vitest';
-import { assertDumpCompatible, clientCmd, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
+import { assertDumpCompatible, clientCmd, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
 import { expandVars, fileStamp } from '../../scripts/database.ts';
 import type { ComposeProject } from '../../scripts/compose.ts';
-import { ExitCode, TaskError } from '../../scripts/errors.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
 
 const v2: ComposeProject = { flavor: 'v2', root: '/srv/app', files: ['compose/compose.yaml'] };
 const v1: ComposeProject = { flavor: 'v1', root: '/srv/app', files: [] };
@@ -113,5 +117,29 @@ describe('database task helpers', () => {
 
   it('names files with a UTC timestamp', () => {
     expect(fileStamp(new Date('2024-05-01T02:03:04.567Z'))).toBe('2024-05-01_02-03-04');
+  });
+});
+
+describe('client failures', () => {
+  const fail = (stderr: string) => new CommandError('$ psql ...', ['psql'], 2, stderr);
+  it('a refused connection or a wrong password becomes one line naming the server and what to check (exit 6)', () => {
+    const refused = explainPgError(fail('psql: error: connection to server at "127.0.0.1", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?'), urlT) as TaskError;
+    expect(refused.message).toBe('cannot connect to PostgreSQL at db.example.com:6543 as app: connection refused');
+    expect(refused.exitCode).toBe(ExitCode.prerequisite);
+    const pw = explainPgError(fail('psql: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed for user "app"'), urlT) as TaskError;
+    expect(pw.message).toBe('cannot connect to PostgreSQL at db.example.com:6543 as app: password authentication failed');
+    expect(pw.hint).toMatch(/DATABASE_URL/);
+    const other = fail('ERROR:  relation "x" does not exist');
+    expect(explainPgError(other, urlT)).toBe(other);
+  });
+
+  it('recognises a dump by its first bytes, whatever its name', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sniff-'));
+    const w = (n: string, b: Buffer | string) => { fs.writeFileSync(path.join(dir, n), b); return path.join(dir, n); };
+    expect(sniffDumpFormat(w('a.sql', 'PGDMP\x01\x0e\x00'))).toBe('custom');
+    expect(sniffDumpFormat(w('b.dump', zlib.gzipSync('select 1;')))).toBe('plain-gz');
+    expect(sniffDumpFormat(w('c', '--\n-- PostgreSQL database dump\n'))).toBe('plain');
+    expect(sniffDumpFormat(w('d.dump', Buffer.from([0, 1, 2, 3])))).toBe('unknown');
+    fs.rmSync(dir, { recursive: true });
   });
 });
