@@ -435,6 +435,33 @@ describe('reset-db, seed and psql', () => {
     expect(await tableFingerprint(pg, d.name)).toEqual(print);
   });
 
+  it('reset-db and db-import end the app\'s own open sessions first instead of failing', async () => {
+    const d = await smallDatabase('busy');
+    const root = makeRoot(seeds);
+    const open = () => spawn(path.join(pg.binDir, 'psql'), ['-X', '-h', pg.host, '-p', String(pg.port), '-U', d.user, '-d', d.name, '-c', 'SELECT pg_sleep(60)'], { stdio: 'ignore', env: { ...process.env, PGPASSWORD: d.password } });
+    const waitOpen = async () => {
+      for (let i = 0; i < 100; i++) {
+        if ((await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${d.name}' AND query LIKE '%pg_sleep%'`)) === '1') return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('the session did not open');
+    };
+    const a = open();
+    try {
+      await waitOpen();
+      const r = await tasksRun(['reset-db', '--yes'], { url: d.url, root });
+      expect(r.code, r.stderr).toBe(0);
+      expect(Object.keys(await tableFingerprint(pg, d.name)).sort()).toEqual(['public.people', 'public.pets']);
+    } finally { a.kill('SIGKILL'); }
+    const b = open();
+    try {
+      await waitOpen();
+      const i = await tasksRun(['db-import', customDump, '--yes'], { url: d.url, root });
+      expect(i.code, i.stderr).toBe(0);
+      expect(await tableFingerprint(pg, d.name)).toEqual(srcPrint);
+    } finally { b.kill('SIGKILL'); }
+  });
+
   it('a failing seed file is rolled back as a whole and stops the run', async () => {
     const d = await smallDatabase('seedfail');
     const before = await tableFingerprint(pg, d.name);
