@@ -14,7 +14,7 @@ const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
 const RUNS = 3;
 
-interface Measured { seconds: number; nodePeakMb?: number }
+interface Measured { seconds: number; nodePeakMb?: number; stderr: string }
 
 /** Wall time of a process; for node, the peak RSS of that process alone (VmHWM sampled from /proc). */
 function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watchNode?: boolean }): Promise<Measured> {
@@ -36,7 +36,7 @@ function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watc
       if (timer) clearInterval(timer);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-1500)}`));
-      else resolve({ seconds, ...(o.watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
+      else resolve({ seconds, stderr, ...(o.watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
     });
   });
 }
@@ -94,6 +94,7 @@ rm -rf "$T"`;
   const peaks: number[] = [];
   const old: number[] = [];
   let newSize = 0;
+  let phases = '';
   let oldSize = 0;
   for (let i = 0; i < RUNS; i++) {
     const oldFile = path.join(work, `odoo_backup_old_${i}.tar.gz`);
@@ -101,6 +102,10 @@ rm -rf "$T"`;
       const m = await measure([node, bin, 'backup'], { env: base, cwd: project.dir, watchNode: true });
       tasks.push(m.seconds);
       peaks.push(m.nodePeakMb!);
+      // Step lines carry a timestamp without a terminal: seconds since the first one, for the breakdown below.
+      const steps = m.stderr.split('\n').map((l) => /^\[(\S+)\] (.*)$/.exec(l)).filter((x): x is RegExpExecArray => Boolean(x));
+      const t0 = steps.length ? Date.parse(steps[0]![1]!) : 0;
+      phases = steps.filter((x) => !/^(archive|check): /.test(x[2]!)).map((x) => `+${((Date.parse(x[1]!) - t0) / 1000).toFixed(0)} s ${x[2]!.replace(/\/tmp\/[^ ]*\//g, '')}`).join('\n');
       const files = fs.readdirSync(path.join(project.dir, 'backup')).filter((f) => f.endsWith('.tar.gz'));
       newSize = fs.statSync(path.join(project.dir, 'backup', files.sort().at(-1)!)).size;
       process.stderr.write(`tasks backup: ${m.seconds.toFixed(1)} s, node peak ${m.nodePeakMb!.toFixed(0)} MB\n`);
@@ -132,9 +137,17 @@ URL mode, uploaded to a local s3rver with the real aws CLI ${keys.length ? '' : 
 | ratio | **${(t / o).toFixed(2)}×** (target ≤ 0.4×) | ${(newSize / oldSize).toFixed(2)}× | target < 150 MB |
 
 All runs: tasks ${tasks.map((x) => x.toFixed(1)).join(', ')} s; old ${old.map((x) => x.toFixed(1)).join(', ')} s.
+The machine was shared with other test runs (load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores at the end), so absolute times are noisy; runs alternate to share the noise.
+
+Steps of the last \`tasks backup\` run (its own timestamped log, one-second resolution):
+
+\`\`\`
+${phases}
+\`\`\`
+
 Why: the dump is already compressed and the filestore is mostly incompressible, so the old script spends most of its time
 in gzip run twice over data it cannot shrink. \`tasks backup\` stores those members (deflate level 0, chosen by sampling)
-inside one gzip stream, runs pg_dump and the filestore tar side by side, and still checks every sha256 and reads the whole
+inside one gzip stream, runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, reads the whole dump while the archive is written, and still checks every sha256 and reads the whole
 dump before uploading (the old script checks nothing). Node streams in 1 MB chunks, so its memory stays flat.
 `;
   writeSection('backup', md);
