@@ -1,5 +1,5 @@
 // Benchmark: `tasks restore --yes --no-safety-backup` vs the old restore.sh approach on the backup benchmark's dataset.
-//   npx tsx bench/restore.ts [scale=50] [filestoreMB=200]
+//   npx tsx bench/restore.ts [scale=50] [filestoreMB=200] [runs=3]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harn
 
 const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
-const RUNS = 3;
+const RUNS = Number(process.argv[4] ?? 3);
 
 function sh(argv: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { cwd: o.cwd, env: o.env ?? process.env, encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -122,7 +122,7 @@ What the task does that the old steps do not: verifies every part's sha256 again
 reads the whole dump once (\`pg_restore -f /dev/null\`) and the server version before anything changes, restores into a new
 database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` and swaps it in by rename (the old database stays until the end), swaps the
 folders in with the previous copies kept until success. The old steps drop the live database before knowing the dump loads.
-Run: \`npx tsx bench/restore.ts [scale] [filestoreMB]\`.
+Run: \`npx tsx bench/restore.ts [scale] [filestoreMB] [runs]\`.
 `);
   process.stderr.write(`tasks median ${f(mt)} s, old median ${f(mo)} s: ${ratio.toFixed(2)}x; with safety backup ${f(safety.seconds)} s\n`);
 } finally {

@@ -586,16 +586,13 @@ async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
   const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
   const work = isVolume ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}` : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
   const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
-  const run = (c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
-    if (isVolume) {
-      if (!project || !service) throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
-      return { argv: compose_run(project, service, ['bash', '-c', script, 'bash', ...a]), stdin: stdin ?? 'ignore', stderr: 'capture' };
-    }
-    void c;
-    return { argv: ['bash', '-c', script, 'bash', ...a], stdin: stdin ?? 'ignore', stderr: 'capture' };
-  };
   const { compose } = await import('./compose.ts');
-  const compose_run = (p: import('./compose.ts').ComposeProject, svc: string, cmd: string[]) => compose.run(p, svc, cmd, { noDeps: true, user: 'root' });
+  if (isVolume && (!project || !service)) throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
+  // Volumes: a one-off root container of the service with the volume mounted (works whether the app runs or not).
+  const run = (_c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
+    const argv = ['bash', '-c', script, 'bash', ...a];
+    return { argv: isVolume ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' }) : argv, stdin: stdin ?? 'ignore', stderr: 'capture' };
+  };
   o.undo.push({ what: `put the previous ${part.name} back`, run: async () => { await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work])); } });
   o.commit.push(async () => { await safe.runner.run(run(safe, 'rm -rf -- "$1"', [work])); });
   return {
