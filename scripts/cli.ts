@@ -95,6 +95,14 @@ function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args
     const all = (params[argEntries.length] ?? {}) as Record<string, unknown>;
     const opts = Object.fromEntries(Object.entries(all).filter(([k]) => !(GLOBAL_KEYS as readonly string[]).includes(k)));
     const globals = Object.fromEntries(Object.entries(all).filter(([k]) => (GLOBAL_KEYS as readonly string[]).includes(k)));
+    // commander reads `--no-x` as x=false; a task that declared `noX` gets noX=true (and no stray `x`).
+    for (const name of Object.keys(t.options ?? {})) {
+      const m = /^no([A-Z].*)$/.exec(name);
+      if (!m) continue;
+      const positive = m[1]![0]!.toLowerCase() + m[1]!.slice(1);
+      opts[name] = opts[positive] === false;
+      delete opts[positive];
+    }
     Object.assign(opts, { __globals: globals });
     const args: Record<string, unknown> = {};
     argEntries.forEach(([name, a], i) => { args[name] = a.variadic ? ((values[i] as string[] | undefined) ?? []) : values[i]; });

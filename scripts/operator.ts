@@ -68,10 +68,8 @@ export const operatorTasks: AnyTask[] = [
       const { validateEnv, readTemplate, envProblemsError } = await import('./env.ts');
       const { compose } = await import('./compose.ts');
       const { upAndWait, printStatus } = await import('./stack.ts');
-      // Commander reads --no-backup as backup=false: accept both spellings.
-      const o = ctx.opts as typeof ctx.opts & { backup?: boolean; cron?: boolean };
-      const skipBackup = o.noBackup === true || o.backup === false;
-      const skipCron = o.noCron === true || o.cron === false;
+      const skipBackup = ctx.opts.noBackup;
+      const skipCron = ctx.opts.noCron;
 
       ctx.log.step('1/7 environment');
       if (!fs.existsSync(path.join(ctx.root, '.env'))) {

@@ -53,6 +53,14 @@ describe('the task registry', () => {
     expect(seen).toEqual({ who: 'ana', rest: ['b', 'c'], loud: true, times: '3' });
   });
 
+  it('gives a --no-x option to the task as noX=true', async () => {
+    const seen: unknown[] = [];
+    const t = defineTask({ name: 'setup', description: 's', group: 'setup', options: { noBackup: { type: 'boolean', description: 'skip' } }, async run(ctx) { seen.push({ ...ctx.opts }); } });
+    await run([t], ['setup', '--no-backup']);
+    await run([t], ['setup']);
+    expect(seen).toEqual([{ noBackup: true }, { noBackup: false }]);
+  });
+
   it('exits 2 on a missing argument or an unknown option, running nothing', async () => {
     let ran = false;
     const t = defineTask({ name: 'imp', description: 'i', group: 'database', args: { file: { description: 'f', required: true } }, async run() { ran = true; } });
