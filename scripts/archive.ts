@@ -474,35 +474,49 @@ export interface ArchiveInput {
 }
 
 /**
- * Writes a .tar.gz streamed: tar headers and file contents go through one gzip stream whose level changes per
- * member (stored blocks for dumps and media, level 1 for text). Created with O_EXCL, mode 0600.
+ * Writes a .tar.gz streamed: tar headers and file contents go through gzip, one gzip member per run of members with
+ * the same level (stored blocks for dumps and media, level 1 for text); gzip readers (gzip -d, tar -z, Node) read
+ * concatenated members as one stream. Created with O_EXCL, mode 0600; removed on any failure.
  */
 export async function writeArchive(out: string, members: ArchiveInput[], o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<number> {
   const ws = fs.createWriteStream(out, { flags: 'wx', mode: 0o600 });
-  const gz = zlib.createGzip({ level: members[0]?.level ?? 1, chunkSize: CHUNK });
   let written = 0;
   let failed: Error | undefined;
-  gz.on('data', (c: Buffer) => {
-    written += c.length;
-    if (!ws.write(c)) gz.pause();
-  });
-  ws.on('drain', () => gz.resume());
   const wsError = new Promise<never>((_, rej) => ws.on('error', (e) => { failed = e; rej(e); }));
   wsError.catch(() => undefined);
-  const gzError = new Promise<never>((_, rej) => gz.on('error', (e) => { failed = e; rej(e); }));
-  gzError.catch(() => undefined);
+  let gz: zlib.Gzip | undefined;
+  let gzError: Promise<never> = new Promise<never>(() => undefined);
+  let level: number | undefined;
+  ws.on('drain', () => gz?.resume());
+  const openMember = (l: number) => {
+    const g = zlib.createGzip({ level: l, chunkSize: CHUNK });
+    g.on('data', (c: Buffer) => {
+      written += c.length;
+      if (!ws.write(c)) g.pause();
+    });
+    gzError = new Promise<never>((_, rej) => g.on('error', (e) => { failed = e; rej(e); }));
+    gzError.catch(() => undefined);
+    gz = g;
+    level = l;
+  };
+  const closeMember = async () => {
+    if (!gz) return;
+    const g = gz;
+    g.end();
+    await Promise.race([once(g, 'end'), gzError, wsError]);
+    gz = undefined;
+  };
   const push = async (chunk: Buffer) => {
     if (failed) throw failed;
     if (o.signal?.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
-    if (!gz.write(chunk)) await Promise.race([once(gz, 'drain'), gzError, wsError]);
+    if (!gz!.write(chunk)) await Promise.race([once(gz!, 'drain'), gzError, wsError]);
   };
-  let level = members[0]?.level ?? 1;
   let copied = 0;
   try {
     for (const m of members) {
       if (m.level !== level) {
-        level = m.level;
-        await Promise.race([new Promise<void>((r) => (gz as unknown as { params(l: number, s: number, cb: () => void): void }).params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => r())), gzError, wsError]);
+        await closeMember();
+        openMember(m.level);
       }
       const size = m.data ? m.data.length : fs.statSync(m.file!).size;
       await push(tarHeader(m.name, size, Date.now()));
@@ -520,13 +534,13 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
       if (pad) await push(Buffer.alloc(pad));
     }
+    if (!gz) openMember(1);
     await push(Buffer.alloc(BLOCK * 2));
-    gz.end();
-    await Promise.race([once(gz, 'end'), gzError, wsError]);
+    await closeMember();
     ws.end();
     await Promise.race([once(ws, 'finish'), wsError]);
   } catch (err) {
-    gz.destroy();
+    gz?.destroy();
     ws.destroy();
     fs.rmSync(out, { force: true });
     const e = err as NodeJS.ErrnoException;

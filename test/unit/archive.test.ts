@@ -68,6 +68,22 @@ describe('archive', () => {
     expect(worthCompressing(txt)).toBe(true);
   });
 
+  it('stores level-0 members and deflates level-1 ones in one file that gzip and tar read (one gzip member per level run)', async () => {
+    const dir = tmp();
+    const rnd = path.join(dir, 'rnd');
+    const txt = path.join(dir, 'txt');
+    fs.writeFileSync(rnd, Buffer.alloc(2_000_000, 'a')); // compressible, but marked level 0: it must be stored as is
+    fs.writeFileSync(txt, 'hello world\n'.repeat(200_000)); // 2.4 MB of text, level 1
+    const out = path.join(dir, 'a.tar.gz');
+    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from('{}'), level: 1 }, { name: 'rnd', file: rnd, level: 0 }, { name: 'txt', file: txt, level: 1 }]);
+    const size = fs.statSync(out).size;
+    expect(size).toBeGreaterThan(2_000_000); // the level-0 part is stored, not deflated
+    expect(size).toBeLessThan(2_150_000); // the text part is deflated
+    execFileSync('gzip', ['-t', out]);
+    expect(execFileSync('tar', ['-tzf', out], { encoding: 'utf8' }).trim().split('\n')).toEqual(['manifest.json', 'rnd', 'txt']);
+    expect((await listMembers(out)).map((m) => m.size)).toEqual([2, 2_000_000, 2_400_000]);
+  });
+
   it('checkArchive passes a good archive and extractArchive writes the parts 0600', async () => {
     const dir = tmp();
     const { archive, manifest } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) });
