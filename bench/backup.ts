@@ -153,8 +153,8 @@ ${phases}
 
 Why: the dump is already compressed and the filestore is mostly incompressible, so the old script spends most of its time
 in gzip run twice over data it cannot shrink. \`tasks backup\` stores those members (deflate level 0, chosen by sampling)
-inside one gzip stream, runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, reads the whole dump while the archive is written, and still checks every sha256 and reads the whole
-dump before uploading (the old script checks nothing). Node streams in 1 MB chunks, so its memory stays flat.
+inside the .tar.gz (one gzip member per level), runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, reads the whole dump while the archive is written, and still checks every sha256 and the whole dump before uploading
+(the old script checks nothing). Node streams in 1 MB chunks, so its memory stays flat.
 `;
   writeSection('backup', md);
   process.stdout.write(md);
