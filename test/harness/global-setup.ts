@@ -4,14 +4,28 @@ import { startPostgres } from './pg.ts';
 import { startS3 } from './s3.ts';
 import { startDocker } from './docker.ts';
 
-export default async function setup(project: TestProject) {
-  const stops: Array<() => Promise<void>> = [];
+type Started = Awaited<ReturnType<typeof start>>;
+
+async function start() {
   const [pg, s3, docker] = await Promise.all([startPostgres(), startS3(), startDocker()]);
-  stops.push(pg.stop, s3.stop, docker.stop);
+  return { pg, s3, docker };
+}
+
+// vitest runs a root globalSetup once per project (unit, integration, e2e) in the same process:
+// share one set of services between them and stop it when the last project is done.
+const shared = globalThis as { __composeTasksServices?: { started: Promise<Started>; users: number } };
+
+export default async function setup(project: TestProject) {
+  shared.__composeTasksServices ??= { started: start(), users: 0 };
+  const entry = shared.__composeTasksServices;
+  entry.users++;
+  const { pg, s3, docker } = await entry.started;
   project.provide('pg', pg.info);
   project.provide('s3', s3.info);
   project.provide('docker', docker.info);
   return async () => {
-    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    if (--entry.users > 0) return;
+    delete shared.__composeTasksServices;
+    for (const stop of [docker.stop, s3.stop, pg.stop]) await stop().catch(() => undefined);
   };
 }
