@@ -164,7 +164,8 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     const bad = path.join(os.tmpdir(), `bad-${crypto.randomBytes(4).toString('hex')}.tar`);
     execFileSync('sh', ['-c', `gzip -dc "$1" > "$2"`, 'sh', path.join(s.dir, file!), bad]);
     const buf = fs.readFileSync(bad);
-    buf[buf.length >> 1] ^= 0xff;
+    const mid = buf.length >> 1;
+    buf[mid] = buf[mid]! ^ 0xff;
     fs.writeFileSync(bad, buf);
     execFileSync('sh', ['-c', 'gzip -1 < "$1" > "$1.gz"', 'sh', bad]);
     execFileSync('aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', `${bad}.gz`, `s3://${s3.bucket}/${s.prefix}${file}`, '--only-show-errors'], { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_DEFAULT_REGION: s3.region } });
