@@ -4,8 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { machine, median, writeSection } from './report.ts';
+import { machine, measure, median, writeSection } from './report.ts';
 import { createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
 import { awsEnv, startS3, listKeys } from '../test/harness/s3.ts';
 import { makeProject } from '../test/harness/project.ts';
@@ -14,32 +13,7 @@ const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
 const RUNS = 3;
 
-interface Measured { seconds: number; nodePeakMb?: number; stderr: string }
 
-/** Wall time of a process; for node, the peak RSS of that process alone (VmHWM sampled from /proc). */
-function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watchNode?: boolean }): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(argv[0]!, argv.slice(1), { env: o.env, cwd: o.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    let hwmKb = 0;
-    const sample = () => {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-      } catch { /* exited */ }
-    };
-    const timer = o.watchNode ? setInterval(sample, 25) : undefined;
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (timer) clearInterval(timer);
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-1500)}`));
-      else resolve({ seconds, stderr, ...(o.watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
-    });
-  });
-}
 
 /** A filestore like Odoo's: hashed folders of attachments, mostly incompressible (PDFs, images), some text. */
 function makeFilestore(dir: string, mb: number): void {

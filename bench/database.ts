@@ -3,39 +3,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { machine, median, root, writeSection } from './report.ts';
+import { machine, measure, median, root, writeSection } from './report.ts';
 import { adminQuery, createTestDatabaseInfo, pgbenchInit, quoteIdent, startPostgres, tableFingerprint } from '../test/harness/pg.ts';
 
 const scale = Number(process.argv[2] ?? 50);
 const RUNS = 5;
 
-interface Measured { seconds: number; nodePeakMb?: number }
 
-/** Runs a process; wall time, and for node the peak RSS of that process alone (VmHWM sampled from /proc). */
-function measure(argv: string[], env: NodeJS.ProcessEnv, watchNode = false): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    let hwmKb = 0;
-    const sample = () => {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-      } catch { /* exited */ }
-    };
-    const timer = watchNode ? setInterval(sample, 50) : undefined;
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (timer) clearInterval(timer);
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
-      else resolve({ seconds, ...(watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
-    });
-  });
-}
 
 const { info, stop } = await startPostgres();
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-db-'));
@@ -59,24 +33,24 @@ try {
   let dumpBytes = 0;
 
   // Warm the bin's bundle cache once so no run pays for it.
-  await measure([node, bin, '--list'], tasksEnv(src.url)).catch(() => undefined);
+  await measure([node, bin, '--list'], { env: tasksEnv(src.url) }).catch(() => undefined);
 
   for (let i = 0; i < RUNS; i++) {
     const a = path.join(work, `tasks-${i}.dump`);
     const b = path.join(work, `hand-${i}.dump`);
     // Alternate the order so neither side always runs on a warmer cache.
     const runTasks = async () => {
-      const m = await measure([node, bin, 'db-export', a], tasksEnv(src.url), true);
+      const m = await measure([node, bin, 'db-export', a], { env: tasksEnv(src.url), watchNode: true });
       exp.tasks.push(m.seconds);
       exp.peak.push(m.nodePeakMb!);
     };
     const runQuick = async () => {
-      const m = await measure([node, bin, 'db-export', `${a}.quick`, '--skip-verify'], tasksEnv(src.url), true);
+      const m = await measure([node, bin, 'db-export', `${a}.quick`, '--skip-verify'], { env: tasksEnv(src.url), watchNode: true });
       quick.tasks.push(m.seconds);
       quick.peak.push(m.nodePeakMb!);
     };
     const runHand = async () => {
-      const s = (await measure(['pg_dump', ...conn, '--format=custom', '--dbname', src.name, '--file', b], pgEnv)).seconds;
+      const s = (await measure(['pg_dump', ...conn, '--format=custom', '--dbname', src.name, '--file', b], { env: pgEnv })).seconds;
       exp.hand.push(s);
       quick.hand.push(s);
     };
@@ -90,7 +64,7 @@ try {
   for (let i = 0; i < RUNS; i++) {
     const dst = await createTestDatabaseInfo(info, `bench_dst${i}`);
     const runTasks = async () => {
-      const m = await measure([node, bin, 'db-import', dump, '--yes'], tasksEnv(dst.url), true);
+      const m = await measure([node, bin, 'db-import', dump, '--yes'], { env: tasksEnv(dst.url), watchNode: true });
       imp.tasks.push(m.seconds);
       imp.peak.push(m.nodePeakMb!);
     };
@@ -98,8 +72,8 @@ try {
       // The same restore by hand, into a fresh database: create it, pg_restore with the same flags.
       const fresh = `${dst.name}_hand`;
       const t0 = process.hrtime.bigint();
-      await measure(['psql', ...connAs(dst.user), '-X', '--dbname', 'postgres', '-c', `CREATE DATABASE ${quoteIdent(fresh)} OWNER ${quoteIdent(dst.user)}`], { ...process.env, PGPASSWORD: dst.password });
-      await measure(['pg_restore', ...connAs(dst.user), '--no-owner', '--no-acl', `--role=${dst.user}`, '--exit-on-error', '--dbname', fresh, dump], { ...process.env, PGPASSWORD: dst.password });
+      await measure(['psql', ...connAs(dst.user), '-X', '--dbname', 'postgres', '-c', `CREATE DATABASE ${quoteIdent(fresh)} OWNER ${quoteIdent(dst.user)}`], { env: { ...process.env, PGPASSWORD: dst.password } });
+      await measure(['pg_restore', ...connAs(dst.user), '--no-owner', '--no-acl', `--role=${dst.user}`, '--exit-on-error', '--dbname', fresh, dump], { env: { ...process.env, PGPASSWORD: dst.password } });
       imp.hand.push(Number(process.hrtime.bigint() - t0) / 1e9);
       await adminQuery(info, 'postgres', `DROP DATABASE ${quoteIdent(fresh)}`);
     };

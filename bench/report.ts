@@ -1,7 +1,7 @@
 // Shared by the bench scripts: medians, whole-process timing with peak memory, and writing one section of docs/benchmarks.md.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -36,3 +36,30 @@ export const machine = (): string => {
   const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown cpu';
   return `${new Date().toISOString().slice(0, 10)}, ${cpu}, ${spawnSync('nproc').stdout.toString().trim()} cores, Node ${process.version}`;
 };
+
+export interface Measured { seconds: number; nodePeakMb?: number; stderr: string }
+
+/** Wall time of a process; with watchNode, the peak RSS of that process alone (VmHWM sampled from /proc), not of its children. */
+export function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watchNode?: boolean }): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(argv[0]!, argv.slice(1), { env: o.env, cwd: o.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    let hwmKb = 0;
+    const sample = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+      } catch { /* exited */ }
+    };
+    const timer = o.watchNode ? setInterval(sample, 25) : undefined;
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (timer) clearInterval(timer);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-1500)}`));
+      else resolve({ seconds, stderr, ...(o.watchNode ? { nodePeakMb: hwmKb / 1024 } : {}) });
+    });
+  });
+}
