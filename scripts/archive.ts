@@ -307,7 +307,7 @@ async function legacyManifest(archive: string, members: Map<string, Member>): Pr
   const parts: ManifestPart[] = [];
   const add = (name: string, kind: ManifestPart['kind'], file: string, format: ManifestPart['format']) => {
     const m = members.get(file);
-    if (m) parts.push({ name, kind, file: m.name, format, size: m.size, sha256: '' });
+    if (m) parts.push({ name, kind, file, format, size: m.size, sha256: '' });
   };
   add('database', 'database', 'database.dump', 'pg_dump-custom');
   add('filestore', 'volume', 'filestore.tar.gz', 'tar.gz');
@@ -373,8 +373,9 @@ export function checkMembers(archive: string, members: Member[], manifest: Archi
       if (manifest.legacy) continue;
       throw new TaskError(`${path.basename(archive)} is refused: unexpected folder ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
     }
-    const name = manifest.legacy ? m.name : clean(m.name);
-    const ok = expected.has(name) || (manifest.legacy && [...expected].some((e) => clean(name).endsWith(`/${e}`) || clean(name) === e));
+    // Old backup.sh archives may carry ./ prefixes or one top folder (legacyLayout accepted only that).
+    const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
+    const ok = expected.has(name);
     if (!ok) throw new TaskError(`${path.basename(archive)} is refused: unexpected member ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
     if (seen.has(name)) throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused });
     seen.add(name);
@@ -395,8 +396,15 @@ export interface CheckedArchive {
   files: Record<string, string>;
 }
 
+/** Writes with back-pressure; each wait removes its own listeners (no listener pile-up on large parts). */
 async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
-  if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), once(ws, 'error').then(([e]) => { throw e; })]);
+  if (ws.write(chunk)) return;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error) => { ws.off('drain', onDrain); reject(e); };
+    const onDrain = () => { ws.off('error', onError); resolve(); };
+    ws.once('drain', onDrain);
+    ws.once('error', onError);
+  });
 }
 
 /**

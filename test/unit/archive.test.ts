@@ -168,4 +168,22 @@ describe('archive', () => {
     const ex = await extractArchive(file, path.join(dir, 'out'));
     expect(fs.readFileSync(ex.files.database!).equals(fs.readFileSync(path.join(src, 'database.dump')))).toBe(true);
   });
+
+  it.each([
+    ['packed from inside the folder (./ prefixes)', ['-C', 'SRC', '.']],
+    ['packed with its folder as the top directory', ['-C', 'PARENT', 'odoo_backup_2025-01-01_02-00-00']],
+  ])('extracts an old backup.sh archive %s', async (_label, how) => {
+    const dir = tmp();
+    const src = path.join(dir, 'odoo_backup_2025-01-01_02-00-00');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'database.dump'), crypto.randomBytes(1000));
+    fs.writeFileSync(path.join(src, 'filestore.tar.gz'), zlib.gzipSync(Buffer.alloc(1024)));
+    fs.writeFileSync(path.join(src, 'addons.tar.gz'), zlib.gzipSync(Buffer.alloc(1024)));
+    fs.writeFileSync(path.join(src, 'backup.info'), 'Database: odoo\n');
+    const file = path.join(dir, 'odoo_backup_2025-01-01_02-00-00.tar.gz');
+    execFileSync('tar', ['-czf', file, ...how.map((a) => a.replace('SRC', src).replace('PARENT', dir))]);
+    const ex = await extractArchive(file, path.join(dir, 'out'));
+    expect(Object.keys(ex.files).sort()).toEqual(['addons', 'database', 'filestore']);
+    expect(fs.readFileSync(ex.files.database!).equals(fs.readFileSync(path.join(src, 'database.dump')))).toBe(true);
+  });
 });
