@@ -619,7 +619,7 @@ const backup = defineTask({
   async run(ctx) {
     const reason = ctx.opts.reason;
     if (!['manual', 'scheduled', 'pre-restore'].includes(reason)) throw usage(`--reason must be manual, scheduled or pre-restore, not "${reason}"`);
-    await runBackup(ctx as unknown as TaskContext, { only: ctx.opts.only, reason: reason as Manifest['reason'] });
+    await runBackup(ctx, { only: ctx.opts.only, reason: reason as Manifest['reason'] });
   },
 });
 
@@ -628,8 +628,7 @@ const backups = defineTask({
   description: 'List local and remote backups, newest first: date, size, where, last verified',
   group: 'backups',
   options: { json: { type: 'boolean', description: 'print JSON' } },
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext<Record<string, never>, { json?: boolean }>;
+  async run(ctx) {
     const dir = backupDir(ctx);
     const s = await s3For(ctx);
     let remote: RemoteObject[] = [];
@@ -661,7 +660,7 @@ const verify = defineTask({
   options: { restoreTest: { type: 'boolean', description: 'also restore the dump into a throwaway database, check it, drop it' } },
   example: 'tasks verify latest --restore-test',
   async run(ctx) {
-    await verifyBackup(ctx as unknown as TaskContext, ctx.args.name, { restoreTest: ctx.opts.restoreTest });
+    await verifyBackup(ctx, ctx.args.name, { restoreTest: ctx.opts.restoreTest });
   },
 });
 
@@ -669,8 +668,7 @@ const prune = defineTask({
   name: 'prune',
   description: 'Delete backups past retention, local and remote separately (never the newest good ones); --dry-run shows them',
   group: 'backups',
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext;
+  async run(ctx) {
     const project = ctx.env.require('COMPOSE_PROJECT_NAME');
     const dir = backupDir(ctx);
     if (!ctx.global.dryRun && fs.existsSync(dir)) {
@@ -692,7 +690,7 @@ const upload = defineTask({
   group: 'backups',
   args: { name: { description: 'backup name (or file)', required: true } },
   async run(ctx) {
-    await uploadBackup(ctx as unknown as TaskContext, ctx.args.name);
+    await uploadBackup(ctx, ctx.args.name);
   },
 });
 
@@ -701,8 +699,7 @@ const download = defineTask({
   description: 'Download a backup from S3/R2 into the backup folder, checked against its manifest',
   group: 'backups',
   args: { name: { description: 'backup name (or file)', required: true } },
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext<{ name: string }>;
+  async run(ctx) {
     const name = normalizeName(ctx.args.name);
     const final = archiveFile(backupDir(ctx), name);
     if (fs.existsSync(final)) {

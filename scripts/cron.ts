@@ -143,8 +143,7 @@ const cronInstall = defineTask({
   name: 'cron-install',
   description: 'Schedule backups in your crontab (BACKUP_CRON, default every 5 days at 02:00); running it again updates the block',
   group: 'backups',
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext;
+  async run(ctx) {
     const s = spec(ctx);
     const block = cronBlock(s);
     const current = await readCrontab(ctx);
@@ -167,8 +166,7 @@ const cronRemove = defineTask({
   name: 'cron-remove',
   description: 'Remove the scheduled backup block from your crontab (other lines are kept)',
   group: 'backups',
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext;
+  async run(ctx) {
     const project = ctx.env.require('COMPOSE_PROJECT_NAME');
     const current = await readCrontab(ctx);
     if (!findBlock(current, project)) {
@@ -184,8 +182,7 @@ const cronStatus = defineTask({
   name: 'cron-status',
   description: 'Show the scheduled backup block, and the end of its log',
   group: 'backups',
-  async run(ctx0) {
-    const ctx = ctx0 as unknown as TaskContext;
+  async run(ctx) {
     const project = ctx.env.require('COMPOSE_PROJECT_NAME');
     const block = findBlock(await readCrontab(ctx), project);
     if (!block) {

@@ -117,7 +117,7 @@ const seed = defineTask({
   options: { force: { type: 'boolean', description: 'run even with APP_ENV=production' } },
   example: 'tasks seed',
   async run(ctx) {
-    const c = ctx as unknown as TaskContext;
+    const c: TaskContext = ctx;
     refuseProduction(c, 'seed', ctx.opts.force);
     const pg = await pgModule();
     const t = pg.pgTarget(c);
@@ -146,7 +146,7 @@ const resetDb = defineTask({
   options: { force: { type: 'boolean', description: 'allow in production (the database name must be typed, or --yes --force)' } },
   example: 'tasks reset-db --yes',
   async run(ctx) {
-    const c = ctx as unknown as TaskContext;
+    const c: TaskContext = ctx;
     const prod = isProduction(c);
     refuseProduction(c, 'reset-db', ctx.opts.force);
     const pg = await pgModule();
@@ -189,7 +189,7 @@ const psql = defineTask({
   args: { args: { description: 'arguments passed to psql (after --)', variadic: true } },
   example: "tasks psql -- -c 'select 1'",
   async run(ctx) {
-    const c = ctx as unknown as TaskContext;
+    const c: TaskContext = ctx;
     const pg = await pgModule();
     const t = pg.pgTarget(c);
     const project = t.mode === 'compose' ? await ctx.compose() : undefined;
@@ -213,7 +213,7 @@ const dbExport = defineTask({
   },
   example: 'tasks db-export backup/before-upgrade.sql.gz',
   async run(ctx) {
-    const c = ctx as unknown as TaskContext;
+    const c: TaskContext = ctx;
     const pg = await pgModule();
     const t = pg.pgTarget(c);
     const dir = ctx.env.get('BACKUP_DIR') || 'backup';
@@ -244,7 +244,7 @@ const dbImport = defineTask({
   },
   example: 'tasks db-import backup/odoo_2024-05-01_02-00-00.dump --yes',
   async run(ctx) {
-    const c = ctx as unknown as TaskContext;
+    const c: TaskContext = ctx;
     const prod = isProduction(c);
     refuseProduction(c, 'db-import', ctx.opts.force);
     const jobs = Number(ctx.opts.jobs);

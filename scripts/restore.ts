@@ -299,8 +299,7 @@ export const restore = defineTask({
   },
   example: 'tasks restore odoo_backup_2026-11-20_02-00-00 --only db,filestore',
   async run(ctx) {
-    const opts = ctx.opts as typeof ctx.opts & { safetyBackup?: boolean };
-    const skipSafety = opts.noSafetyBackup === true || opts.safetyBackup === false;
+    const skipSafety = ctx.opts.noSafetyBackup;
     const dry = ctx.runner.dryRun;
     const jobs = restoreJobs(ctx.opts.jobs, os.availableParallelism());
     if (ctx.opts.as !== undefined && !/^[A-Za-z_][A-Za-z0-9_-]{0,40}$/.test(ctx.opts.as)) {
