@@ -411,11 +411,16 @@ async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
  * One pass over the archive checking each part's size and sha256 against the manifest; with `extractTo`
  * the parts (only those named in `only`, or all) are written there too, mode 0600.
  */
-async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; members?: Member[] }): Promise<Record<string, string>> {
+async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; members?: Member[]; onPart?: (p: ManifestPart, file: string) => void }): Promise<Record<string, string>> {
   const byFile = new Map(manifest.parts.map((p) => [p.file, p]));
   const files: Record<string, string> = {};
   await walkArchive(archive, (m) => {
     o.members?.push(m);
+    if (o.extractTo) {
+      // Extracting: an unsafe member stops the pass at once (only manifest-named files are ever written, in a private folder).
+      const bad = unsafeMember(m);
+      if (bad) throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+    }
     const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
     const p = byFile.get(name);
     if (!p || m.type !== '0') return null;
@@ -424,6 +429,7 @@ async function checkPass(archive: string, manifest: ArchiveManifest, o: { extrac
     let ws: fs.WriteStream | undefined;
     let target: string | undefined;
     if (o.extractTo && (!o.only || o.only(p))) {
+      if (files[p.name]) throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
       target = path.join(o.extractTo, name);
       ws = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
       files[p.name] = target;
@@ -434,6 +440,7 @@ async function checkPass(archive: string, manifest: ArchiveManifest, o: { extrac
         if (ws) { ws.end(); await once(ws, 'finish'); }
         const sum = h.digest('hex');
         if (p.sha256 && p.sha256 !== sum) throw mismatch(archive, p, `has sha256 ${sum.slice(0, 12)}…, the manifest says ${p.sha256.slice(0, 12)}…`);
+        if (target) o.onPart?.(p, target);
       },
     };
   }, { signal: o.signal, onBytes: o.onBytes });
@@ -451,16 +458,19 @@ export async function checkArchive(archive: string, o: { signal?: AbortSignal; o
 }
 
 /**
- * Extracts the parts into `dir` (created 0700) after rejecting unsafe or unexpected members, checking sizes and
- * sha256 as it writes. On any failure the extracted files are removed.
+ * Extracts the parts into `dir` (created 0700), checking sizes and sha256 as it writes, in one pass: an unsafe
+ * member ('../', absolute, link, device) stops it at once, and the member list (unexpected, duplicate or missing
+ * members) is judged before it returns. Only manifest-named part files are ever written, and on any failure they
+ * are removed. `onPart` hears of each part as soon as it is written and its checksum matched (the rest may still
+ * be unpacking), so a caller can start reading it.
  */
-export async function extractArchive(archive: string, dir: string, o: { only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<CheckedArchive> {
+export async function extractArchive(archive: string, dir: string, o: { only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; onPart?: (p: ManifestPart, file: string) => void } = {}): Promise<CheckedArchive> {
   const manifest = await readManifest(archive);
-  const members = await listMembers(archive);
-  checkMembers(archive, members, manifest);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const members: Member[] = [];
   try {
-    const files = await checkPass(archive, manifest, { ...o, extractTo: dir });
+    const files = await checkPass(archive, manifest, { ...o, extractTo: dir, members });
+    checkMembers(archive, members, manifest);
     return { manifest, members, files };
   } catch (err) {
     for (const p of manifest.parts) fs.rmSync(path.join(dir, p.file), { force: true });

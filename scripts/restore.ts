@@ -332,6 +332,20 @@ export const restore = defineTask({
     let manifest: ArchiveManifest | undefined;
     let files: Record<string, string> = {};
     let selected = new Set<string>();
+    /** Versions (server vs dump) and a full read of the dump; settles to its error, if any. */
+    let dumpCheck: Promise<unknown> | undefined;
+    const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+    const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
+      const part = m.parts.find((p) => p.kind === 'database')!;
+      const [server, header] = await Promise.all([pg.serverVersion(ctx, t), pg.dumpHeader(ctx, t, dump)]);
+      const fromManifest = m.serverVersion ? pg.parseVersion(m.serverVersion) : undefined;
+      const dumpedFrom = header.dumpedFrom ? pg.parseVersion(header.dumpedFrom) : fromManifest;
+      for (const v of [fromManifest, dumpedFrom]) {
+        if (v) pg.assertDumpCompatible({ server, dumpedFrom: v, file: `${name} (${part.file})` });
+      }
+      ctx.log.step(`reading the whole dump (${formatBytes(part.size)})`);
+      await pg.verifyDump(ctx, t, dump);
+    };
     if (dry && loc.downloaded) {
       ctx.log.info(`[dry-run] would verify ${name} (manifest checksums, members, a full read of the dump, PostgreSQL version) once downloaded`);
     } else {
@@ -348,7 +362,12 @@ export const restore = defineTask({
           if (free < need) {
             throw new TaskError(`not enough free space in ${dir} to unpack ${name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`, { exitCode: ExitCode.prerequisite, hint: 'free some space or set BACKUP_DIR to a larger disk; nothing was changed' });
           }
-          const res = await archiveMod.extractArchive(loc.file, work, { only: (p) => selected.has(p.name), signal: ctx.signal });
+          // The dump is the first part in our archives: its checks (versions, a full read) start as soon as it is
+          // unpacked and its checksum matched, while the other parts are still unpacking.
+          const res = await archiveMod.extractArchive(loc.file, work, {
+            only: (p) => selected.has(p.name), signal: ctx.signal,
+            onPart: (p, file) => { if (p.kind === 'database' && !dumpCheck) dumpCheck = settle(checkDump(file, manifest!)); },
+          }).catch(async (err: unknown) => { await dumpCheck; throw err; });
           files = res.files;
           if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
         }
@@ -378,16 +397,8 @@ export const restore = defineTask({
     }
 
     if (dbPart && (!dry || fs.existsSync(files[dbPart.name] ?? ''))) {
-      const dump = files[dbPart.name]!;
-      const server = await pg.serverVersion(ctx, t);
-      const header = await pg.dumpHeader(ctx, t, dump);
-      const fromManifest = manifest?.serverVersion ? pg.parseVersion(manifest.serverVersion) : undefined;
-      const dumpedFrom = header.dumpedFrom ? pg.parseVersion(header.dumpedFrom) : fromManifest;
-      for (const v of [fromManifest, dumpedFrom]) {
-        if (v) pg.assertDumpCompatible({ server, dumpedFrom: v, file: `${name} (${dbPart.file})` });
-      }
-      ctx.log.step(`reading the whole dump (${formatBytes(dbPart.size)})`);
-      await pg.verifyDump(ctx, t, dump);
+      const error = await (dumpCheck ?? settle(checkDump(files[dbPart.name]!, manifest!)));
+      if (error) throw error;
     }
     if (manifest) ctx.log.success(`${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`);
 
