@@ -209,7 +209,7 @@ const dbExport = defineTask({
   args: { file: { description: 'output file (default backup/<db>_<UTC time>.dump)' } },
   options: {
     force: { type: 'boolean', description: 'overwrite an existing file' },
-    skipVerify: { type: 'boolean', description: 'do not read the finished custom-format dump in full (only its header and table of contents)' },
+    verify: { type: 'boolean', description: 'also read every data block of the finished custom-format dump (pg_restore -f /dev/null) before publishing it' },
   },
   example: 'tasks db-export backup/before-upgrade.sql.gz',
   async run(ctx) {
@@ -222,13 +222,27 @@ const dbExport = defineTask({
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`${shown} is a directory`, 'give a file name ending in .dump, .sql or .sql.gz');
     if (fs.existsSync(file) && !ctx.opts.force) throw usage(`${shown} already exists`, 'choose another name or pass --force to overwrite it');
     const format = pg.formatFromName(file);
-    const [server, client] = await Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]);
-    pg.assertDumpCompatible({ server, pgDump: client });
-    ctx.log.step(`exporting ${t.database} (PostgreSQL ${server.text}) to ${shown}`);
-    const r = await pg.dumpDatabase(c, t, { file, format, skipVerify: ctx.opts.skipVerify });
+    // The versions are read while pg_dump runs (it refuses a newer server by itself); a mismatch is reported with
+    // both versions and nothing is written under the final name. A connection error is reported from the probe.
+    const versions = Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]);
+    versions.catch(() => undefined);
+    const compatible = async () => {
+      const [server, client] = await versions;
+      pg.assertDumpCompatible({ server, pgDump: client });
+      return server;
+    };
+    ctx.log.step(`exporting ${t.database} to ${shown}`);
+    let r: { bytes: number; ms: number };
+    try {
+      r = await pg.dumpDatabase(c, t, { file, format, verify: ctx.opts.verify, beforePublish: async () => { await compatible(); } });
+    } catch (err) {
+      await compatible();
+      throw err;
+    }
+    const server = await compatible();
     if (ctx.global.dryRun) return;
     const { formatBytes, formatDuration } = await import('./log.ts');
-    ctx.log.success(`exported ${t.database} to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);
+    ctx.log.success(`exported ${t.database} (PostgreSQL ${server.text}) to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);
     ctx.out.write(`${file}\n`);
   },
 });

@@ -234,6 +234,21 @@ export interface DumpHeader {
   dumpedByMajor?: number;
   dumpedBy?: string;
   entries?: number;
+  /** The archive's last data block (pg_dump writes them in table-of-contents order): a table's, or 'other' (large objects, or a name the listing leaves ambiguous). */
+  lastData?: { schema: string; table: string } | 'other';
+}
+
+/** The last entry of a `pg_restore --list` that carries a data block. */
+export function lastDataEntry(list: string): DumpHeader['lastData'] {
+  let last: DumpHeader['lastData'];
+  for (const line of list.split('\n')) {
+    const m = /^\d+; \d+ \d+ (TABLE DATA|BLOBS|BLOB DATA|LARGE OBJECTS?) (.*)$/.exec(line.trim());
+    if (!m) continue;
+    const rest = m[2]!.split(' ');
+    // "<schema> <table> <owner>": a name with a space would be ambiguous here.
+    last = m[1] === 'TABLE DATA' && rest.length === 3 ? { schema: rest[0]!, table: rest[1]! } : 'other';
+  }
+  return last;
 }
 
 /** What kind of file this is, from its first bytes: custom archive (PGDMP), gzip, or plain SQL text. */
@@ -298,7 +313,8 @@ export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Pro
   const from = /Dumped from database version:\s*(\S+)/.exec(out)?.[1];
   const by = /Dumped by pg_dump version:\s*(\S+)/.exec(out)?.[1];
   const entries = /TOC Entries:\s*(\d+)/.exec(out)?.[1];
-  return { format, ...versionFields(from, by), ...(entries ? { entries: Number(entries) } : {}) };
+  const lastData = lastDataEntry(out);
+  return { format, ...versionFields(from, by), ...(entries ? { entries: Number(entries) } : {}), ...(lastData ? { lastData } : {}) };
 }
 
 function corruptDump(file: string, err: CommandError): TaskError {
@@ -310,6 +326,26 @@ function corruptDump(file: string, err: CommandError): TaskError {
 export async function verifyDump(ctx: PgContext, t: PgTarget, file: string): Promise<void> {
   const input = fileInput(t, file);
   const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
+  try {
+    await ctx.runner.run(cmd);
+  } catch (err) {
+    if (err instanceof CommandError) throw corruptDump(file, err);
+    throw err;
+  }
+}
+
+/**
+ * Shows a custom archive is complete without reading all of it: pg_dump writes the data blocks in table-of-contents
+ * order, so the file is whole when its last block reads to its end marker (`pg_restore --data-only -n -t … -f
+ * /dev/null`: a seekable archive jumps straight to it, one written to a pipe is skipped through). Large objects last,
+ * or a name the listing leaves ambiguous: the full read instead.
+ */
+export async function checkDumpComplete(ctx: PgContext, t: PgTarget, file: string, header: DumpHeader): Promise<void> {
+  const last = header.lastData;
+  if (!last) return;
+  if (last === 'other') return verifyDump(ctx, t, file);
+  const input = fileInput(t, file);
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--data-only', '--schema', last.schema, '--table', last.table, '--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
   try {
     await ctx.runner.run(cmd);
   } catch (err) {
@@ -374,7 +410,13 @@ export function formatFromName(file: string): DumpFormat {
  * pg_dump to `<file>.tmp-<pid>` (0600) through a descriptor (never buffered), checks the result and renames it
  * on success only; the temp file is removed on failure or interruption.
  */
-export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: string; file: string; format: DumpFormat; /** Skip the full read of a custom archive (header and table of contents are still checked). */ skipVerify?: boolean }): Promise<{ bytes: number; ms: number }> {
+/**
+ * pg_dump to a temporary file (0600) renamed only when complete and checked: a custom archive must carry the PGDMP
+ * header, a readable table of contents and a readable last data block (so it is not cut short: checkDumpComplete);
+ * `verify` reads every data block instead (`pg_restore -f /dev/null`). A plain dump must end with pg_dump's closing line.
+ * `beforePublish` runs (and may refuse) just before the rename.
+ */
+export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: string; file: string; format: DumpFormat; verify?: boolean; beforePublish?: () => Promise<void> }): Promise<{ bytes: number; ms: number }> {
   const database = o.database ?? t.database;
   const tmp = `${o.file}.tmp-${process.pid}`;
   if (!ctx.global.dryRun) fs.mkdirSync(path.dirname(path.resolve(o.file)), { recursive: true });
@@ -394,11 +436,13 @@ export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: 
     if (bytes === 0) throw new TaskError(`pg_dump exited 0 but wrote nothing for ${database}`, { hint: 'nothing was written under the final name' });
     if (o.format === 'custom') {
       if (sniffDumpFormat(tmp) !== 'custom') throw new TaskError(`pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)`);
-      if (o.skipVerify) await dumpHeader(ctx, t, tmp);
-      else await verifyDump(ctx, t, tmp);
+      const header = await dumpHeader(ctx, t, tmp);
+      if (o.verify) await verifyDump(ctx, t, tmp);
+      else await checkDumpComplete(ctx, t, tmp, header);
     } else {
       await verifyPlain(tmp, o.format === 'plain-gz');
     }
+    await o.beforePublish?.();
     fs.chmodSync(tmp, 0o600);
     fs.renameSync(tmp, o.file);
     return { bytes, ms: Date.now() - started };

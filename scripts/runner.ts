@@ -78,7 +78,7 @@ function cleanEnv(...layers: Array<Readonly<Record<string, string | undefined>> 
 
 /** Default launcher: zx's `$`, options per call, output streamed to files through descriptors (never buffered). */
 export const zxExec: Exec = async (cmd, env, signal) => {
-  const { $ } = await import('zx');
+  const { $ } = await import('zx/core');
   const fds: number[] = [];
   try {
     let stdin: 'inherit' | 'ignore' | 'pipe' | number = 'ignore';

@@ -1,6 +1,6 @@
 // The PostgreSQL argv builders and target parsing, to the exact argument; no password ever on argv.
 import { describe, expect, it } from 'vitest';
-import { assertDumpCompatible, clientCmd, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
+import { assertDumpCompatible, clientCmd, lastDataEntry, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
 import { expandVars, fileStamp } from '../../scripts/database.ts';
 import type { ComposeProject } from '../../scripts/compose.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
@@ -141,5 +141,28 @@ describe('client failures', () => {
     expect(sniffDumpFormat(w('c', '--\n-- PostgreSQL database dump\n'))).toBe('plain');
     expect(sniffDumpFormat(w('d.dump', Buffer.from([0, 1, 2, 3])))).toBe('unknown');
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('lastDataEntry: the block a completeness check reads', () => {
+  const list = [
+    ';',
+    '; Archive created at 2026-11-23 18:39:58 UTC',
+    ';     TOC Entries: 27',
+    '215; 1259 16391 TABLE public pgbench_accounts postgres',
+    '3358; 0 16391 TABLE DATA public pgbench_accounts postgres',
+    '3359; 0 16394 TABLE DATA public pgbench_branches postgres',
+    '3357; 0 16388 TABLE DATA public pgbench_tellers postgres',
+    '3201; 2606 16398 CONSTRAINT public pgbench_tellers pgbench_tellers_pkey postgres',
+  ].join('\n');
+  it('is the last TABLE DATA entry in table-of-contents order (the order pg_dump writes the blocks)', () => {
+    expect(lastDataEntry(list)).toEqual({ schema: 'public', table: 'pgbench_tellers' });
+  });
+  it('large objects last, or a name with a space, ask for the full read instead', () => {
+    expect(lastDataEntry(`${list}\n3400; 0 0 BLOBS - BLOBS postgres`)).toBe('other');
+    expect(lastDataEntry('3357; 0 16388 TABLE DATA public my table postgres')).toBe('other');
+  });
+  it('none when the archive has no data', () => {
+    expect(lastDataEntry('215; 1259 16391 TABLE public t postgres')).toBeUndefined();
   });
 });
