@@ -224,7 +224,8 @@ const dbExport = defineTask({
     const format = pg.formatFromName(file);
     // The versions are read while pg_dump runs (it refuses a newer server by itself); a mismatch is reported with
     // both versions and nothing is written under the final name. A connection error is reported from the probe.
-    const versions = Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]);
+    // Deferred a turn so that pg_dump, the long step, is the first process started.
+    const versions = new Promise<void>((resolve) => setImmediate(resolve)).then(() => Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]));
     versions.catch(() => undefined);
     const compatible = async () => {
       const [server, client] = await versions;
