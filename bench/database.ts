@@ -94,7 +94,7 @@ try {
     ['db-import --yes', imp, 'createdb + pg_restore --no-owner --no-acl --role --exit-on-error'],
   ] as const;
   const md = [
-    `pgbench -i -s ${scale}: ${(scale * 100_000).toLocaleString('en')} accounts, database ${sizeMb} MB, custom dump ${(dumpBytes / 1048576).toFixed(0)} MB; URL mode against a local PostgreSQL 15; medians of ${RUNS}, runs alternated. ${machine()}; load average at the end ${os.loadavg()[0]!.toFixed(1)} (other processes share the 2 cores).`,
+    `pgbench -i -s ${scale}: ${(scale * 100_000).toLocaleString('en')} accounts, database ${sizeMb} MB, custom dump ${(dumpBytes / 1048576).toFixed(0)} MB; URL mode against a local PostgreSQL 15; medians of ${RUNS}, runs alternated. ${machine()}; load average (1 min) at the end ${os.loadavg()[0]!.toFixed(1)}, the benchmark's own processes included.`,
     '',
     '| operation | tasks (s) | by hand (s) | ratio | node peak RSS (MB) | baseline |',
     '|---|---|---|---|---|---|',

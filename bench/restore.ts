@@ -6,7 +6,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { machine, median, root, timeProcess, writeSection } from './report.ts';
-import { createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
+import { adminQuery, createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
 
 const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
@@ -89,10 +89,13 @@ try {
   const old: number[] = [];
   const rss: number[] = [];
   for (let i = 0; i < RUNS; i++) {
+    // Each timed run starts from a checkpoint, so neither side pays for flushing the other's freshly restored pages.
+    await adminQuery(info, 'postgres', 'CHECKPOINT');
     const t = timeProcess(tasksCmd(['restore', name, '--yes', '--no-safety-backup']), { cwd: proj, env });
     if (t.code !== 0) throw new Error('tasks restore failed');
     tasks.push(t.seconds);
     rss.push(t.maxRssKb);
+    await adminQuery(info, 'postgres', 'CHECKPOINT');
     const o = timeProcess(['bash', '-c', oldScript, 'bash', legacy, proj, db.name], { cwd: proj, env: oldEnv });
     if (o.code !== 0) throw new Error('old restore failed');
     old.push(o.seconds);

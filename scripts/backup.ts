@@ -381,6 +381,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
       // The listing remote pruning needs is read while the upload runs (the new object is added once its size checked).
       if (o.prune !== false) remoteListing = s3m.listRemote(ctx.probe, s3s).then((l) => l, (e: unknown) => e as Error);
+      const upStarted = Date.now();
       try {
         await s3m.uploadFile(ctx.runner, s3s, final, key, size);
       } catch (err) {
@@ -390,7 +391,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
         throw err;
       }
       uploaded = true;
-      ctx.log.success(`uploaded ${formatBytes(size)}, size checked`);
+      ctx.log.success(`uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, size checked`);
     } else {
       ctx.log.info('S3_BUCKET is not set: the backup stays local');
     }

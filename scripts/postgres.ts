@@ -462,10 +462,20 @@ export async function databaseExists(ctx: PgContext, t: PgTarget, name: string):
   return (await psqlQuery(ctx, t, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, { database: MAINTENANCE_DB, probe: true })) === '1';
 }
 
-/** Ends every other session on `name`; returns how many were ended. */
+/**
+ * Ends the other client sessions on `name` that this role may end; returns how many. Autovacuum workers (busy right
+ * after a large restore) are left to PostgreSQL, which stops them itself for DROP and RENAME; a superuser's session
+ * that a plain role cannot end is left too, and the DROP or RENAME that follows reports the database as in use.
+ */
 export async function terminateSessions(ctx: PgContext, t: PgTarget, name: string): Promise<number> {
-  const out = await psqlQuery(ctx, t, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${quoteLiteral(name)} AND pid <> pg_backend_pid()`, { database: MAINTENANCE_DB });
+  const out = await psqlQuery(ctx, t, terminateSessionsSql(name), { database: MAINTENANCE_DB });
   return Number(out) || 0;
+}
+
+export function terminateSessionsSql(name: string): string {
+  return `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
+    ` AND a.backend_type = 'client backend'` +
+    ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`;
 }
 
 export async function createDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string): Promise<void> {
