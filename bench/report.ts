@@ -12,7 +12,7 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-export interface Timing { seconds: number; maxRssKb: number; code: number }
+export interface Timing { seconds: number; maxRssKb: number; code: number; stderr: string }
 
 /** Runs a whole process under GNU time: wall seconds and the peak RSS of the process (the largest of it and its waited-for children). */
 export function timeProcess(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Timing {
@@ -20,7 +20,7 @@ export function timeProcess(argv: string[], opts: { cwd?: string; env?: NodeJS.P
   const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', out, ...argv], { cwd: opts.cwd ?? root, env: opts.env ?? process.env, input: opts.input, stdio: [opts.input ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
   const [sec = '0', rss = '0'] = fs.readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ');
   if (r.status !== 0) process.stderr.write(`bench: ${argv.join(' ')} exited ${r.status}: ${String(r.stderr).slice(-500)}\n`);
-  return { seconds: Number(sec), maxRssKb: Number(rss), code: r.status ?? 1 };
+  return { seconds: Number(sec), maxRssKb: Number(rss), code: r.status ?? 1, stderr: String(r.stderr ?? '') };
 }
 
 /** Replaces the <!-- bench:NAME --> block of docs/benchmarks.md. */

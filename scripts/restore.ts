@@ -270,18 +270,6 @@ async function uninterruptible(ctx: TaskContext): Promise<TaskContext> {
   return { ...ctx, runner, probe, signal: new AbortController().signal, compose: ctx.compose, env: ctx.env, log: ctx.log };
 }
 
-/**
- * URL mode: the restore session gets more memory for index builds and no commit waits. Safe: the target is a new
- * database that is only swapped in once pg_restore has succeeded. (Compose mode runs inside the container with its defaults.)
- */
-export const RESTORE_PGOPTIONS = '-c maintenance_work_mem=256MB -c synchronous_commit=off';
-async function withRestoreSettings(ctx: TaskContext): Promise<TaskContext> {
-  const { createRunner } = await import('./runner.ts');
-  const env = { ...ctx.runner.env, PGOPTIONS: [ctx.runner.env.PGOPTIONS, RESTORE_PGOPTIONS].filter(Boolean).join(' ') };
-  const runner = createRunner({ log: ctx.log, dryRun: ctx.runner.dryRun, env, cwd: ctx.root, signal: ctx.signal });
-  return { ...ctx, runner, env: ctx.env, compose: ctx.compose };
-}
-
 const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);
 
 export const restore = defineTask({
@@ -473,7 +461,7 @@ export const restore = defineTask({
         await pg.createDatabase(ctx, t, temp, t.user);
         const t0 = Date.now();
         if (dry) await ctx.runner.run(pg.clientCmd(t.mode === 'compose' ? project : undefined, t, 'pg_restore', pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump })));
-        else await pg.restoreDump(t.mode === 'url' ? await withRestoreSettings(ctx) : ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
+        else await pg.restoreDump(ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
         ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
         ctx.log.step(`swapping ${temp} in as ${target}`);
         if (targetExists) {
