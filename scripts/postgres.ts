@@ -407,11 +407,8 @@ export function formatFromName(file: string): DumpFormat {
 }
 
 /**
- * pg_dump to `<file>.tmp-<pid>` (0600) through a descriptor (never buffered), checks the result and renames it
- * on success only; the temp file is removed on failure or interruption.
- */
-/**
- * pg_dump to a temporary file (0600) renamed only when complete and checked: a custom archive must carry the PGDMP
+ * pg_dump to `<file>.tmp-<pid>` (0600) through a descriptor (never buffered), removed on failure or interruption,
+ * renamed only when complete and checked: a custom archive must carry the PGDMP
  * header, a readable table of contents and a readable last data block (so it is not cut short: checkDumpComplete);
  * `verify` reads every data block instead (`pg_restore -f /dev/null`). A plain dump must end with pg_dump's closing line.
  * `beforePublish` runs (and may refuse) just before the rename.
