@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeProject, type TestProject } from '../harness/project.ts';
+import { errorLines } from '../harness/expect.ts';
 
 const docker = inject('docker');
 const show = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
@@ -97,7 +98,7 @@ if (!docker.available) {
       const before = await query(COUNTS);
       const i = await p.run(['db-import', 'backup/cut.dump', '--yes']);
       expect(i.code).not.toBe(0);
-      expect(i.stderr.split('\n').filter((l) => l.startsWith('error: '))).toHaveLength(1);
+      expect(errorLines(i.stderr), i.stderr).toHaveLength(1);
       expect(await query(COUNTS)).toBe(before);
     });
   });

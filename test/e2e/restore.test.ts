@@ -2,6 +2,7 @@
 // database and the filestore (hashes, uid 101) back, restarting only the app; an unhealthy app after restore exits 7.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeProject, type TestProject } from '../harness/project.ts';
+import { expectOneError } from '../harness/expect.ts';
 
 const docker = inject('docker');
 const show = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
@@ -119,9 +120,7 @@ if (!docker.available) {
       await sh(p, 'odoo', 'touch /var/lib/odoo/.standin-unhealthy');
       const r = await p.run(['restore', backup, '--yes'], { timeoutMs: 240_000 });
       expect(r.code, show(r)).toBe(7);
-      const errs = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
-      expect(errs, r.stderr).toHaveLength(1);
-      expect(errs[0]).toMatch(/restored \S+, but the application is unhealthy/);
+      expectOneError(r, /restored \S+, but the application is unhealthy/);
       const m = /roll back with: tasks restore (\S+_backup_\S+) --yes --no-safety-backup/.exec(r.stderr);
       expect(m, r.stderr).not.toBeNull();
       expect(m![1]).not.toBe(backup);

@@ -9,6 +9,7 @@ import { config, tasks, } from '../../tasks.ts';
 import { serviceTasks } from '../../scripts/stack.ts';
 import { ExitCode } from '../../scripts/errors.ts';
 import { adminQuery, createTestDatabaseInfo, databaseExists, freePort, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import { expectOneError } from '../harness/expect.ts';
 
 const pg = inject('pg');
 const testConfig = { ...config, migrate: undefined, seedCommand: undefined, seedsDir: 'seeds' };
@@ -44,16 +45,6 @@ async function tasksRun(argv: string[], o: { url?: string; env?: Record<string, 
   return { code, stdout: stdout.text, stderr: stderr.text, root };
 }
 
-/** Error lines the CLI printed (`error: ...`): a bad input gives exactly one. */
-function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((l) => l.startsWith('error: '));
-}
-
-function expectOneError(r: Run, pattern: RegExp) {
-  const errs = errorLines(r.stderr);
-  expect(errs, r.stderr).toHaveLength(1);
-  expect(errs[0]).toMatch(pattern);
-}
 
 /** Databases left over from an import (temp copies named <db>_import_<pid> / <db>_old_<pid>). */
 async function leftovers(db: string): Promise<string[]> {

@@ -14,6 +14,7 @@ import { writeArchive } from '../../scripts/archive.ts';
 import { MANIFEST_FORMAT, type Manifest, type ManifestPart } from '../../scripts/manifest.ts';
 import { adminQuery, createTestDatabaseInfo, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { awsEnv } from '../harness/s3.ts';
+import { expectOneError } from '../harness/expect.ts';
 
 const pg = inject('pg');
 const s3 = inject('s3');
@@ -61,14 +62,6 @@ async function restoreRun(root: string, db: TestDatabase, argv: string[], o: { e
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
-function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((l) => l.startsWith('error: '));
-}
-function expectOneError(r: Run, pattern: RegExp) {
-  const errs = errorLines(r.stderr);
-  expect(errs, r.stderr).toHaveLength(1);
-  expect(errs[0]).toMatch(pattern);
-}
 
 function sh(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { cwd: o.cwd, env: { ...process.env, ...o.env }, encoding: 'utf8' });
