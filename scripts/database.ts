@@ -271,14 +271,22 @@ const dbImport = defineTask({
     const format = pg.sniffDumpFormat(file);
     if (format === 'unknown') throw new TaskError(`${shown} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, { hint: 'nothing was changed' });
     const t = pg.pgTarget(c);
-    const server = await pg.serverVersion(c, t);
-    let header;
-    try {
-      header = await pg.dumpHeader(c, t, file);
-    } catch (err) {
+    // The server, the dump's header and the target's existence are read side by side; the first problem in that order is reported.
+    const [serverR, headerR, existsR] = await Promise.allSettled([
+      pg.serverVersion(c, t),
+      pg.dumpHeader(c, t, file),
+      ctx.global.dryRun ? Promise.resolve(true) : pg.databaseExists(c, t, t.database),
+    ]);
+    if (serverR.status === 'rejected') throw serverR.reason;
+    const server = serverR.value;
+    if (headerR.status === 'rejected') {
+      const err = headerR.reason as unknown;
       if (err instanceof TaskError) throw new TaskError(err.message.replace(file, shown), { exitCode: err.exitCode, hint: 'nothing was changed' });
       throw err;
     }
+    const header = headerR.value;
+    if (existsR.status === 'rejected') throw existsR.reason;
+    const exists = existsR.value;
     if (header.dumpedFromMajor !== undefined) {
       pg.assertDumpCompatible({ server, dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) }, file: shown });
     }
@@ -304,8 +312,7 @@ const dbImport = defineTask({
       await pg.dropDatabase(cc, t, temp, { force: true, serverMajor: server.major }).catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
     });
     ctx.log.step(`restoring ${shown} into a new database ${temp}`);
-    await pg.dropDatabase(c, t, temp, { force: true, serverMajor: server.major });
-    await pg.createDatabase(c, t, temp, t.user);
+    await pg.recreateDatabase(c, t, temp, t.user, { serverMajor: server.major });
     try {
       await pg.restoreDump(c, t, { file, database: temp, jobs, format });
     } catch (err) {
@@ -313,10 +320,12 @@ const dbImport = defineTask({
       throw err;
     }
     ctx.log.step(`swapping ${temp} in as ${t.database}`);
-    const exists = ctx.global.dryRun ? true : await pg.databaseExists(c, t, t.database);
     if (exists) {
-      await swapIn(c, pg, t, temp, old);
-      await pg.dropDatabase(c, t, old, { force: true, serverMajor: server.major });
+      await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server.major });
+      swapped = true;
+      // The import is done; a previous copy that cannot be dropped is reported, not turned into a failure.
+      await pg.dropDatabase(c, t, old, { force: true, serverMajor: server.major })
+        .catch((err) => ctx.log.warn(`the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`));
     } else {
       await pg.renameDatabase(c, t, temp, t.database);
     }
@@ -325,29 +334,5 @@ const dbImport = defineTask({
     ctx.log.success(`imported ${shown} into ${t.database} in ${formatDuration(Date.now() - started)}`);
   },
 });
-
-/** End sessions, move the current database aside and the new one in; retried if a client reconnects in between. */
-async function swapIn(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, temp: string, old: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pg.terminateSessions(ctx, t, t.database);
-    } catch (err) {
-      throw inUseOr(err, t.database);
-    }
-    try {
-      await pg.renameDatabase(ctx, t, t.database, old);
-      break;
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
-  try {
-    await pg.renameDatabase(ctx, t, temp, t.database);
-  } catch (err) {
-    await pg.renameDatabase(ctx, t, old, t.database).catch(() => undefined);
-    throw err;
-  }
-}
 
 export const databaseTasks: AnyTask[] = [migrate, seed, resetDb, psql, dbExport, dbImport];

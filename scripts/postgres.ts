@@ -469,10 +469,47 @@ export async function terminateSessions(ctx: PgContext, t: PgTarget, name: strin
   return Number(out) || 0;
 }
 
-export function terminateSessionsSql(name: string): string {
-  return `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
+/**
+ * `waitMs` (PostgreSQL 14+): wait up to that long for each session to be gone, so a RENAME or DROP sent right
+ * after does not find it still exiting.
+ */
+export function terminateSessionsSql(name: string, waitMs?: number): string {
+  return `SELECT count(pg_terminate_backend(a.pid${waitMs ? `, ${waitMs}` : ''})) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
     ` AND a.backend_type = 'client backend'` +
     ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`;
+}
+
+/** Both renames in one transaction: `incoming` becomes `live` and `live` becomes `aside`, or nothing changes. */
+export function swapDatabasesSql(o: { live: string; incoming: string; aside: string }): string {
+  return `BEGIN; ALTER DATABASE ${quoteIdent(o.live)} RENAME TO ${quoteIdent(o.aside)}; ALTER DATABASE ${quoteIdent(o.incoming)} RENAME TO ${quoteIdent(o.live)}; COMMIT;`;
+}
+
+/**
+ * Ends the sessions on `live` and swaps `incoming` in (swapDatabasesSql) in one psql call; tried again, up to three
+ * times, when a client reconnects in between. On failure both databases keep their names.
+ */
+export async function swapDatabases(ctx: PgContext, t: PgTarget, o: { live: string; incoming: string; aside: string; serverMajor?: number }): Promise<void> {
+  const wait = (o.serverMajor ?? 0) >= 14 ? 5000 : undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await psqlQuery(ctx, t, [terminateSessionsSql(o.live, wait), swapDatabasesSql(o)], { database: MAINTENANCE_DB });
+      return;
+    } catch (err) {
+      const busy = err instanceof CommandError && /being accessed by other users/i.test(err.stderrTail);
+      if (!busy || attempt >= 3) throw inUse(err, o.live);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+}
+
+/** DROP (if it exists) and CREATE `name` owned by `owner`, in one psql call: a fresh, empty database. */
+export async function recreateDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string, o: { serverMajor?: number } = {}): Promise<void> {
+  const force = (o.serverMajor ?? 13) >= 13 ? ' WITH (FORCE)' : '';
+  try {
+    await psqlQuery(ctx, t, [`DROP DATABASE IF EXISTS ${quoteIdent(name)}${force}`, `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`], { database: MAINTENANCE_DB });
+  } catch (err) {
+    throw inUse(err, name);
+  }
 }
 
 export async function createDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string): Promise<void> {

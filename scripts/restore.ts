@@ -322,10 +322,12 @@ export const restore = defineTask({
     let selected = new Set<string>();
     /** Versions (server vs dump) and a full read of the dump; settles to its error, if any. */
     let dumpCheck: Promise<unknown> | undefined;
+    let serverMajor: number | undefined;
     const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
     const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
       const part = m.parts.find((p) => p.kind === 'database')!;
       const [server, header] = await Promise.all([pg.serverVersion(ctx, t), pg.dumpHeader(ctx, t, dump)]);
+      serverMajor = server.major;
       const fromManifest = m.serverVersion ? pg.parseVersion(m.serverVersion) : undefined;
       const dumpedFrom = header.dumpedFrom ? pg.parseVersion(header.dumpedFrom) : fromManifest;
       for (const v of [fromManifest, dumpedFrom]) {
@@ -465,13 +467,7 @@ export const restore = defineTask({
         ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
         ctx.log.step(`swapping ${temp} in as ${target}`);
         if (targetExists) {
-          await pg.terminateSessions(ctx, t, target);
-          try {
-            await pg.renameDatabase(ctx, t, target, old);
-          } catch {
-            await pg.terminateSessions(ctx, t, target);
-            await pg.renameDatabase(ctx, t, target, old);
-          }
+          await pg.swapDatabases(ctx, t, { live: target, incoming: temp, aside: old, serverMajor });
           undo.push({ what: `put ${target} back`, run: async () => {
             const failed = sideDatabaseName(target, 'failed', stamp);
             if (await pg.databaseExists(safe, t, target)) {
@@ -481,8 +477,9 @@ export const restore = defineTask({
             }
             await pg.renameDatabase(safe, t, old, target);
           } });
+        } else {
+          await pg.renameDatabase(ctx, t, temp, target);
         }
-        await pg.renameDatabase(ctx, t, temp, target);
         if (targetExists && !keepOld) commit.push(async () => { await pg.dropDatabase(safe, t, old, { force: true }); });
         if (targetExists && keepOld) commit.push(async () => { ctx.log.info(`the previous database is kept as ${old}`); });
       }

@@ -1,6 +1,6 @@
 // The PostgreSQL argv builders and target parsing, to the exact argument; no password ever on argv.
 import { describe, expect, it } from 'vitest';
-import { assertDumpCompatible, clientCmd, lastDataEntry, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
+import { assertDumpCompatible, clientCmd, lastDataEntry, swapDatabasesSql, terminateSessionsSql, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
 import { expandVars, fileStamp } from '../../scripts/database.ts';
 import type { ComposeProject } from '../../scripts/compose.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
@@ -61,6 +61,17 @@ describe('argv builders', () => {
     expect(psqlArgs({ database: 'odoo', command: 'SELECT 1', query: true })).toEqual(['-XAtq', '-v', 'ON_ERROR_STOP=1', '--dbname', 'odoo', '-c', 'SELECT 1']);
     expect(psqlArgs({ database: 'odoo', singleTransaction: true, file: '-' })).toEqual(['-X', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--dbname', 'odoo', '--file', '-']);
     expect(psqlArgs({ database: 'postgres', command: ['SELECT 1', 'SELECT 2'] })).toEqual(['-X', '-v', 'ON_ERROR_STOP=1', '--dbname', 'postgres', '-c', 'SELECT 1', '-c', 'SELECT 2']);
+  });
+
+  it('a swap renames both databases in one transaction, so a failure leaves both names as they were', () => {
+    expect(swapDatabasesSql({ live: 'odoo', incoming: 'odoo_import_7', aside: 'odoo_old_7' }))
+      .toBe('BEGIN; ALTER DATABASE "odoo" RENAME TO "odoo_old_7"; ALTER DATABASE "odoo_import_7" RENAME TO "odoo"; COMMIT;');
+    expect(swapDatabasesSql({ live: 'My "db"', incoming: 'b', aside: 'c' })).toContain('ALTER DATABASE "My ""db""" RENAME TO "c"');
+  });
+
+  it('ending sessions waits for each to be gone when a wait is given (PostgreSQL 14+), and names only that database', () => {
+    expect(terminateSessionsSql('odoo', 5000)).toMatch(/^SELECT count\(pg_terminate_backend\(a\.pid, 5000\)\) FROM pg_stat_activity a WHERE a\.datname = 'odoo' AND/);
+    expect(terminateSessionsSql("o'db")).toMatch(/^SELECT count\(pg_terminate_backend\(a\.pid\)\) FROM pg_stat_activity a WHERE a\.datname = 'o''db' AND/);
   });
 
   it('compose mode: exec -T in the db service, -U the app user, no password anywhere', () => {
