@@ -9,7 +9,7 @@ import type { TaskContext } from './define.ts';
 
 export type PgTarget =
   | { mode: 'compose'; service: string; user: string; password?: string; database: string }
-  | { mode: 'url'; host: string; port: number; user: string; password?: string; database: string; /** Without the password. */ url: string; sslmode?: string };
+  | { mode: 'url'; host: string; port: number; user: string; password?: string; database: string; /** Without the password. */ url: string; sslmode?: string; /** psql, pg_dump or pg_restore run from these paths instead of PATH's (see hostClientTools). */ tools?: Partial<Record<PgTool, string>> };
 
 export type PgTool = 'psql' | 'pg_dump' | 'pg_restore';
 export type DumpFormat = 'custom' | 'plain' | 'plain-gz';
@@ -44,7 +44,11 @@ export function parseDatabaseUrl(raw: string, database?: string): Extract<PgTarg
 /** DATABASE_URL set → URL mode; otherwise compose mode on DB_SERVICE (default db) with POSTGRES_USER/PASSWORD/DB. */
 export function pgTarget(ctx: Pick<TaskContext, 'env'>): PgTarget {
   const url = ctx.env.get('DATABASE_URL');
-  if (url) return parseDatabaseUrl(url);
+  if (url) {
+    const t = parseDatabaseUrl(url);
+    const tools = hostClientTools(ctx.env.get('PATH'), ctx.env.get('PG_BINDIR'));
+    return Object.keys(tools).length ? { ...t, tools } : t;
+  }
   return {
     mode: 'compose',
     service: ctx.env.get('DB_SERVICE') || 'db',
@@ -52,6 +56,38 @@ export function pgTarget(ctx: Pick<TaskContext, 'env'>): PgTarget {
     password: ctx.env.get('POSTGRES_PASSWORD') || undefined,
     database: ctx.env.get('POSTGRES_DB') || ctx.env.get('POSTGRES_USER') || 'postgres',
   };
+}
+
+const PG_WRAPPER = /\/share\/postgresql-common\/pg_wrapper$/;
+const PG_TOOLS: readonly PgTool[] = ['psql', 'pg_dump', 'pg_restore'];
+const toolPaths = new Map<string, Partial<Record<PgTool, string>>>();
+
+/**
+ * Debian and Ubuntu put a Perl script, pg_wrapper, on PATH for psql, pg_dump and pg_restore; it picks a version on
+ * every call (about 25 ms each, paid by every step of a task). A tool that PATH resolves to it runs straight from the
+ * newest installed version's bin, the one the wrapper picks for these tools when no cluster is named. A tool found
+ * elsewhere first on PATH (another build, a version manager, a test's fixture) is left to PATH. PG_BINDIR: all three
+ * from that folder.
+ */
+export function hostClientTools(pathVar: string | undefined, binDir?: string): Partial<Record<PgTool, string>> {
+  if (binDir) return Object.fromEntries(PG_TOOLS.map((tool) => [tool, path.join(binDir, tool)]));
+  const key = pathVar ?? '';
+  const cached = toolPaths.get(key);
+  if (cached) return cached;
+  const out: Partial<Record<PgTool, string>> = {};
+  for (const tool of PG_TOOLS) {
+    const found = key.split(':').filter(Boolean).map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    let real: string | undefined;
+    try { real = found && fs.realpathSync(found); } catch { /* dangling link: PATH decides */ }
+    if (!real || !PG_WRAPPER.test(real)) continue;
+    const root = path.join(real.replace(PG_WRAPPER, ''), 'lib', 'postgresql');
+    let versions: string[] = [];
+    try { versions = fs.readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v) && fs.existsSync(path.join(root, v, 'bin', tool))); } catch { /* none */ }
+    const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
+    if (newest) out[tool] = path.join(root, newest, 'bin', tool);
+  }
+  toolPaths.set(key, out);
+  return out;
 }
 
 /** A human name for the server, for messages (never with a password). */
@@ -119,7 +155,7 @@ export function clientCmd(project: ComposeProject | undefined, t: PgTarget, tool
     if (t.sslmode) env.PGSSLMODE = t.sslmode;
     env.PGCONNECT_TIMEOUT ??= '10';
   }
-  return { ...rest, argv: [tool, ...conn, ...args], ...(Object.keys(env).length ? { env } : {}) };
+  return { ...rest, argv: [t.tools?.[tool] ?? tool, ...conn, ...args], ...(Object.keys(env).length ? { env } : {}) };
 }
 
 /** Where a file given to a client tool is read: host path (URL mode) or stdin (compose mode, through exec -T). */

@@ -1,6 +1,6 @@
 // The PostgreSQL argv builders and target parsing, to the exact argument; no password ever on argv.
 import { describe, expect, it } from 'vitest';
-import { assertDumpCompatible, clientCmd, lastDataEntry, swapDatabasesSql, terminateSessionsSql, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
+import { assertDumpCompatible, clientCmd, hostClientTools, lastDataEntry, swapDatabasesSql, terminateSessionsSql, explainPgError, sniffDumpFormat, parseDatabaseUrl, parseVersion, pgDumpArgs, pgRestoreArgs, pgTarget, psqlArgs, formatFromName, type PgTarget } from '../../scripts/postgres.ts';
 import { expandVars, fileStamp } from '../../scripts/database.ts';
 import type { ComposeProject } from '../../scripts/compose.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
@@ -39,6 +39,38 @@ describe('targets', () => {
         expect((e as TaskError).exitCode).toBe(ExitCode.invalidEnv);
         expect((e as TaskError).message).toMatch(/DATABASE_URL/);
       }
+    }
+  });
+});
+
+describe('hostClientTools: past Debian\'s pg_wrapper', () => {
+  it('a tool PATH resolves to pg_wrapper runs from the newest installed version; one found elsewhere first is left to PATH', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-pgwrap-'));
+    try {
+      const wrapper = path.join(root, 'usr/share/postgresql-common/pg_wrapper');
+      fs.mkdirSync(path.dirname(wrapper), { recursive: true });
+      fs.writeFileSync(wrapper, '#!/usr/bin/perl\n', { mode: 0o755 });
+      const usrBin = path.join(root, 'usr/bin');
+      const mine = path.join(root, 'mine');
+      fs.mkdirSync(usrBin);
+      fs.mkdirSync(mine);
+      for (const tool of ['psql', 'pg_dump', 'pg_restore']) {
+        fs.symlinkSync('../share/postgresql-common/pg_wrapper', path.join(usrBin, tool));
+        for (const v of ['9.6', '13', '15']) {
+          fs.mkdirSync(path.join(root, 'usr/lib/postgresql', v, 'bin'), { recursive: true });
+          fs.writeFileSync(path.join(root, 'usr/lib/postgresql', v, 'bin', tool), '', { mode: 0o755 });
+        }
+      }
+      fs.writeFileSync(path.join(mine, 'psql'), '#!/bin/sh\n', { mode: 0o755 });
+      const tools = hostClientTools(`${mine}:${usrBin}`);
+      expect(tools).toEqual({ pg_dump: path.join(root, 'usr/lib/postgresql/15/bin/pg_dump'), pg_restore: path.join(root, 'usr/lib/postgresql/15/bin/pg_restore') });
+      const t = { ...urlT, tools };
+      expect(clientCmd(undefined, t, 'pg_dump', ['--format=custom']).argv[0]).toBe(path.join(root, 'usr/lib/postgresql/15/bin/pg_dump'));
+      expect(clientCmd(undefined, t, 'psql', ['-X']).argv[0]).toBe('psql');
+      expect(hostClientTools(mine)).toEqual({});
+      expect(hostClientTools(`${mine}:${usrBin}`, '/opt/pg16/bin')).toEqual({ psql: '/opt/pg16/bin/psql', pg_dump: '/opt/pg16/bin/pg_dump', pg_restore: '/opt/pg16/bin/pg_restore' });
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 });
