@@ -36,33 +36,6 @@ export async function hashFile(file: string, signal?: AbortSignal): Promise<{ si
   return { size, sha256: h.digest('hex') };
 }
 
-/**
- * Whether deflate is worth running on a file: compress 16 samples of 64 KB spread over it at level 1 and ask for
- * at least 30 % saved. Filestores (PDFs, images) and dumps are already compressed: deflating 200 MB of them costs
- * seconds of CPU to save a few percent (the odd text attachment), so they are stored; source folders are compressed.
- */
-export function worthCompressing(file: string): boolean {
-  const size = fs.statSync(file).size;
-  if (size === 0) return false;
-  const fd = fs.openSync(file, 'r');
-  try {
-    const SAMPLE = 65536;
-    const count = size <= SAMPLE * 16 ? 1 : 16;
-    let raw = 0;
-    let packed = 0;
-    const buf = Buffer.alloc(Math.min(SAMPLE * (count === 1 ? 16 : 1), size));
-    for (let i = 0; i < count; i++) {
-      const at = count === 1 ? 0 : Math.floor(((size - SAMPLE) * i) / (count - 1));
-      const n = fs.readSync(fd, buf, 0, buf.length, at);
-      raw += n;
-      packed += zlib.deflateRawSync(buf.subarray(0, n), { level: 1 }).length;
-    }
-    return packed < raw * 0.7;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // tar headers (ustar; sizes past 8 GiB in GNU base-256)
 
@@ -487,12 +460,32 @@ export interface ArchiveInput {
   /** A file to copy in, or bytes (the manifest). */
   file?: string;
   data?: Buffer;
-  /** Deflate level for this member: 0 stores (already compressed data), 1 for text. */
-  level: 0 | 1;
+  /**
+   * Deflate level for this member: 0 stores (already compressed data), 1 for text, 'auto' chooses per 1 MB chunk
+   * (chunkLevel) for a folder that mixes both, like a filestore of PDFs and images with some text attachments.
+   */
+  level: 0 | 1 | 'auto';
 }
 
 /**
- * Writes a .tar.gz streamed: tar headers and file contents go through gzip, one gzip member per run of members with
+ * Deflate (level 1) or store a chunk: three 16 KB samples from its start, middle and end are deflated, and the chunk
+ * is deflated only when they shrink by at least 10 %. Incompressible media costs no CPU; text still shrinks.
+ */
+export function chunkLevel(chunk: Buffer): 0 | 1 {
+  const S = 16 * 1024;
+  if (chunk.length <= 3 * S) return zlib.deflateRawSync(chunk, { level: 1 }).length < chunk.length * 0.9 ? 1 : 0;
+  let raw = 0;
+  let packed = 0;
+  for (const at of [0, (chunk.length - S) >> 1, chunk.length - S]) {
+    const sample = chunk.subarray(at, at + S);
+    raw += sample.length;
+    packed += zlib.deflateRawSync(sample, { level: 1 }).length;
+  }
+  return packed < raw * 0.9 ? 1 : 0;
+}
+
+/**
+ * Writes a .tar.gz streamed: tar headers and file contents go through gzip, one gzip member per run of data with
  * the same level (stored blocks for dumps and media, level 1 for text); gzip readers (gzip -d, tar -z, Node) read
  * concatenated members as one stream. Created with O_EXCL, mode 0600; removed on any failure.
  */
@@ -532,9 +525,10 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
   let copied = 0;
   try {
     for (const m of members) {
-      if (m.level !== level) {
+      const first = m.level === 'auto' ? (level ?? 0) : m.level;
+      if (first !== level) {
         await closeMember();
-        openMember(m.level);
+        openMember(first);
       }
       const size = m.data ? m.data.length : fs.statSync(m.file!).size;
       await push(tarHeader(m.name, size, Date.now()));
@@ -542,6 +536,13 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
       if (m.data) { await push(m.data); n = m.data.length; }
       else {
         for await (const chunk of fs.createReadStream(m.file!, { highWaterMark: CHUNK, signal: o.signal })) {
+          if (m.level === 'auto') {
+            const l = chunkLevel(chunk as Buffer);
+            if (l !== level) {
+              await closeMember();
+              openMember(l);
+            }
+          }
           await push(chunk as Buffer);
           n += (chunk as Buffer).length;
           copied += (chunk as Buffer).length;

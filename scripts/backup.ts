@@ -351,7 +351,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       return { name, file: final, size: 0, uploaded: false };
     }
 
-    const { writeArchive, checkArchive, worthCompressing } = await mods.archive();
+    const { writeArchive, checkArchive } = await mods.archive();
     const total = manifestParts.reduce((n, p) => n + p.size, 0);
     // The dump's full read (pg_restore -f /dev/null) runs on the other core while the archive is written and checked.
     const dumpPart = manifestParts.find((p) => p.kind === 'database');
@@ -359,7 +359,8 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step(`writing ${path.basename(final)}${dumpPart ? ' (and reading the whole dump)' : ''}`);
     await writeArchive(tmp, [
       { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
-      ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: (p.format === 'pg_dump-custom' || !worthCompressing(path.join(staging, p.file)) ? 0 : 1) as 0 | 1 })),
+      // The dump is compressed by pg_dump: stored. Folders: deflated chunk by chunk where it pays (text), stored elsewhere (media).
+      ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: p.format === 'pg_dump-custom' ? (0 as const) : ('auto' as const) })),
     ], { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) });
     ctx.log.step('checking the archive: every part\'s size and sha256');
     size = fs.statSync(tmp).size;

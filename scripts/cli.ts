@@ -246,7 +246,7 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
     const invoke = async (t: AnyTask, a: Record<string, unknown>, op: Record<string, unknown>): Promise<void> => {
       for (const d of t.deps ?? []) await ctxFor(t, a, op).runTask(d);
       if (t.needsEnv !== false) {
-        const problems = await validateEnv(st.env, template);
+        const problems = await validateEnv(st.env, template, { cacheDir: path.join(o.root, '.cache', 'compose-tasks') });
         if (problems.length) throw envProblemsError(st.env, problems);
       }
       const code = await t.run(ctxFor(t, a, op) as never);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { checkArchive, extractArchive, hashFile, listMembers, readManifest, tarHeader, worthCompressing, writeArchive } from '../../scripts/archive.ts';
+import { checkArchive, extractArchive, hashFile, listMembers, readManifest, tarHeader, chunkLevel, writeArchive } from '../../scripts/archive.ts';
 import { ExitCode } from '../../scripts/errors.ts';
 import type { Manifest } from '../../scripts/manifest.ts';
 
@@ -59,13 +59,28 @@ describe('archive', () => {
   });
 
   it('does not deflate already compressed data (random bytes cost ~nothing extra) and compresses text', async () => {
+    expect(chunkLevel(crypto.randomBytes(1 << 20))).toBe(0);
+    expect(chunkLevel(Buffer.from('<p>invoice line 42</p>\n'.repeat(50_000)))).toBe(1);
+    expect(chunkLevel(crypto.randomBytes(1000))).toBe(0);
+    expect(chunkLevel(Buffer.alloc(1000, 'a'))).toBe(1);
+  });
+
+  it("'auto': a folder mixing media and text has its text chunks deflated and its media stored; gzip and tar read it whole", async () => {
     const dir = tmp();
-    const rnd = path.join(dir, 'rnd');
-    const txt = path.join(dir, 'txt');
-    fs.writeFileSync(rnd, crypto.randomBytes(1_000_000));
-    fs.writeFileSync(txt, 'hello world\n'.repeat(100_000));
-    expect(worthCompressing(rnd)).toBe(false);
-    expect(worthCompressing(txt)).toBe(true);
+    const mixed = path.join(dir, 'filestore.tar');
+    const chunks = [crypto.randomBytes(1 << 20), Buffer.from('<p>invoice</p>\n'.repeat(70_000)).subarray(0, 1 << 20), crypto.randomBytes(1 << 20), Buffer.from('x,y\n'.repeat(1 << 18))];
+    const content = Buffer.concat(chunks);
+    fs.writeFileSync(mixed, content);
+    const out = path.join(dir, 'a.tar.gz');
+    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from('{}'), level: 1 }, { name: 'filestore.tar', file: mixed, level: 'auto' }]);
+    const size = fs.statSync(out).size;
+    expect(size).toBeGreaterThan(2 << 20); // the two random MB are in it as they are
+    expect(size).toBeLessThan((2 << 20) + 200_000); // the two text MB shrank to almost nothing
+    execFileSync('gzip', ['-t', out]);
+    const x = path.join(dir, 'x');
+    fs.mkdirSync(x);
+    execFileSync('tar', ['-xzf', out, '-C', x]);
+    expect(fs.readFileSync(path.join(x, 'filestore.tar')).equals(content)).toBe(true);
   });
 
   it('stores level-0 members and deflates level-1 ones in one file that gzip and tar read (one gzip member per level run)', async () => {

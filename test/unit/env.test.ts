@@ -69,6 +69,21 @@ describe('.env.template', () => {
     expect(problems.find((p) => p.key === 'MODE')?.problem).toBe('must be one of a, b (is "c")');
     expect(problems.find((p) => p.key === 'PASSWORD')?.problem).toBe('is missing');
   });
+
+  it('remembers a passing set in an owner-only stamp (no value in it), and checks again as soon as a value changes', async () => {
+    const tpl = parseTemplate('# n\n# @int\nCOUNT=3\n# p\n# @secret\n# @required\nPASSWORD=\n');
+    const dir = project({ '.env': 'COUNT=4\nPASSWORD=hunter2-secret\n' });
+    const cacheDir = path.join(dir, '.cache');
+    expect(await validateEnv(loadEnv({ root: dir, processEnv: {} }), tpl, { cacheDir })).toEqual([]);
+    const stamps = fs.readdirSync(path.join(cacheDir, 'env-ok'));
+    expect(stamps).toHaveLength(1);
+    expect(fs.statSync(path.join(cacheDir, 'env-ok')).mode & 0o777).toBe(0o700);
+    expect(stamps[0]).not.toContain('hunter2');
+    expect(fs.readFileSync(path.join(cacheDir, 'env-ok', stamps[0]!), 'utf8')).toBe('');
+    fs.writeFileSync(path.join(dir, '.env'), 'COUNT=many\nPASSWORD=hunter2-secret\n');
+    const problems = await validateEnv(loadEnv({ root: dir, processEnv: {} }), tpl, { cacheDir });
+    expect(problems.map((p) => `${p.key} ${p.problem}`)).toEqual(['COUNT must be a whole number']);
+  });
 });
 
 describe('env-init', () => {
