@@ -359,7 +359,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step(`writing ${path.basename(final)}${dumpPart ? ' (and reading the whole dump)' : ''}`);
     await writeArchive(tmp, [
       { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
-      // The dump is compressed by pg_dump: stored. Folders: deflated chunk by chunk where it pays (text), stored elsewhere (media).
+      // The dump is compressed by pg_dump: stored. Folders: deflated piece by piece where it pays (text), stored elsewhere (media).
       ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: p.format === 'pg_dump-custom' ? (0 as const) : ('auto' as const) })),
     ], { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) });
     ctx.log.step('checking the archive: every part\'s size and sha256');
