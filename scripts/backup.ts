@@ -194,11 +194,13 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
   if (pg.sniffDumpFormat(file) !== 'custom') throw new TaskError('pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)', { hint: 'nothing was written under a final name' });
 }
 
-async function producePart(ctx: TaskContext, p: BackupPart, staging: string): Promise<ManifestPart> {
+async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hooks: { onDump?: (file: string, done: Promise<void>) => void } = {}): Promise<ManifestPart> {
   const file = path.join(staging, memberName(p));
   const started = Date.now();
   if (p.kind === 'database') {
-    await dumpToStaging(ctx, file); // its full read (pg_restore -f /dev/null) runs later, alongside the archive writing
+    const done = dumpToStaging(ctx, file);
+    hooks.onDump?.(file, done);
+    await done;
   } else {
     const argv = await partCommand(ctx, p);
     let r;
@@ -314,17 +316,25 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
 
     const pg = await mods.pg();
     const t = pg.pgTarget(ctx);
-    let serverVersion: string | undefined;
-    let pgDumpVersion: string | undefined;
-    if (parts.some((p) => p.kind === 'database')) {
-      const [server, client] = await Promise.all([pg.serverVersion(ctx, t, t.database), pg.clientVersion(ctx, t, 'pg_dump')]);
-      pg.assertDumpCompatible({ server, pgDump: client });
-      serverVersion = server.text;
-      pgDumpVersion = client.text;
-    }
+    // The server and pg_dump versions are read while the parts are produced; a mismatch is reported before any
+    // other failure (it explains a pg_dump that failed) and before anything is written under a final name.
+    const versions = parts.some((p) => p.kind === 'database')
+      ? Promise.all([pg.serverVersion(ctx, t, t.database), pg.clientVersion(ctx, t, 'pg_dump')]).then(([server, client]) => {
+        pg.assertDumpCompatible({ server, pgDump: client });
+        return { serverVersion: server.text, pgDumpVersion: client.text };
+      })
+      : Promise.resolve({ serverVersion: undefined, pgDumpVersion: undefined });
+    versions.catch(() => undefined);
     ctx.log.step(`backup ${name}: ${parts.map((p) => p.name).join(', ')}${dryRun ? ' (dry run)' : ''}`);
     // Parts are produced side by side (pg_dump and tar on different cores); every one finishes before we judge.
-    const settled = await Promise.allSettled(parts.map((p) => producePart(ctx, p, staging)));
+    // The dump's full read (pg_restore -f /dev/null) follows pg_dump's output as it is written, on the core pg_dump
+    // leaves; it settles to its error, if any, judged after the parts.
+    let dumpRead: Promise<unknown> = Promise.resolve(undefined);
+    const onDump = (file: string, done: Promise<void>) => {
+      if (!dryRun) dumpRead = pg.verifyDump(ctx, t, file, { growingUntil: done }).then(() => undefined, (e: unknown) => e);
+    };
+    const settled = await Promise.allSettled(parts.map((p) => producePart(ctx, p, staging, { onDump })));
+    const { serverVersion, pgDumpVersion } = await versions;
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     const manifestParts = settled.map((s) => (s as PromiseFulfilledResult<ManifestPart>).value);
@@ -353,10 +363,11 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
 
     const { writeArchive, checkArchive } = await mods.archive();
     const total = manifestParts.reduce((n, p) => n + p.size, 0);
-    // The dump's full read (pg_restore -f /dev/null) runs on the other core while the archive is written and checked.
+    // The full read followed the dump as it was written; pg_dump then rewrote the table of contents at the file's
+    // start (with the data offsets), so that final one is read too (pg_restore --list), while the archive is written.
     const dumpPart = manifestParts.find((p) => p.kind === 'database');
-    const dumpRead = dumpPart ? pg.verifyDump(ctx, t, path.join(staging, dumpPart.file)).then(() => undefined, (e: unknown) => e) : Promise.resolve(undefined);
-    ctx.log.step(`writing ${path.basename(final)}${dumpPart ? ' (and reading the whole dump)' : ''}`);
+    const tocRead = dumpPart ? pg.dumpHeader(ctx, t, path.join(staging, dumpPart.file)).then(() => undefined, (e: unknown) => e) : Promise.resolve(undefined);
+    ctx.log.step(`writing ${path.basename(final)}`);
     await writeArchive(tmp, [
       { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
       // The dump is compressed by pg_dump: stored. Folders: deflated piece by piece where it pays (text), stored elsewhere (media).
@@ -365,7 +376,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step('checking the archive: every part\'s size and sha256');
     size = fs.statSync(tmp).size;
     await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
-    const dumpError = await dumpRead;
+    const dumpError = (await dumpRead) ?? (await tocRead);
     if (dumpError) throw dumpError instanceof TaskError ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), { exitCode: dumpError.exitCode, hint: 'nothing was written under a final name, uploaded or pruned' }) : dumpError;
     fs.chmodSync(tmp, 0o600);
     fs.renameSync(tmp, final);

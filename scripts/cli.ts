@@ -1,5 +1,6 @@
 // The CLI: turns argv into a task run (commander), lists and explains tasks, and maps every failure to an exit code.
 import path from 'node:path';
+import { setMaxListeners } from 'node:events';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, TaskError, exitCodeOf } from './errors.ts';
 import { createLogger, secretsFromEnv, type LogSink, type Logger } from './log.ts';
@@ -205,6 +206,8 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
   const cleanups: Array<() => void | Promise<void>> = [];
   const ran = new Map<string, Promise<void>>();
   const signal = o.signal ?? new AbortController().signal;
+  // Every running command and file stream listens for the abort; a backup runs a dozen at once, not a leak.
+  setMaxListeners(100, signal);
   let log: Logger = errLog;
   try {
     const env0 = loadEnv({ root: o.root, processEnv: o.env, appEnv: global.env });

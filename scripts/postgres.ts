@@ -359,8 +359,9 @@ function corruptDump(file: string, err: CommandError): TaskError {
 }
 
 /** A full read of a custom-format dump (`pg_restore -f /dev/null`): catches truncation that `--list` misses. */
-export async function verifyDump(ctx: PgContext, t: PgTarget, file: string): Promise<void> {
-  const input = fileInput(t, file);
+export async function verifyDump(ctx: PgContext, t: PgTarget, file: string, o: { growingUntil?: Promise<unknown> } = {}): Promise<void> {
+  // `growingUntil`: the dump is read as pg_dump writes it (through stdin), finishing once that settles.
+  const input = o.growingUntil ? { args: [], stdin: { file, until: o.growingUntil } } : fileInput(t, file);
   const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
   try {
     await ctx.runner.run(cmd);

@@ -1,5 +1,6 @@
 // The one injectable runner: every external command is built as data, echoed (masked) and run here, or not in dry-run.
 import fs from 'node:fs';
+import { Readable } from 'node:stream';
 import { CommandError, ExitCode, TaskError } from './errors.ts';
 import type { Logger } from './log.ts';
 
@@ -9,7 +10,8 @@ export interface Cmd {
   /** Added to the child's environment (secrets such as PGPASSWORD travel here, never on argv). */
   env?: Readonly<Record<string, string | undefined>>;
   cwd?: string;
-  stdin?: 'inherit' | 'ignore' | { file: string } | { text: string };
+  /** `until`: the file is still being written by another command; it is read as it grows, to its end once `until` settles. */
+  stdin?: 'inherit' | 'ignore' | { file: string; until?: Promise<unknown> } | { text: string };
   /** 'capture' buffers in memory: use it for small answers only; data goes to { file }. */
   stdout?: 'inherit' | 'capture' | 'ignore' | { file: string; mode?: number; append?: boolean };
   stderr?: 'inherit' | 'capture' | 'ignore';
@@ -82,8 +84,9 @@ export const zxExec: Exec = async (cmd, env, signal) => {
   const fds: number[] = [];
   try {
     let stdin: 'inherit' | 'ignore' | 'pipe' | number = 'ignore';
-    let input: string | undefined;
+    let input: string | Readable | undefined;
     if (cmd.stdin === 'inherit') stdin = 'inherit';
+    else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin && cmd.stdin.until) { stdin = 'pipe'; input = followFile(cmd.stdin.file, cmd.stdin.until, signal); }
     else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin) { stdin = fs.openSync(cmd.stdin.file, 'r'); fds.push(stdin); }
     else if (typeof cmd.stdin === 'object') { stdin = 'pipe'; input = cmd.stdin.text; }
     let stdout: 'inherit' | 'ignore' | 'pipe' | number = 'inherit';
@@ -106,12 +109,55 @@ export const zxExec: Exec = async (cmd, env, signal) => {
       signal,
       timeout: cmd.timeoutMs,
     })`${prog} ${args}`;
+    // A child that exits before reading all its input (a failing pg_restore) must not crash us with EPIPE: its exit code tells.
+    p.child?.stdin?.on('error', () => undefined);
     const r = await p;
     return { code: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1), stdout: r.stdout, stderr: r.stderr, signal: r.signal };
   } finally {
     for (const fd of fds) fs.closeSync(fd);
   }
 };
+
+/**
+ * A file another command is still writing, as a stream: read as it grows (polled every 25 ms at its end), then to
+ * its end once `until` settles. Never holds more than one 1 MB chunk.
+ */
+export function followFile(file: string, until: Promise<unknown>, signal?: AbortSignal): Readable {
+  let settled = false;
+  until.then(() => { settled = true; }, () => { settled = true; });
+  const pause = () => new Promise((r) => setTimeout(r, 25));
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let fh: fs.promises.FileHandle | undefined;
+    while (!fh) {
+      try {
+        fh = await fs.promises.open(file, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || settled) throw err;
+        await pause();
+      }
+    }
+    try {
+      let pos = 0;
+      for (;;) {
+        if (signal?.aborted) return;
+        const last = settled; // whatever was written before it settled is read below
+        const buf = Buffer.allocUnsafe(1 << 20);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead > 0) {
+          pos += bytesRead;
+          yield buf.subarray(0, bytesRead);
+        } else if (last) {
+          return;
+        } else {
+          await pause();
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false });
+}
 
 function signalNumber(sig: string): number {
   return ({ SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 } as Record<string, number>)[sig] ?? 1;

@@ -42,6 +42,28 @@ describe('runner', () => {
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
   });
 
+  it('feeds a child a file another command is still writing, to its very end once that command is done', async () => {
+    const dir = tmp();
+    const growing = path.join(dir, 'growing.bin');
+    const copy = path.join(dir, 'copy.bin');
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
+    // The writer: 3 MB in three steps, 150 ms apart (the reader catches up and waits at the end each time).
+    const writer = r.run({ argv: ['sh', '-c', 'for i in 1 2 3; do head -c 1048576 /dev/urandom; sleep 0.15; done'], stdout: { file: growing } });
+    const reader = r.run({ argv: ['cat'], stdin: { file: growing, until: writer }, stdout: { file: copy } });
+    await writer;
+    await reader;
+    expect(fs.statSync(copy).size).toBe(3 * 1048576);
+    expect(fs.readFileSync(copy).equals(fs.readFileSync(growing))).toBe(true);
+  });
+
+  it('a child that stops reading its followed input early is reported by its exit code, not a crash (EPIPE)', async () => {
+    const dir = tmp();
+    const big = path.join(dir, 'big.bin');
+    fs.writeFileSync(big, Buffer.alloc(8 << 20, 1));
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
+    await expect(r.run({ argv: ['sh', '-c', 'head -c 10 > /dev/null; exit 3'], stdin: { file: big, until: Promise.resolve() }, stderr: 'capture' })).rejects.toMatchObject({ exitCode: 3 });
+  });
+
   it('passes a child exit code through and names its last stderr line', async () => {
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
     const err = await r.run({ argv: ['sh', '-c', 'echo first >&2; echo "disk full" >&2; exit 3'] }).catch((e) => e);
