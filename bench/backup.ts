@@ -150,7 +150,7 @@ ${phases}
 
 Why: the dump is already compressed and the filestore is mostly incompressible, so the old script spends most of its time
 in gzip run twice over data it cannot shrink. \`tasks backup\` stores the dump and the media as they are
-inside the .tar.gz (stored deflate blocks) and deflates (level 1) only the 64 KB pieces of a folder that are text (judged by their byte entropy), runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, reads the whole dump while the archive is written, and still checks every sha256 and the whole dump before uploading
+inside the .tar.gz (stored deflate blocks) and deflates (level 1) only the 64 KB pieces of a folder that are text (judged by their byte entropy), runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, reads the whole dump as pg_dump writes it, and still checks every sha256 and the whole dump before uploading
 (the old script checks nothing). Node streams in 1 MB chunks, so its memory stays flat.
 `;
   writeSection('backup', md);
