@@ -317,6 +317,14 @@ export const restore = defineTask({
     const work = path.join(dir, `.restore-${name}-${process.pid}`);
     ctx.onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
 
+    // With --yes nothing waits at a prompt, so which app services are running is read now, alongside the checks
+    // (a read-only `compose ps`); after a prompt it is read once the answer is in.
+    const appServices = ctx.config.appServices;
+    const earlyStates = ctx.global.yes && !dry && appServices.length
+      ? (async () => (await import('./compose.ts')).containerStates(ctx.probe, await ctx.compose(), appServices))()
+      : undefined;
+    earlyStates?.catch(() => undefined);
+
     let manifest: ArchiveManifest | undefined;
     let files: Record<string, string> = {};
     let selected = new Set<string>();
@@ -424,7 +432,6 @@ export const restore = defineTask({
     const stamp = restoreStamp(new Date());
     const undo: Undo[] = [];
     const commit: Array<() => Promise<void>> = [];
-    const appServices = ctx.config.appServices;
     const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
     const project = needsCompose ? await ctx.compose() : undefined;
     const { compose } = await import('./compose.ts');
@@ -436,7 +443,7 @@ export const restore = defineTask({
     try {
       if (project && appServices.length) {
         const { containerStates } = await import('./compose.ts');
-        const states = await containerStates(ctx.probe, project, appServices);
+        const states = await (earlyStates ?? containerStates(ctx.probe, project, appServices));
         stopped = dry ? appServices : [...new Set(states.filter((s) => s.status === 'running' || s.status === 'restarting').map((s) => s.service))];
         if (stopped.length) {
           ctx.log.step(`stopping ${stopped.join(', ')} (the database keeps running)`);
@@ -457,7 +464,9 @@ export const restore = defineTask({
       if (dbPart) {
         const dump = files[dbPart.name] ?? path.join(work, dbPart.file);
         const temp = sideDatabaseName(target, 'restore', stamp);
-        const old = sideDatabaseName(target, 'old', stamp);
+        // A previous copy kept by an earlier restore in the same second (--keep-old) keeps its name: this one gets _2, _3, …
+        let old = sideDatabaseName(target, 'old', stamp);
+        for (let n = 2; targetExists && !dry && (await pg.databaseExists(ctx, t, old)); n++) old = sideDatabaseName(target, 'old', `${stamp}_${n}`);
         ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs})`);
         undo.push({ what: `drop ${temp}`, run: () => pg.dropDatabase(safe, t, temp, { force: true }) });
         await pg.createDatabase(ctx, t, temp, t.user);
@@ -529,9 +538,8 @@ export const restore = defineTask({
       }
       throw err;
     }
-    for (const c of commit) {
-      try { await c(); } catch (e) { ctx.log.warn(`cleanup after the restore: ${(e as Error).message}`); }
-    }
+    // Dropping the previous database and removing the previous folders do not depend on each other.
+    await Promise.all(commit.map((c) => c().catch((e: unknown) => ctx.log.warn(`cleanup after the restore: ${(e as Error).message}`))));
     fs.rmSync(work, { recursive: true, force: true });
     ctx.log.success(`${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`);
   },
