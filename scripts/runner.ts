@@ -111,6 +111,8 @@ export const zxExec: Exec = async (cmd, env, signal) => {
     })`${prog} ${args}`;
     // A child that exits before reading all its input (a failing pg_restore) must not crash us with EPIPE: its exit code tells.
     p.child?.stdin?.on('error', () => undefined);
+    // A followed file that cannot be read ends the child's input (it then fails on its own), rather than crashing us.
+    if (input instanceof Readable) input.on('error', () => p.child?.stdin?.destroy());
     const r = await p;
     return { code: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1), stdout: r.stdout, stderr: r.stderr, signal: r.signal };
   } finally {

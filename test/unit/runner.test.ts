@@ -64,6 +64,15 @@ describe('runner', () => {
     await expect(r.run({ argv: ['sh', '-c', 'head -c 10 > /dev/null; exit 3'], stdin: { file: big, until: Promise.resolve() }, stderr: 'capture' })).rejects.toMatchObject({ exitCode: 3 });
   });
 
+  it('a followed file that never appears (its writer failed first) ends the child input instead of crashing', async () => {
+    const dir = tmp();
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
+    const failed = Promise.reject(new Error('pg_dump: not found'));
+    failed.catch(() => undefined);
+    const res = await r.run({ argv: ['sh', '-c', 'n=$(wc -c); echo "read $n"'], stdin: { file: path.join(dir, 'never'), until: failed }, stdout: 'capture' });
+    expect(res.stdout.trim()).toBe('read 0');
+  });
+
   it('passes a child exit code through and names its last stderr line', async () => {
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
     const err = await r.run({ argv: ['sh', '-c', 'echo first >&2; echo "disk full" >&2; exit 3'] }).catch((e) => e);
