@@ -468,7 +468,7 @@ export interface ArchiveInput {
 }
 
 /** The unit 'auto' decides on: small enough that one piece rarely mixes two files of a filestore. */
-export const AUTO_PIECE = 64 * 1024;
+const AUTO_PIECE = 64 * 1024;
 
 /**
  * Deflate (level 1) or store a piece of up to AUTO_PIECE bytes, from the byte entropy of a 4 KB sample in its

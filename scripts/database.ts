@@ -322,7 +322,6 @@ const dbImport = defineTask({
     ctx.log.step(`swapping ${temp} in as ${t.database}`);
     if (exists) {
       await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server.major });
-      swapped = true;
       // The import is done; a previous copy that cannot be dropped is reported, not turned into a failure.
       await pg.dropDatabase(c, t, old, { force: true, serverMajor: server.major })
         .catch((err) => ctx.log.warn(`the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`));

@@ -140,14 +140,16 @@ export function followFile(file: string, until: Promise<unknown>, signal?: Abort
     }
     try {
       let pos = 0;
+      // A fresh buffer only once the last one was handed on: polling an idle end reuses it.
+      let buf = Buffer.allocUnsafe(1 << 20);
       for (;;) {
         if (signal?.aborted) return;
         const last = settled; // whatever was written before it settled is read below
-        const buf = Buffer.allocUnsafe(1 << 20);
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
           yield buf.subarray(0, bytesRead);
+          buf = Buffer.allocUnsafe(1 << 20);
         } else if (last) {
           return;
         } else {
