@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { ExitCode, TaskError } from './errors.ts';
 import { LEGACY_MEMBERS, MANIFEST_FORMAT, parseBackupName, type Manifest, type ManifestPart } from './manifest.ts';
 
@@ -34,6 +35,27 @@ export async function hashFile(file: string, signal?: AbortSignal): Promise<{ si
     size += (chunk as Buffer).length;
   }
   return { size, sha256: h.digest('hex') };
+}
+
+const DIGEST_WORKER = `const { parentPort, workerData: w } = require('node:worker_threads');
+const fs = require('node:fs'), h = require('node:crypto').createHash(w.algorithm), b = Buffer.allocUnsafe(1 << 20), fd = fs.openSync(w.file, 'r');
+try { for (let n; (n = fs.readSync(fd, b, 0, b.length, null)) > 0;) h.update(b.subarray(0, n)); } finally { fs.closeSync(fd); }
+parentPort.postMessage(h.digest('hex'));`;
+
+/**
+ * A file's digest computed on another thread, so it runs beside work that keeps this one busy (the archive check).
+ * The upload compares it with the object's ETag. Ends at once when the signal aborts.
+ */
+export function digestInWorker(file: string, algorithm: 'md5' | 'sha256', signal?: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    const w = new Worker(DIGEST_WORKER, { eval: true, workerData: { file, algorithm } });
+    const onAbort = () => { void w.terminate(); reject(Object.assign(new Error('aborted'), { name: 'AbortError' })); };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    w.once('message', (hex: string) => resolve(hex));
+    w.once('error', reject);
+    w.once('exit', (code) => { signal?.removeEventListener('abort', onAbort); if (code !== 0) reject(new Error(`digest of ${file}: worker exited ${code}`)); });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,11 +482,13 @@ export interface ArchiveInput {
   /** A file to copy in, or bytes (the manifest). */
   file?: string;
   data?: Buffer;
+  /** A member writeFragment already wrote (tar header, data and padding, as gzip members): copied byte for byte. */
+  fragment?: string;
   /**
    * Deflate level for this member: 0 stores (already compressed data), 1 for text, 'auto' chooses per 64 KB piece
    * (chunkLevel) for a folder that mixes both, like a filestore of PDFs and images with some text attachments.
    */
-  level: 0 | 1 | 'auto';
+  level?: 0 | 1 | 'auto';
 }
 
 /** The unit 'auto' decides on: small enough that one piece rarely mixes two files of a filestore. */
@@ -488,72 +512,128 @@ export function chunkLevel(piece: Buffer): 0 | 1 {
 }
 
 /**
- * Writes a .tar.gz streamed: tar headers and file contents go through gzip, one gzip member per run of data with
- * the same level (stored blocks for dumps and media, level 1 for text); gzip readers (gzip -d, tar -z, Node) read
- * concatenated members as one stream. Created with O_EXCL, mode 0600; removed on any failure.
+ * A .tar.gz being written as a run of gzip members: one per run of data with the same level (stored blocks for
+ * dumps and media, level 1 for text), and raw bytes that already are whole gzip members (a fragment). gzip readers
+ * (gzip -d, tar -z, Node) read concatenated members as one stream. Writes wait for the file (back-pressure).
  */
-export async function writeArchive(out: string, members: ArchiveInput[], o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<number> {
-  const ws = fs.createWriteStream(out, { flags: 'wx', mode: 0o600 });
-  let written = 0;
-  let failed: Error | undefined;
-  const wsError = new Promise<never>((_, rej) => ws.on('error', (e) => { failed = e; rej(e); }));
-  wsError.catch(() => undefined);
-  let gz: zlib.Gzip | undefined;
-  let gzError: Promise<never> = new Promise<never>(() => undefined);
-  let level: number | undefined;
-  ws.on('drain', () => gz?.resume());
-  const openMember = (l: number) => {
+class GzipMembers {
+  written = 0;
+  level: number | undefined;
+  private gz: zlib.Gzip | undefined;
+  private failed: Error | undefined;
+  private gzError: Promise<never> = new Promise<never>(() => undefined);
+  private readonly wsError: Promise<never>;
+
+  constructor(private readonly ws: fs.WriteStream, private readonly signal?: AbortSignal) {
+    this.wsError = new Promise<never>((_, rej) => ws.on('error', (e) => { this.failed = e; rej(e); }));
+    this.wsError.catch(() => undefined);
+    ws.on('drain', () => this.gz?.resume());
+  }
+
+  private open(l: number): void {
     const g = zlib.createGzip({ level: l, chunkSize: CHUNK });
     g.on('data', (c: Buffer) => {
-      written += c.length;
-      if (!ws.write(c)) g.pause();
+      this.written += c.length;
+      if (!this.ws.write(c)) g.pause();
     });
-    gzError = new Promise<never>((_, rej) => g.on('error', (e) => { failed = e; rej(e); }));
-    gzError.catch(() => undefined);
-    gz = g;
-    level = l;
-  };
-  const closeMember = async () => {
-    if (!gz) return;
-    const g = gz;
+    this.gzError = new Promise<never>((_, rej) => g.on('error', (e) => { this.failed = e; rej(e); }));
+    this.gzError.catch(() => undefined);
+    this.gz = g;
+    this.level = l;
+  }
+
+  /** Ends the current gzip member (if any); what follows starts a new one. */
+  async close(): Promise<void> {
+    const g = this.gz;
+    if (!g) return;
     g.end();
-    await Promise.race([once(g, 'end'), gzError, wsError]);
-    gz = undefined;
-  };
-  const push = async (chunk: Buffer) => {
-    if (failed) throw failed;
-    if (o.signal?.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
-    if (!gz!.write(chunk)) await Promise.race([once(gz!, 'drain'), gzError, wsError]);
-  };
+    await Promise.race([once(g, 'end'), this.gzError, this.wsError]);
+    this.gz = undefined;
+    this.level = undefined;
+  }
+
+  async setLevel(l: number): Promise<void> {
+    if (this.gz && l === this.level) return;
+    await this.close();
+    this.open(l);
+  }
+
+  private check(): void {
+    if (this.failed) throw this.failed;
+    if (this.signal?.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
+  }
+
+  /** Bytes into the current member (level 1 when none is open). */
+  async push(chunk: Buffer): Promise<void> {
+    this.check();
+    if (!this.gz) this.open(1);
+    if (!this.gz!.write(chunk)) await Promise.race([once(this.gz!, 'drain'), this.gzError, this.wsError]);
+  }
+
+  /** Data of unknown compressibility: stored or deflated per 64 KB piece (chunkLevel). */
+  async pushAuto(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; at += AUTO_PIECE) {
+      const piece = chunk.subarray(at, at + AUTO_PIECE);
+      await this.setLevel(chunkLevel(piece));
+      await this.push(piece);
+    }
+  }
+
+  /** Bytes that already are whole gzip members, after the current member ends. */
+  async raw(chunk: Buffer): Promise<void> {
+    await this.close();
+    this.check();
+    this.written += chunk.length;
+    if (!this.ws.write(chunk)) await Promise.race([once(this.ws, 'drain'), this.wsError]);
+  }
+
+  async finish(): Promise<void> {
+    await this.close();
+    this.ws.end();
+    await Promise.race([once(this.ws, 'finish'), this.wsError]);
+  }
+
+  destroy(): void {
+    this.gz?.destroy();
+    this.ws.destroy();
+  }
+}
+
+function writeFailed(out: string, err: unknown): unknown {
+  fs.rmSync(out, { force: true });
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOSPC') return new TaskError(`no space left on the device writing ${out}`, { hint: 'free some space (or prune old backups); nothing was written under the final name', cause: err });
+  return err;
+}
+
+/**
+ * Writes a .tar.gz streamed (created with O_EXCL, mode 0600, removed on any failure): tar headers and contents go
+ * through GzipMembers, fragments are copied in as they are. Returns the bytes written.
+ */
+export async function writeArchive(out: string, members: ArchiveInput[], o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<number> {
+  const g = new GzipMembers(fs.createWriteStream(out, { flags: 'wx', mode: 0o600 }), o.signal);
   let copied = 0;
   try {
     for (const m of members) {
-      const first = m.level === 'auto' ? (level ?? 0) : m.level;
-      if (first !== level) {
-        await closeMember();
-        openMember(first);
+      if (m.fragment) {
+        for await (const chunk of fs.createReadStream(m.fragment, { highWaterMark: CHUNK, signal: o.signal })) {
+          await g.raw(chunk as Buffer);
+          copied += (chunk as Buffer).length;
+          o.onBytes?.(copied);
+        }
+        continue;
       }
+      const level = m.level ?? 1;
+      await g.setLevel(level === 'auto' ? (g.level ?? 0) : level);
       const size = m.data ? m.data.length : fs.statSync(m.file!).size;
-      await push(tarHeader(m.name, size, Date.now()));
+      await g.push(tarHeader(m.name, size, Date.now()));
       let n = 0;
-      if (m.data) { await push(m.data); n = m.data.length; }
+      if (m.data) { await g.push(m.data); n = m.data.length; }
       else {
         for await (const chunk of fs.createReadStream(m.file!, { highWaterMark: CHUNK, signal: o.signal })) {
-          if (m.level === 'auto') {
-            // Decided per 64 KB piece; a change of level starts a new gzip member.
-            const buf = chunk as Buffer;
-            for (let at = 0; at < buf.length; at += AUTO_PIECE) {
-              const piece = buf.subarray(at, at + AUTO_PIECE);
-              const l = chunkLevel(piece);
-              if (l !== level) {
-                await closeMember();
-                openMember(l);
-              }
-              await push(piece);
-            }
-          } else {
-            await push(chunk as Buffer);
-          }
+          // 'auto' is decided per 64 KB piece; a change of level starts a new gzip member.
+          if (level === 'auto') await g.pushAuto(chunk as Buffer);
+          else await g.push(chunk as Buffer);
           n += (chunk as Buffer).length;
           copied += (chunk as Buffer).length;
           o.onBytes?.(copied);
@@ -561,20 +641,54 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
       }
       if (n !== size) throw new TaskError(`${m.file} changed size while it was archived`);
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
-      if (pad) await push(Buffer.alloc(pad));
+      if (pad) await g.push(Buffer.alloc(pad));
     }
-    if (!gz) openMember(1);
-    await push(Buffer.alloc(BLOCK * 2));
-    await closeMember();
-    ws.end();
-    await Promise.race([once(ws, 'finish'), wsError]);
+    await g.push(Buffer.alloc(BLOCK * 2));
+    await g.finish();
   } catch (err) {
-    gz?.destroy();
-    ws.destroy();
-    fs.rmSync(out, { force: true });
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOSPC') throw new TaskError(`no space left on the device writing ${out}`, { hint: 'free some space (or prune old backups); nothing was written under the final name', cause: err });
-    throw err;
+    g.destroy();
+    throw writeFailed(out, err);
   }
-  return written;
+  return g.written;
+}
+
+/** A tar header alone as one gzip member of stored blocks: its length depends only on the header's (512 bytes). */
+const headerMember = (name: string, size: number, mtime: number) => zlib.gzipSync(tarHeader(name, size, mtime), { level: 0 });
+
+/**
+ * One archive member written ahead, from data arriving as a stream (a folder's tar output still being written):
+ * a placeholder tar header, the data compressed per 64 KB piece ('auto'), then its padding, as gzip members;
+ * once the size is known the header is rewritten in place (same length). Returns the data's size and sha256,
+ * taken from the same bytes. writeArchive copies the result in with `{ fragment }`.
+ */
+export async function writeFragment(out: string, name: string, src: AsyncIterable<Buffer>, o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<{ size: number; sha256: string }> {
+  const mtime = Date.now();
+  const placeholder = headerMember(name, 0, mtime);
+  const g = new GzipMembers(fs.createWriteStream(out, { flags: 'wx', mode: 0o600 }), o.signal);
+  const h = crypto.createHash('sha256');
+  let size = 0;
+  try {
+    await g.raw(placeholder);
+    for await (const chunk of src) {
+      h.update(chunk);
+      size += chunk.length;
+      await g.pushAuto(chunk);
+      o.onBytes?.(size);
+    }
+    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    if (pad) await g.push(Buffer.alloc(pad));
+    await g.finish();
+    const header = headerMember(name, size, mtime);
+    if (header.length !== placeholder.length) throw new Error(`tar header member changed length (${placeholder.length} → ${header.length})`);
+    const fd = fs.openSync(out, 'r+');
+    try {
+      fs.writeSync(fd, header, 0, header.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    g.destroy();
+    throw writeFailed(out, err);
+  }
+  return { size, sha256: h.digest('hex') };
 }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { defineTask, type AnyTask, type BackupPart, type TaskContext } from './define.ts';
 import { ExitCode, TaskError, usage } from './errors.ts';
-import { abortError } from './runner.ts';
+import { abortError, followFile } from './runner.ts';
 import { backupName, parseBackupName, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ManifestPart } from './manifest.ts';
 import { formatBytes, formatDuration } from './log.ts';
 import type { S3Settings, RemoteObject } from './s3.ts';
@@ -194,31 +194,48 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
   if (pg.sniffDumpFormat(file) !== 'custom') throw new TaskError('pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)', { hint: 'nothing was written under a final name' });
 }
 
+const fragmentOf = (file: string) => `${file}.gz-member`;
+
+/**
+ * One part into the staging folder. The dump is a file pg_dump writes itself (it seeks back to its table of
+ * contents). A folder's tar output is written to a file and, as it grows, compressed into the archive member it
+ * will become (writeFragment): the archive is then mostly a copy once the dump is done.
+ */
 async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hooks: { onDump?: (file: string, done: Promise<void>) => void } = {}): Promise<ManifestPart> {
   const file = path.join(staging, memberName(p));
   const started = Date.now();
+  let digest: { size: number; sha256: string } | undefined;
   if (p.kind === 'database') {
     const done = dumpToStaging(ctx, file);
     hooks.onDump?.(file, done);
     await done;
   } else {
     const argv = await partCommand(ctx, p);
-    let r;
+    const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
+    const fragment = ctx.global.dryRun ? undefined : (async () => {
+      const { writeFragment } = await mods.archive();
+      return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), { signal: ctx.signal });
+    })();
+    const [ran, frag] = await Promise.allSettled([run, fragment]);
     try {
-      r = await ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
+      if (ran.status === 'rejected') throw ran.reason;
+      if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
     } catch (err) {
       fs.rmSync(file, { force: true });
+      fs.rmSync(fragmentOf(file), { force: true });
       if (err instanceof TaskError && err.exitCode !== ExitCode.sigint && err.exitCode !== ExitCode.sigterm && err.exitCode !== ExitCode.prerequisite) {
         const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
         throw new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
       }
       throw err;
     }
-    if (r.code === 1) ctx.log.warn(`backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`);
+    if (ran.value.code === 1) ctx.log.warn(`backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`);
+    digest = frag.value;
+    // The member holds the bytes now; the plain copy is not needed any more.
+    if (digest) fs.rmSync(file, { force: true });
   }
   if (ctx.global.dryRun) return { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size: 0, sha256: '' };
-  const { hashFile } = await mods.archive();
-  const { size, sha256 } = await hashFile(file, ctx.signal);
+  const { size, sha256 } = digest ?? (await (await mods.archive()).hashFile(file, ctx.signal));
   if (p.kind !== 'database' && size < 1024) throw new TaskError(`backup part ${p.name}: tar wrote ${size} bytes, not a tar archive`);
   ctx.log.step(`${p.name}: ${formatBytes(size)} in ${formatDuration(Date.now() - started)}`);
   const mp: ManifestPart = { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size, sha256 };
@@ -361,8 +378,8 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       return { name, file: final, size: 0, uploaded: false };
     }
 
-    const { writeArchive, checkArchive } = await mods.archive();
-    const total = manifestParts.reduce((n, p) => n + p.size, 0);
+    const { writeArchive, checkArchive, digestInWorker } = await mods.archive();
+    const total = manifestParts.reduce((n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(staging, p.file))).size), 0);
     // The full read followed the dump as it was written; pg_dump then rewrote the table of contents at the file's
     // start (with the data offsets), so that final one is read too (pg_restore --list), while the archive is written.
     const dumpPart = manifestParts.find((p) => p.kind === 'database');
@@ -370,11 +387,14 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step(`writing ${path.basename(final)}`);
     await writeArchive(tmp, [
       { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
-      // The dump is compressed by pg_dump: stored. Folders: deflated piece by piece where it pays (text), stored elsewhere (media).
-      ...manifestParts.map((p) => ({ name: p.file, file: path.join(staging, p.file), level: p.format === 'pg_dump-custom' ? (0 as const) : ('auto' as const) })),
+      // The dump is compressed by pg_dump: stored. Folders were compressed while tar wrote them (writeFragment):
+      // deflated piece by piece where it pays (text), stored elsewhere (media); they are copied in as they are.
+      ...manifestParts.map((p) => (p.kind === 'database' ? { name: p.file, file: path.join(staging, p.file), level: 0 as const } : { name: p.file, fragment: fragmentOf(path.join(staging, p.file)) })),
     ], { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) });
     ctx.log.step('checking the archive: every part\'s size and sha256');
     size = fs.statSync(tmp).size;
+    // The archive's MD5, for the upload to compare with the object's ETag, is computed beside the check on another thread.
+    const md5 = s3s ? digestInWorker(tmp, 'md5', ctx.signal).catch(() => undefined) : undefined;
     await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
     const dumpError = (await dumpRead) ?? (await tocRead);
     if (dumpError) throw dumpError instanceof TaskError ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), { exitCode: dumpError.exitCode, hint: 'nothing was written under a final name, uploaded or pruned' }) : dumpError;
@@ -394,8 +414,9 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       // The listing remote pruning needs is read while the upload runs (the new object is added once its size checked).
       if (o.prune !== false) remoteListing = s3m.listRemote(ctx.probe, s3s).then((l) => l, (e: unknown) => e as Error);
       const upStarted = Date.now();
+      let checkedBy = 'size';
       try {
-        await s3m.uploadFile(ctx.runner, s3s, final, key, size);
+        checkedBy = await s3m.uploadFile(ctx.runner, s3s, final, key, size, { md5 });
       } catch (err) {
         if (err instanceof TaskError && err.exitCode === ExitCode.uploadFailed) {
           throw new TaskError(`the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${final})`, { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${name}` });
@@ -403,7 +424,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
         throw err;
       }
       uploaded = true;
-      ctx.log.success(`uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, size checked`);
+      ctx.log.success(`uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`);
     } else {
       ctx.log.info('S3_BUCKET is not set: the backup stays local');
     }
@@ -574,8 +595,10 @@ export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<v
   }
   const key = s3m.objectKey(s, name);
   ctx.log.step(`uploading to ${s3m.s3Url(s, key)}`);
-  await s3m.uploadFile(ctx.runner, s, file, key, ctx.global.dryRun ? 0 : fs.statSync(file).size);
-  ctx.log.success(`uploaded ${name}`);
+  const size = ctx.global.dryRun ? 0 : fs.statSync(file).size;
+  const md5 = ctx.global.dryRun ? undefined : (await mods.archive()).digestInWorker(file, 'md5', ctx.signal).catch(() => undefined);
+  const checkedBy = await s3m.uploadFile(ctx.runner, s, file, key, size, { md5 });
+  ctx.log.success(`uploaded ${name}${checkedBy === 'md5' ? ', ETag matches the MD5' : checkedBy === 'size' ? ', size checked' : ''}`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -387,7 +387,7 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     expect(r.code, r.stderr).toBe(0);
     const argv = fs.readFileSync(log, 'utf8');
     expect(argv).toMatch(/pg_dump .*--no-password/);
-    expect(argv).toMatch(/aws .*s3 cp/);
+    expect(argv).toMatch(/aws .*s3api put-object/);
     for (const secret of [db.password, s3.secretAccessKey]) {
       expect(argv).not.toContain(secret);
       expect(r.stdout + r.stderr).not.toContain(secret);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { checkArchive, extractArchive, hashFile, listMembers, readManifest, tarHeader, chunkLevel, writeArchive } from '../../scripts/archive.ts';
+import { checkArchive, digestInWorker, extractArchive, hashFile, listMembers, readManifest, tarHeader, chunkLevel, writeArchive, writeFragment } from '../../scripts/archive.ts';
 import { ExitCode } from '../../scripts/errors.ts';
 import type { Manifest } from '../../scripts/manifest.ts';
 
@@ -81,6 +81,43 @@ describe('archive', () => {
     fs.mkdirSync(x);
     execFileSync('tar', ['-xzf', out, '-C', x]);
     expect(fs.readFileSync(path.join(x, 'filestore.tar')).equals(content)).toBe(true);
+  });
+
+  it('a member written ahead from a stream (writeFragment) and copied in is read whole by gzip, tar and checkArchive', async () => {
+    const dir = tmp();
+    // Mixed media and text, in uneven chunks, ending off a 512-byte boundary (the member needs padding).
+    const chunks = [crypto.randomBytes(700_000), Buffer.from('<p>invoice</p>\n'.repeat(40_000)), crypto.randomBytes(123_457)];
+    const content = Buffer.concat(chunks);
+    async function* stream() { for (const c of chunks) yield c; }
+    const frag = path.join(dir, 'filestore.tar.gz-member');
+    const got = await writeFragment(frag, 'filestore.tar', stream());
+    expect(got).toEqual({ size: content.length, sha256: crypto.createHash('sha256').update(content).digest('hex') });
+    const dump = path.join(dir, 'database.dump');
+    fs.writeFileSync(dump, crypto.randomBytes(5000));
+    const manifest = { format: 'compose-tasks-backup', version: 1, name: 'odoo_backup_2026-01-02_03-04-05', createdAt: '2026-01-02T03:04:05.000Z', appEnv: 'development', project: 'odoo', database: 'odoo', images: {}, tool: { name: 'compose-tasks', version: '0.1.0' }, reason: 'manual',
+      parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', ...(await hashFile(dump)) }, { name: 'filestore', kind: 'path', file: 'filestore.tar', format: 'tar', ...got }] } as Manifest;
+    const out = path.join(dir, 'odoo_backup_2026-01-02_03-04-05.tar.gz');
+    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 }, { name: 'database.dump', file: dump, level: 0 }, { name: 'filestore.tar', fragment: frag }]);
+    execFileSync('gzip', ['-t', out]);
+    // The header rewritten in place carries the real size.
+    expect(execFileSync('tar', ['-tvzf', out], { encoding: 'utf8' })).toMatch(new RegExp(`${content.length} .* filestore\\.tar`));
+    const x = path.join(dir, 'x');
+    fs.mkdirSync(x);
+    execFileSync('tar', ['-xzf', out, '-C', x]);
+    expect(fs.readFileSync(path.join(x, 'filestore.tar')).equals(content)).toBe(true);
+    expect((await checkArchive(out)).members.map((m) => [m.name, m.size])).toEqual([['manifest.json', JSON.stringify(manifest).length], ['database.dump', 5000], ['filestore.tar', content.length]]);
+    // The text was deflated, the random bytes stored.
+    expect(fs.statSync(frag).size).toBeLessThan(823_457 + 100_000);
+    expect(fs.statSync(frag).size).toBeGreaterThan(823_457);
+  });
+
+  it('a file digest computed on another thread equals the one computed here', async () => {
+    const dir = tmp();
+    const f = path.join(dir, 'f');
+    const data = crypto.randomBytes(3_000_001);
+    fs.writeFileSync(f, data);
+    expect(await digestInWorker(f, 'md5')).toBe(crypto.createHash('md5').update(data).digest('hex'));
+    await expect(digestInWorker(path.join(dir, 'missing'), 'md5')).rejects.toThrow(/ENOENT/);
   });
 
   it('stores level-0 members and deflates level-1 ones in one file that gzip and tar read (one gzip member per level run)', async () => {

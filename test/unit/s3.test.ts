@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { awsEnv, awsFailure, missingCredentials, objectKey, s3, s3Settings, s3Url, uploadFile, type S3Settings } from '../../scripts/s3.ts';
+import { awsEnv, awsFailure, md5Etag, missingCredentials, objectKey, s3, s3Settings, s3Url, SINGLE_PUT_MAX, uploadFile, type S3Settings } from '../../scripts/s3.ts';
 import { CommandError, ExitCode } from '../../scripts/errors.ts';
 import { createRunner, type Exec } from '../../scripts/runner.ts';
 import { createLogger } from '../../scripts/log.ts';
@@ -64,6 +64,47 @@ describe('aws environment', () => {
     const e = awsEnv(aws, { AWS_PROFILE: '', AWS_ACCESS_KEY_ID: 'AK' });
     expect(e).toEqual({ AWS_PROFILE: undefined });
     expect('AWS_REQUEST_CHECKSUM_CALCULATION' in e).toBe(false);
+  });
+});
+
+describe('upload: one PUT up to 200 MiB, multipart above; what arrived is checked', () => {
+  const md5 = '01f85e02e7332bc70484e7939400dcc8';
+  const quiet = () => createLogger({ sink: { write: () => true } });
+  function recording(answers: (argv: readonly string[]) => { code: number; stdout: string; stderr: string }) {
+    const calls: string[][] = [];
+    const exec: Exec = async (cmd) => { calls.push([...cmd.argv]); return answers(cmd.argv); };
+    return { calls, runner: createRunner({ log: quiet(), env: {}, cwd: '/', exec }) };
+  }
+
+  it('put-object argv', () => {
+    expect(s3.putObject(r2, '/b/x.tar.gz', 'odoo/x.tar.gz')).toEqual([
+      'aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3api', 'put-object', '--bucket', 'backups', '--key', 'odoo/x.tar.gz', '--body', '/b/x.tar.gz', '--output', 'json',
+    ]);
+  });
+
+  it('reads a plain MD5 ETag, not a multipart one', () => {
+    expect(md5Etag(`{"ETag": "\\"${md5.toUpperCase()}\\""}`)).toBe(md5);
+    expect(md5Etag('{"ETag": "\\"0123456789abcdef0123456789abcdef-3\\""}')).toBeUndefined();
+    expect(md5Etag('not json')).toBeUndefined();
+  });
+
+  it('an ETag equal to the file MD5 checks the upload without another call', async () => {
+    const { calls, runner } = recording(() => ({ code: 0, stdout: `{"ETag": "\\"${md5}\\""}`, stderr: '' }));
+    expect(await uploadFile(runner, aws, '/f', 'k', 10, { md5: Promise.resolve(md5) })).toBe('md5');
+    expect(calls.map((c) => c.slice(1, 3))).toEqual([['s3api', 'put-object']]);
+  });
+
+  it('an ETag that is not the MD5 (an encrypted object) falls back to the size check, which must pass', async () => {
+    const { calls, runner } = recording((argv) => (argv.includes('head-object') ? { code: 0, stdout: '{"ContentLength": 10}', stderr: '' } : { code: 0, stdout: '{"ETag": "\\"ffffffffffffffffffffffffffffffff\\""}', stderr: '' }));
+    expect(await uploadFile(runner, aws, '/f', 'k', 10, { md5 })).toBe('size');
+    expect(calls.map((c) => c[2])).toEqual(['put-object', 'head-object']);
+  });
+
+  it('a file over the cutoff goes multipart through aws s3 cp, then its size is checked', async () => {
+    const big = SINGLE_PUT_MAX + 1;
+    const { calls, runner } = recording((argv) => (argv.includes('head-object') ? { code: 0, stdout: `{"ContentLength": ${big}}`, stderr: '' } : { code: 0, stdout: '', stderr: '' }));
+    expect(await uploadFile(runner, aws, '/f', 'k', big, { md5 })).toBe('size');
+    expect(calls.map((c) => c.slice(1, 3).join(' '))).toEqual(['s3 cp', 's3api head-object']);
   });
 });
 
