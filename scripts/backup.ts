@@ -722,7 +722,7 @@ const prune = defineTask({
 
 const upload = defineTask({
   name: 'upload',
-  description: 'Upload a local backup to S3/R2 (checked first, size checked after)',
+  description: 'Upload a local backup to S3/R2 (checked first; what arrived checked after)',
   group: 'backups',
   args: { name: { description: 'backup name (or file)', required: true } },
   async run(ctx) {
