@@ -411,7 +411,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       }
       const key = s3m.objectKey(s3s, name);
       ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
-      // The listing remote pruning needs is read while the upload runs (the new object is added once its size checked).
+      // The listing remote pruning needs is read while the upload runs (the new object is added once the upload is checked).
       if (o.prune !== false) remoteListing = s3m.listRemote(ctx.probe, s3s).then((l) => l, (e: unknown) => e as Error);
       const upStarted = Date.now();
       let checkedBy = 'size';

@@ -71,9 +71,9 @@ const quietFlags = (s: S3Settings) => (s.terminal ? ['--no-progress'] : ['--no-p
 export const s3 = {
   /** Upload or download one file (aws uses multipart for big files: the object exists only once complete). */
   cp: (s: S3Settings, from: string, to: string) => ['aws', ...globalArgs(s), 's3', 'cp', from, to, ...quietFlags(s)],
-  /** Every object under the prefix, as JSON (the CLI follows pagination). */
   /** Upload one file in a single PUT: the object appears whole or not at all, and its ETag is the MD5 of the bytes. */
   putObject: (s: S3Settings, file: string, key: string) => ['aws', ...globalArgs(s), 's3api', 'put-object', '--bucket', s.bucket, '--key', key, '--body', file, '--output', 'json'],
+  /** Every object under the prefix, as JSON (the CLI follows pagination). */
   ls: (s: S3Settings) => ['aws', ...globalArgs(s), 's3api', 'list-objects-v2', '--bucket', s.bucket, '--prefix', s.prefix, '--output', 'json'],
   rm: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3', 'rm', s3Url(s, key), '--only-show-errors'],
   headObject: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3api', 'head-object', '--bucket', s.bucket, '--key', key, '--output', 'json'],
