@@ -129,11 +129,9 @@ Target: at most 0.7× the old approach: **${ratio <= 0.7 ? 'met' : 'NOT met'}** 
 
 What the task does that the old steps do not: checks every part's sha256 against the manifest and every member while
 unpacking (one pass over the archive), reads the dump's versions and the whole dump (\`pg_restore -f /dev/null\`) alongside the
-rest of the unpacking, loads a new database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` and swaps it in (both renames in one transaction; the old
+rest of the unpacking, restores into a new database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` and swaps it in (both renames in one transaction; the old
 database stays until the end, then its DROP forces a checkpoint), unpacks the folders beside the live ones while the database
-loads and swaps them in with the previous copies kept until success. With \`--yes\` the load starts once the dump's sha256
-matched and its version suits the server, while the other checks finish; a failed check drops that new database, and nothing live
-is touched before every check passed. The old steps drop the live database before knowing the dump loads.
+loads and swaps them in with the previous copies kept until success. The old steps drop the live database before knowing the dump loads.
 
 The floor: the old steps' own single-job \`pg_restore\` (the database load, timed inside each old run) took ${f(median(oldLoad))} s, ${(median(oldLoad) / mo).toFixed(2)}× of
 the old total, and no restore of this dataset loads the database faster: 99% of the data is one table (pgbench_accounts)

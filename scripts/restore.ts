@@ -331,8 +331,7 @@ export const restore = defineTask({
     let dumpCheck: Promise<unknown> | undefined;
     let serverMajor: number | undefined;
     const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
-    /** The dump suits this server (not from a newer major): read from its header and the manifest. */
-    const checkVersions = async (dump: string, m: ArchiveManifest): Promise<void> => {
+    const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
       const part = m.parts.find((p) => p.kind === 'database')!;
       const [server, header] = await Promise.all([pg.serverVersion(ctx, t), pg.dumpHeader(ctx, t, dump)]);
       serverMajor = server.major;
@@ -341,47 +340,8 @@ export const restore = defineTask({
       for (const v of [fromManifest, dumpedFrom]) {
         if (v) pg.assertDumpCompatible({ server, dumpedFrom: v, file: `${name} (${part.file})` });
       }
-    };
-    const checkDump = async (dump: string, m: ArchiveManifest, versions = checkVersions(dump, m)): Promise<void> => {
-      await versions;
-      ctx.log.step(`reading the whole dump (${formatBytes(m.parts.find((p) => p.kind === 'database')!.size)})`);
+      ctx.log.step(`reading the whole dump (${formatBytes(part.size)})`);
       await pg.verifyDump(ctx, t, dump);
-    };
-
-    // The side database the dump is loaded into, then swapped in. With --yes nothing waits at a prompt, so the load
-    // starts as soon as the dump is unpacked with its sha256 matched and its versions suit the server, while the
-    // other checks finish (the full read of the dump, the other parts' checksums, the member list). The side
-    // database is this restore's own: if any check fails it is dropped, and the live database, the folders and the
-    // application are touched only once every check has passed. Archives without checksums (old backup.sh ones)
-    // and prompts load after the checks.
-    const stamp = restoreStamp(new Date());
-    const temp = sideDatabaseName(target, 'restore', stamp);
-    const safe = uninterruptible(ctx);
-    const loadEarly = ctx.global.yes && !dry && (ctx.env.appEnv !== 'production' || Boolean(ctx.opts.force));
-    let early: EarlyLoad | undefined;
-    let swapped = false;
-    ctx.onCleanup(async () => { if (early && !swapped) await early.cancel(); });
-    const startEarly = (dump: string, versions: Promise<void>): EarlyLoad => {
-      const stop = new AbortController();
-      const signal = AbortSignal.any([ctx.signal, stop.signal]);
-      const lctx: TaskContext = { ...ctx, signal, runner: createRunner({ log: ctx.log, env: ctx.runner.env, cwd: ctx.root, signal }), probe: createRunner({ log: ctx.probe.log, env: ctx.probe.env, cwd: ctx.root, signal }) };
-      const t0 = Date.now();
-      const done = settle((async () => {
-        await versions;
-        ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs}) while the checks finish`);
-        await pg.createDatabase(lctx, t, temp, t.user);
-        await pg.restoreDump(lctx, t, { file: dump, database: temp, jobs, format: 'custom' });
-        ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
-      })());
-      let cancelled: Promise<void> | undefined;
-      return {
-        done,
-        cancel: () => (cancelled ??= (async () => {
-          stop.abort('SIGTERM');
-          await done;
-          await pg.dropDatabase(safe, t, temp, { force: true, serverMajor }).catch((e: unknown) => ctx.log.warn(`could not drop ${temp}: ${(e as Error).message}`));
-        })()),
-      };
     };
     if (dry && loc.downloaded) {
       ctx.log.info(`[dry-run] would verify ${name} (manifest checksums, members, a full read of the dump, PostgreSQL version) once downloaded`);
@@ -390,6 +350,7 @@ export const restore = defineTask({
       try {
         manifest = await archiveMod.readManifest(loc.file);
         selected = selectParts(ctx.opts.only, manifest.parts);
+        // From the manifest alone, so before anything is unpacked.
         checkOrigin(ctx, name, manifest);
         // extractArchive lists and checks every member before writing anything; a dry run only lists them.
         if (dry) archiveMod.checkMembers(loc.file, await archiveMod.listMembers(loc.file), manifest);
@@ -404,14 +365,7 @@ export const restore = defineTask({
           // unpacked and its checksum matched, while the other parts are still unpacking.
           const res = await archiveMod.extractArchive(loc.file, work, {
             only: (p) => selected.has(p.name), signal: ctx.signal,
-            onPart: (p, file) => {
-              if (p.kind !== 'database' || dumpCheck) return;
-              const versions = checkVersions(file, manifest!);
-              versions.catch(() => undefined);
-              dumpCheck = settle(checkDump(file, manifest!, versions));
-              // onPart comes once the part's sha256 matched the manifest's.
-              if (loadEarly && p.sha256 && !manifest!.legacy) early = startEarly(file, versions);
-            },
+            onPart: (p, file) => { if (p.kind === 'database' && !dumpCheck) dumpCheck = settle(checkDump(file, manifest!)); },
           }).catch(async (err: unknown) => { await dumpCheck; throw err; });
           files = res.files;
           if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
@@ -466,6 +420,8 @@ export const restore = defineTask({
     }
 
     // 5–7. Stop the app, restore, swap, start, check. Every change registers its undo first.
+    const safe = uninterruptible(ctx);
+    const stamp = restoreStamp(new Date());
     const undo: Undo[] = [];
     const commit: Array<() => Promise<void>> = [];
     const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
@@ -477,7 +433,6 @@ export const restore = defineTask({
     const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && targetExists);
 
     try {
-      if (early) undo.push({ what: `drop ${temp}`, run: () => early!.cancel() });
       if (project && appServices.length) {
         const { containerStates } = await import('./compose.ts');
         const states = await (earlyStates ?? containerStates(ctx.probe, project, appServices));
@@ -500,23 +455,18 @@ export const restore = defineTask({
 
       if (dbPart) {
         const dump = files[dbPart.name] ?? path.join(work, dbPart.file);
+        const temp = sideDatabaseName(target, 'restore', stamp);
         // A previous copy kept by an earlier restore in the same second (--keep-old) keeps its name: this one gets _2, _3, …
         let old = sideDatabaseName(target, 'old', stamp);
         for (let n = 2; targetExists && !dry && (await pg.databaseExists(ctx, t, old)); n++) old = sideDatabaseName(target, 'old', `${stamp}_${n}`);
-        if (early) {
-          const error = await early.done;
-          if (error) throw error;
-        } else {
-          ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs})`);
-          undo.push({ what: `drop ${temp}`, run: () => pg.dropDatabase(safe, t, temp, { force: true }) });
-          await pg.createDatabase(ctx, t, temp, t.user);
-          const t0 = Date.now();
-          if (dry) await ctx.runner.run(pg.clientCmd(t.mode === 'compose' ? project : undefined, t, 'pg_restore', pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump })));
-          else await pg.restoreDump(ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
-          ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
-        }
+        ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs})`);
+        undo.push({ what: `drop ${temp}`, run: () => pg.dropDatabase(safe, t, temp, { force: true }) });
+        await pg.createDatabase(ctx, t, temp, t.user);
+        const t0 = Date.now();
+        if (dry) await ctx.runner.run(pg.clientCmd(t.mode === 'compose' ? project : undefined, t, 'pg_restore', pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump })));
+        else await pg.restoreDump(ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
+        ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
         ctx.log.step(`swapping ${temp} in as ${target}`);
-        swapped = true; // from here on, the side database's name belongs to the swap (and its undo)
         if (targetExists) {
           await pg.swapDatabases(ctx, t, { live: target, incoming: temp, aside: old, serverMajor });
           undo.push({ what: `put ${target} back`, run: async () => {
@@ -586,9 +536,6 @@ export const restore = defineTask({
     ctx.log.success(`${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`);
   },
 });
-
-/** A database load started while the checks finish: `done` settles to its error, if any; `cancel` stops it and drops the side database. */
-interface EarlyLoad { done: Promise<unknown>; cancel: () => Promise<void> }
 
 /** A backup from another project or APP_ENV is refused unless --force (old backup.sh archives do not say). */
 function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest): void {
