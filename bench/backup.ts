@@ -96,7 +96,8 @@ rm -rf "$T"`;
       // Step lines carry a timestamp without a terminal: seconds since the first one, for the breakdown below.
       const steps = m.stderr.split('\n').map((l) => /^\[(\S+)\] (.*)$/.exec(l)).filter((x): x is RegExpExecArray => Boolean(x));
       const t0 = steps.length ? Date.parse(steps[0]![1]!) : 0;
-      phases = steps.filter((x) => !/^(archive|check): /.test(x[2]!)).map((x) => `+${((Date.parse(x[1]!) - t0) / 1000).toFixed(0)} s ${x[2]!.replace(/\/tmp\/[^ ]*\//g, '')}`).join('\n');
+      // Progress lines (… MB/s) left out.
+      phases = steps.filter((x) => !/\/s$/.test(x[2]!)).map((x) => `+${((Date.parse(x[1]!) - t0) / 1000).toFixed(0)} s ${x[2]!.replace(/\/tmp\/[^ ]*\//g, '')}`).join('\n');
       const secs = (re: RegExp) => { const m2 = re.exec(m.stderr); return m2 ? Number(m2[1]) * (m2[2] === 'ms' ? 0.001 : 1) : NaN; };
       dumps.push(secs(/database: [\d.]+ \S+ in ([\d.]+) (s|ms)/));
       uploads.push(secs(/uploaded [\d.]+ \S+ in ([\d.]+) (s|ms)/));

@@ -214,7 +214,7 @@ async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hoo
     const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
     const fragment = ctx.global.dryRun ? undefined : (async () => {
       const { writeFragment } = await mods.archive();
-      return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), { signal: ctx.signal });
+      return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), { signal: ctx.signal, onBytes: progress(ctx, p.name) });
     })();
     const [ran, frag] = await Promise.allSettled([run, fragment]);
     try {
