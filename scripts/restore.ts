@@ -329,6 +329,8 @@ export const restore = defineTask({
     let selected = new Set<string>();
     /** Versions (server vs dump) and a full read of the dump; settles to its error, if any. */
     let dumpCheck: Promise<unknown> | undefined;
+    /** Folder part → its checked member names (listFolderPart), started as each part is unpacked. */
+    const listings = new Map<string, Promise<string[]>>();
     let serverMajor: number | undefined;
     const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
     const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
@@ -365,7 +367,13 @@ export const restore = defineTask({
           // unpacked and its checksum matched, while the other parts are still unpacking.
           const res = await archiveMod.extractArchive(loc.file, work, {
             only: (p) => selected.has(p.name), signal: ctx.signal,
-            onPart: (p, file) => { if (p.kind === 'database' && !dumpCheck) dumpCheck = settle(checkDump(file, manifest!)); },
+            onPart: (p, file) => {
+              if (p.kind === 'database') { if (!dumpCheck) dumpCheck = settle(checkDump(file, manifest!)); return; }
+              // A folder's own tar is listed and checked as soon as it is unpacked, while the rest unpacks.
+              const listing = listFolderPart(ctx, name, p, file);
+              listing.catch(() => undefined);
+              listings.set(p.name, listing);
+            },
           }).catch(async (err: unknown) => { await dumpCheck; throw err; });
           files = res.files;
           if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
@@ -390,6 +398,8 @@ export const restore = defineTask({
       const error = await (dumpCheck ?? settle(checkDump(files[dbPart.name]!, manifest!)));
       if (error) throw error;
     }
+    const names = new Map<string, string[]>();
+    for (const [part, listing] of listings) names.set(part, await listing);
     if (manifest) ctx.log.success(`${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`);
 
     // 3. Confirm.
@@ -448,7 +458,7 @@ export const restore = defineTask({
       const plans: FolderPlan[] = [];
       for (const part of otherParts) {
         const file = files[part.name] ?? path.join(work, part.file);
-        plans.push(await planFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target }));
+        plans.push(await planFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target, names: names.get(part.name) }));
       }
       staging = Promise.all(plans.map((pl) => pl.stage()));
       staging.catch(() => undefined);
@@ -551,40 +561,54 @@ function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest):
 interface FolderPlan { stage: () => Promise<void>; swap: () => Promise<void> }
 
 /** A folder part (volume in a service, or a path on the host): checked now, staged beside the folder, swapped in later, the previous entries kept until the end. */
+const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(part.format).includes('gz');
+
+/**
+ * The member names of a folder part's own tar, checked like the archive's members: an absolute path, `../`, a link
+ * pointing outside or anything but files, folders and links refuses the whole backup. Part of the verification,
+ * so it runs before anything is touched.
+ */
+async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
+  const r = await ctx.probe.run({ argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'], stdout: 'capture', stderr: 'capture' });
+  const names: string[] = [];
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
+    if (!m) continue;
+    const type = m[1]!;
+    let n = m[2]!;
+    let target: string | undefined;
+    if (type === 'l') [n, target] = n.split(' -> ') as [string, string];
+    if (type === 'h') [n, target] = n.split(' link to ') as [string, string];
+    const norm = n.replace(/^(\.\/)+/, '');
+    const bad = norm.startsWith('/') ? 'absolute path'
+      : norm.split('/').includes('..') ? 'path leaves the folder'
+      : (type === 'l' && target !== undefined && (target.startsWith('/') || path.posix.normalize(path.posix.join(path.posix.dirname(norm), target)).startsWith('..'))) ? `link to ${target} points outside`
+      : (type === 'h' && target !== undefined && (target.startsWith('/') || target.split('/').includes('..'))) ? `hard link to ${target} points outside`
+      : !['-', 'd', 'l', 'h'].includes(type) ? `not a regular file (${type})` : undefined;
+    if (bad) throw new TaskError(`${backup}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
+    names.push(n);
+  }
+  return names;
+}
+
 async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
   part: ManifestPart; file: string; project: import('./compose.ts').ComposeProject | undefined; name: string; stamp: string;
   undo: Undo[]; commit: Array<() => Promise<void>>; fromDb?: string; toDb: string;
+  /** The part's member names (listFolderPart), read during the verification; none in a dry run. */
+  names?: string[];
 }): Promise<FolderPlan> {
   const { part, file, project } = o;
-  const gz = /\.gz$/.test(part.file) || String(part.format).includes('gz') ? '1' : '';
+  const gz = isGzipPart(part) ? '1' : '';
   const cfg = ctx.config.backupParts.find((p) => p.name === part.name);
   const isVolume = part.kind === 'volume';
   const dest = isVolume ? (part.path ?? (cfg?.kind === 'volume' ? cfg.path : undefined)) : path.resolve(ctx.root, part.path ?? (cfg?.kind === 'path' ? cfg.path : part.name));
   if (!dest) throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, { exitCode: ExitCode.usage });
   const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
   const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
-  // Inner member names decide the layout (old archives hold the folder itself) and are checked like the outer ones.
+  // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
-  if (!ctx.runner.dryRun) {
-    const r = await ctx.probe.run({ argv: ['tar', `-t${gz ? 'z' : ''}vf`, file, '--numeric-owner'], stdout: 'capture', stderr: 'capture' });
-    const names: string[] = [];
-    for (const line of r.stdout.split('\n').filter(Boolean)) {
-      const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
-      if (!m) continue;
-      const type = m[1]!;
-      let n = m[2]!;
-      let target: string | undefined;
-      if (type === 'l') [n, target] = n.split(' -> ') as [string, string];
-      if (type === 'h') [n, target] = n.split(' link to ') as [string, string];
-      const norm = n.replace(/^(\.\/)+/, '');
-      const bad = norm.startsWith('/') ? 'absolute path'
-        : norm.split('/').includes('..') ? 'path leaves the folder'
-        : (type === 'l' && target !== undefined && (target.startsWith('/') || path.posix.normalize(path.posix.join(path.posix.dirname(norm), target)).startsWith('..'))) ? `link to ${target} points outside`
-        : (type === 'h' && target !== undefined && (target.startsWith('/') || target.split('/').includes('..'))) ? `hard link to ${target} points outside`
-        : !['-', 'd', 'l', 'h'].includes(type) ? `not a regular file (${type})` : undefined;
-      if (bad) throw new TaskError(`${o.name}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
-      names.push(n);
-    }
+  const names = o.names ?? (ctx.runner.dryRun ? undefined : await listFolderPart(ctx, o.name, part, file));
+  if (names) {
     layout = folderLayout(names, path.posix.basename(isVolume ? dest : part.path ?? part.name), part.name === 'filestore' || /filestore/.test(dest) ? (o.fromDb || o.toDb) : undefined);
   }
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';

@@ -320,6 +320,25 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
 
+  it('a folder part whose own tar holds a link pointing outside: refused while verifying, before any prompt (exit 3), nothing touched', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const evil = tmp('ct-evil-');
+    fs.mkdirSync(path.join(evil, 'my_module'));
+    fs.writeFileSync(path.join(evil, 'my_module', '__manifest__.py'), "{'name': 'evil'}\n");
+    fs.symlinkSync('/etc/passwd', path.join(evil, 'my_module', 'passwd'));
+    const name = `${PROJECT}_backup_2026-04-13_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, evil);
+    // No --yes and no terminal: the confirmation would refuse, so this error shows the check came first.
+    const r = await restoreRun(root, db, ['restore', name]);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, /addons\.tar is refused: \.\/my_module\/passwd: link to \/etc\/passwd points outside/);
+    expect(r.stderr).not.toMatch(/no terminal/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+  });
+
   it('a dump from a newer PostgreSQL major than the server: refused with both versions named (exit 6)', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
