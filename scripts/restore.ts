@@ -331,6 +331,7 @@ export const restore = defineTask({
     let dumpCheck: Promise<unknown> | undefined;
     /** Folder part → its checked member names (listFolderPart), started as each part is unpacked. */
     const listings = new Map<string, Promise<string[]>>();
+    const names = new Map<string, string[]>();
     let serverMajor: number | undefined;
     const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
     const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
@@ -376,6 +377,7 @@ export const restore = defineTask({
             },
           }).catch(async (err: unknown) => { await dumpCheck; throw err; });
           files = res.files;
+          for (const [part, listing] of listings) names.set(part, await listing);
           if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
         }
       } catch (err) {
@@ -398,8 +400,6 @@ export const restore = defineTask({
       const error = await (dumpCheck ?? settle(checkDump(files[dbPart.name]!, manifest!)));
       if (error) throw error;
     }
-    const names = new Map<string, string[]>();
-    for (const [part, listing] of listings) names.set(part, await listing);
     if (manifest) ctx.log.success(`${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`);
 
     // 3. Confirm.
@@ -560,7 +560,6 @@ function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest):
 
 interface FolderPlan { stage: () => Promise<void>; swap: () => Promise<void> }
 
-/** A folder part (volume in a service, or a path on the host): checked now, staged beside the folder, swapped in later, the previous entries kept until the end. */
 const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(part.format).includes('gz');
 
 /**
@@ -591,6 +590,7 @@ async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPa
   return names;
 }
 
+/** A folder part (volume in a service, or a path on the host): staged beside the folder, swapped in later, the previous entries kept until the end. */
 async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
   part: ManifestPart; file: string; project: import('./compose.ts').ComposeProject | undefined; name: string; stamp: string;
   undo: Undo[]; commit: Array<() => Promise<void>>; fromDb?: string; toDb: string;
