@@ -37,24 +37,24 @@ export async function hashFile(file: string, signal?: AbortSignal): Promise<{ si
   return { size, sha256: h.digest('hex') };
 }
 
-const DIGEST_WORKER = `const { parentPort, workerData: w } = require('node:worker_threads');
-const fs = require('node:fs'), h = require('node:crypto').createHash(w.algorithm), b = Buffer.allocUnsafe(1 << 20), fd = fs.openSync(w.file, 'r');
+const MD5_WORKER = `const { parentPort, workerData: w } = require('node:worker_threads');
+const fs = require('node:fs'), h = require('node:crypto').createHash('md5'), b = Buffer.allocUnsafe(1 << 20), fd = fs.openSync(w.file, 'r');
 try { for (let n; (n = fs.readSync(fd, b, 0, b.length, null)) > 0;) h.update(b.subarray(0, n)); } finally { fs.closeSync(fd); }
 parentPort.postMessage(h.digest('hex'));`;
 
 /**
- * A file's digest computed on another thread, so it runs beside work that keeps this one busy (the archive check).
+ * A file's MD5 computed on another thread, so it runs beside work that keeps this one busy (the archive check).
  * The upload compares it with the object's ETag. Ends at once when the signal aborts.
  */
-export function digestInWorker(file: string, algorithm: 'md5' | 'sha256', signal?: AbortSignal): Promise<string> {
+export function md5InWorker(file: string, signal?: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
-    const w = new Worker(DIGEST_WORKER, { eval: true, workerData: { file, algorithm } });
+    const w = new Worker(MD5_WORKER, { eval: true, workerData: { file } });
     const onAbort = () => { void w.terminate(); reject(Object.assign(new Error('aborted'), { name: 'AbortError' })); };
     signal?.addEventListener('abort', onAbort, { once: true });
     w.once('message', (hex: string) => resolve(hex));
     w.once('error', reject);
-    w.once('exit', (code) => { signal?.removeEventListener('abort', onAbort); if (code !== 0) reject(new Error(`digest of ${file}: worker exited ${code}`)); });
+    w.once('exit', (code) => { signal?.removeEventListener('abort', onAbort); if (code !== 0) reject(new Error(`MD5 of ${file}: worker exited ${code}`)); });
   });
 }
 
@@ -476,22 +476,17 @@ export async function extractArchive(archive: string, dir: string, o: { only?: (
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-export interface ArchiveInput {
-  /** Member name (flat). */
-  name: string;
-  /** A file to copy in, or bytes (the manifest). */
-  file?: string;
-  data?: Buffer;
-  /** A member writeFragment already wrote (tar header, data and padding, as gzip members): copied byte for byte. */
-  fragment?: string;
-  /**
-   * Deflate level for this member: 0 stores (already compressed data), 1 for text, 'auto' chooses per 64 KB piece
-   * (chunkLevel) for a folder that mixes both, like a filestore of PDFs and images with some text attachments.
-   */
-  level?: 0 | 1 | 'auto';
-}
+/**
+ * One archive member (flat name): bytes (the manifest) or a file, at a deflate level (0 stores already compressed
+ * data such as a dump, 1 for text), or a member writeFragment already wrote (a folder, compressed per 64 KB
+ * piece), copied byte for byte.
+ */
+export type ArchiveInput =
+  | { name: string; data: Buffer; level: 0 | 1 }
+  | { name: string; file: string; level: 0 | 1 }
+  | { name: string; fragment: string };
 
-/** The unit 'auto' decides on: small enough that one piece rarely mixes two files of a filestore. */
+/** The unit a folder's compression is decided on (chunkLevel): small enough that one piece rarely mixes two files of a filestore. */
 const AUTO_PIECE = 64 * 1024;
 
 /**
@@ -615,7 +610,7 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
   let copied = 0;
   try {
     for (const m of members) {
-      if (m.fragment) {
+      if ('fragment' in m) {
         for await (const chunk of fs.createReadStream(m.fragment, { highWaterMark: CHUNK, signal: o.signal })) {
           await g.raw(chunk as Buffer);
           copied += (chunk as Buffer).length;
@@ -623,23 +618,20 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
         }
         continue;
       }
-      const level = m.level ?? 1;
-      await g.setLevel(level === 'auto' ? (g.level ?? 0) : level);
-      const size = m.data ? m.data.length : fs.statSync(m.file!).size;
+      await g.setLevel(m.level);
+      const size = 'data' in m ? m.data.length : fs.statSync(m.file).size;
       await g.push(tarHeader(m.name, size, Date.now()));
       let n = 0;
-      if (m.data) { await g.push(m.data); n = m.data.length; }
+      if ('data' in m) { await g.push(m.data); n = m.data.length; }
       else {
-        for await (const chunk of fs.createReadStream(m.file!, { highWaterMark: CHUNK, signal: o.signal })) {
-          // 'auto' is decided per 64 KB piece; a change of level starts a new gzip member.
-          if (level === 'auto') await g.pushAuto(chunk as Buffer);
-          else await g.push(chunk as Buffer);
+        for await (const chunk of fs.createReadStream(m.file, { highWaterMark: CHUNK, signal: o.signal })) {
+          await g.push(chunk as Buffer);
           n += (chunk as Buffer).length;
           copied += (chunk as Buffer).length;
           o.onBytes?.(copied);
         }
       }
-      if (n !== size) throw new TaskError(`${m.file} changed size while it was archived`);
+      if (n !== size) throw new TaskError(`${'file' in m ? m.file : m.name} changed size while it was archived`);
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
       if (pad) await g.push(Buffer.alloc(pad));
     }
@@ -657,7 +649,7 @@ const headerMember = (name: string, size: number, mtime: number) => zlib.gzipSyn
 
 /**
  * One archive member written ahead, from data arriving as a stream (a folder's tar output still being written):
- * a placeholder tar header, the data compressed per 64 KB piece ('auto'), then its padding, as gzip members;
+ * a placeholder tar header, the data stored or deflated per 64 KB piece (chunkLevel), then its padding, as gzip members;
  * once the size is known the header is rewritten in place (same length). Returns the data's size and sha256,
  * taken from the same bytes. writeArchive copies the result in with `{ fragment }`.
  */

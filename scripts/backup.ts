@@ -378,7 +378,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       return { name, file: final, size: 0, uploaded: false };
     }
 
-    const { writeArchive, checkArchive, digestInWorker } = await mods.archive();
+    const { writeArchive, checkArchive, md5InWorker } = await mods.archive();
     const total = manifestParts.reduce((n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(staging, p.file))).size), 0);
     // The full read followed the dump as it was written; pg_dump then rewrote the table of contents at the file's
     // start (with the data offsets), so that final one is read too (pg_restore --list), while the archive is written.
@@ -394,7 +394,7 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     ctx.log.step('checking the archive: every part\'s size and sha256');
     size = fs.statSync(tmp).size;
     // The archive's MD5, for the upload to compare with the object's ETag, is computed beside the check on another thread.
-    const md5 = s3s ? digestInWorker(tmp, 'md5', ctx.signal).catch(() => undefined) : undefined;
+    const md5 = s3s ? md5InWorker(tmp, ctx.signal).catch(() => undefined) : undefined;
     await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
     const dumpError = (await dumpRead) ?? (await tocRead);
     if (dumpError) throw dumpError instanceof TaskError ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), { exitCode: dumpError.exitCode, hint: 'nothing was written under a final name, uploaded or pruned' }) : dumpError;
@@ -596,7 +596,7 @@ export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<v
   const key = s3m.objectKey(s, name);
   ctx.log.step(`uploading to ${s3m.s3Url(s, key)}`);
   const size = ctx.global.dryRun ? 0 : fs.statSync(file).size;
-  const md5 = ctx.global.dryRun ? undefined : (await mods.archive()).digestInWorker(file, 'md5', ctx.signal).catch(() => undefined);
+  const md5 = ctx.global.dryRun ? undefined : (await mods.archive()).md5InWorker(file, ctx.signal).catch(() => undefined);
   const checkedBy = await s3m.uploadFile(ctx.runner, s, file, key, size, { md5 });
   ctx.log.success(`uploaded ${name}${checkedBy === 'md5' ? ', ETag matches the MD5' : checkedBy === 'size' ? ', size checked' : ''}`);
 }

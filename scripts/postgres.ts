@@ -539,11 +539,15 @@ export async function swapDatabases(ctx: PgContext, t: PgTarget, o: { live: stri
   }
 }
 
-/** DROP (if it exists) and CREATE `name` owned by `owner`, in one psql call: a fresh, empty database. */
+/** DROP DATABASE IF EXISTS, `WITH (FORCE)` on PostgreSQL 13+ when asked (ends remaining sessions). */
+function dropDatabaseSql(name: string, o: { force?: boolean; serverMajor?: number }): string {
+  return `DROP DATABASE IF EXISTS ${quoteIdent(name)}${o.force && (o.serverMajor ?? 13) >= 13 ? ' WITH (FORCE)' : ''}`;
+}
+
+/** DROP (if it exists, forced) and CREATE `name` owned by `owner`, in one psql call: a fresh, empty database. */
 export async function recreateDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string, o: { serverMajor?: number } = {}): Promise<void> {
-  const force = (o.serverMajor ?? 13) >= 13 ? ' WITH (FORCE)' : '';
   try {
-    await psqlQuery(ctx, t, [`DROP DATABASE IF EXISTS ${quoteIdent(name)}${force}`, `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`], { database: MAINTENANCE_DB });
+    await psqlQuery(ctx, t, [dropDatabaseSql(name, { force: true, serverMajor: o.serverMajor }), `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`], { database: MAINTENANCE_DB });
   } catch (err) {
     throw inUse(err, name);
   }
@@ -553,11 +557,9 @@ export async function createDatabase(ctx: PgContext, t: PgTarget, name: string, 
   await psqlQuery(ctx, t, `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`, { database: MAINTENANCE_DB });
 }
 
-/** DROP DATABASE IF EXISTS, `WITH (FORCE)` on PostgreSQL 13+ when asked (ends remaining sessions). */
 export async function dropDatabase(ctx: PgContext, t: PgTarget, name: string, o: { force?: boolean; serverMajor?: number } = {}): Promise<void> {
-  const force = o.force && (o.serverMajor ?? 13) >= 13;
   try {
-    await psqlQuery(ctx, t, `DROP DATABASE IF EXISTS ${quoteIdent(name)}${force ? ' WITH (FORCE)' : ''}`, { database: MAINTENANCE_DB });
+    await psqlQuery(ctx, t, dropDatabaseSql(name, o), { database: MAINTENANCE_DB });
   } catch (err) {
     throw inUse(err, name);
   }

@@ -607,9 +607,8 @@ async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
   const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
   // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
-  const names = o.names ?? (ctx.runner.dryRun ? undefined : await listFolderPart(ctx, o.name, part, file));
-  if (names) {
-    layout = folderLayout(names, path.posix.basename(isVolume ? dest : part.path ?? part.name), part.name === 'filestore' || /filestore/.test(dest) ? (o.fromDb || o.toDb) : undefined);
+  if (o.names) {
+    layout = folderLayout(o.names, path.posix.basename(isVolume ? dest : part.path ?? part.name), part.name === 'filestore' || /filestore/.test(dest) ? (o.fromDb || o.toDb) : undefined);
   }
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
