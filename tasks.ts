@@ -31,7 +31,10 @@ export const config = defineConfig({
   ],
   appServices: ['odoo'],
   urls: { Odoo: 'http://localhost:${ODOO_PORT:-8069}' },
-  healthCheck: { service: 'odoo', command: ['sh', '-c', 'curl -fsS http://localhost:8069/web/health || wget -qO- http://localhost:8069/web/health'] },
+  healthCheck: {
+    service: 'odoo',
+    command: ['sh', '-c', 'curl -fsS http://localhost:8069/web/health || wget -qO- http://localhost:8069/web/health'],
+  },
   // The node binary cron-install writes into the crontab line (cron's PATH has no node).
   nodePath: process.execPath,
 });
@@ -40,17 +43,29 @@ export const config = defineConfig({
 const myTasks: AnyTask[] = [
   defineTask({
     name: 'odoo-shell',
-    description: 'Odoo\'s Python shell on the application database',
+    description: "Odoo's Python shell on the application database",
     group: 'custom',
     async run(ctx) {
       const { compose } = await import('./scripts/compose.ts');
       const db = ctx.env.require('POSTGRES_DB');
-      await ctx.runner.run({ argv: compose.exec(await ctx.compose(), 'odoo', ['odoo', 'shell', `--database=${db}`, '--no-http'], { tty: ctx.interactive }), stdin: 'inherit', stderr: 'inherit' });
+      await ctx.runner.run({
+        argv: compose.exec(await ctx.compose(), 'odoo', ['odoo', 'shell', `--database=${db}`, '--no-http'], { tty: ctx.interactive }),
+        stdin: 'inherit',
+        stderr: 'inherit',
+      });
     },
   }),
 ];
 
-export const tasks: AnyTask[] = [...stackTasks, ...databaseTasks, ...backupTasks, ...restoreTasks, ...cronTasks, ...operatorTasks, ...myTasks];
+export const tasks: AnyTask[] = [
+  ...stackTasks,
+  ...databaseTasks,
+  ...backupTasks,
+  ...restoreTasks,
+  ...cronTasks,
+  ...operatorTasks,
+  ...myTasks,
+];
 
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
 if (bin || import.meta.url === pathToFileURL(entry).href) {

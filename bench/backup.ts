@@ -13,8 +13,6 @@ const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
 const RUNS = 3;
 
-
-
 /** A filestore like Odoo's: hashed folders of attachments, mostly incompressible (PDFs, images), some text. */
 function makeFilestore(dir: string, mb: number): void {
   let left = mb * 1024 * 1024;
@@ -23,7 +21,10 @@ function makeFilestore(dir: string, mb: number): void {
     const sub = path.join(dir, crypto.randomBytes(1).toString('hex'));
     fs.mkdirSync(sub, { recursive: true });
     const size = Math.min(left, 64 * 1024 + ((i * 7919) % (900 * 1024)));
-    const data = i % 10 === 9 ? Buffer.from('<html><body>invoice line\n</body></html>\n'.repeat(Math.ceil(size / 40))).subarray(0, size) : crypto.randomBytes(size);
+    const data =
+      i % 10 === 9
+        ? Buffer.from('<html><body>invoice line\n</body></html>\n'.repeat(Math.ceil(size / 40))).subarray(0, size)
+        : crypto.randomBytes(size);
     fs.writeFileSync(path.join(sub, crypto.randomBytes(20).toString('hex')), data);
     left -= size;
     i++;
@@ -37,10 +38,25 @@ try {
   const db = await createTestDatabaseInfo(pg.info, 'bench_bk');
   await pgbenchInit(pg.info, db.name, scale);
 
-  const project = await makeProject({ env: { DATABASE_URL: db.url, S3_BUCKET: s3.info.bucket, S3_ENDPOINT: s3.info.endpoint, S3_REGION: s3.info.region, S3_PREFIX: 'new/', AWS_ACCESS_KEY_ID: s3.info.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.info.secretAccessKey } });
+  const project = await makeProject({
+    env: {
+      DATABASE_URL: db.url,
+      S3_BUCKET: s3.info.bucket,
+      S3_ENDPOINT: s3.info.endpoint,
+      S3_REGION: s3.info.region,
+      S3_PREFIX: 'new/',
+      AWS_ACCESS_KEY_ID: s3.info.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.info.secretAccessKey,
+    },
+  });
   // URL mode with the filestore as a host folder: no Docker needed.
   const tasksFile = path.join(project.dir, 'tasks.ts');
-  fs.writeFileSync(tasksFile, fs.readFileSync(tasksFile, 'utf8').replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'data/filestore' }"));
+  fs.writeFileSync(
+    tasksFile,
+    fs
+      .readFileSync(tasksFile, 'utf8')
+      .replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'data/filestore' }"),
+  );
   const filestore = path.join(project.dir, 'data', 'filestore');
   process.stderr.write(`filestore ${filestoreMb} MB ...\n`);
   makeFilestore(filestore, filestoreMb);
@@ -48,7 +64,8 @@ try {
   const node = process.execPath;
   const bin = path.join(project.dir, 'bin', 'tasks.mjs');
   const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(base)) if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+  for (const k of Object.keys(base))
+    if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
 
   // The old backup.sh: pg_dump to a temp file, tar czf the filestore and addons, tar czf everything, aws s3 cp.
   // Its pg_dump and its upload are timed inside each run (stderr): the two steps any backup has to run.
@@ -66,7 +83,17 @@ aws --endpoint-url "$S3" s3 cp "$2" "s3://$BUCKET/old/$(basename "$2")" --only-s
 t3=$(date +%s.%N)
 echo "old-steps pg_dump $(awk "BEGIN{print $t1-$t0}") upload $(awk "BEGIN{print $t3-$t2}")" >&2
 rm -rf "$T"`;
-  const oldEnv: NodeJS.ProcessEnv = { ...base, ...awsEnv(s3.info), PGHOST: pg.info.host, PGPORT: String(pg.info.port), PGUSER: db.user, PGPASSWORD: db.password, PGDATABASE: db.name, S3: s3.info.endpoint, BUCKET: s3.info.bucket };
+  const oldEnv: NodeJS.ProcessEnv = {
+    ...base,
+    ...awsEnv(s3.info),
+    PGHOST: pg.info.host,
+    PGPORT: String(pg.info.port),
+    PGUSER: db.user,
+    PGPASSWORD: db.password,
+    PGDATABASE: db.name,
+    S3: s3.info.endpoint,
+    BUCKET: s3.info.bucket,
+  };
 
   await measure([node, bin, '--list'], { env: base, cwd: project.dir }).catch(() => undefined); // warm the bundle cache
   // One untimed run of each first: the database and filestore pages are then in memory for both sides alike.
@@ -94,11 +121,20 @@ rm -rf "$T"`;
       tasks.push(m.seconds);
       peaks.push(m.nodePeakMb!);
       // Step lines carry a timestamp without a terminal: seconds since the first one, for the breakdown below.
-      const steps = m.stderr.split('\n').map((l) => /^\[(\S+)\] (.*)$/.exec(l)).filter((x): x is RegExpExecArray => Boolean(x));
+      const steps = m.stderr
+        .split('\n')
+        .map((l) => /^\[(\S+)\] (.*)$/.exec(l))
+        .filter((x): x is RegExpExecArray => Boolean(x));
       const t0 = steps.length ? Date.parse(steps[0]![1]!) : 0;
       // Progress lines (… MB/s) left out.
-      phases = steps.filter((x) => !/\/s$/.test(x[2]!)).map((x) => `+${((Date.parse(x[1]!) - t0) / 1000).toFixed(0)} s ${x[2]!.replace(/\/tmp\/[^ ]*\//g, '')}`).join('\n');
-      const secs = (re: RegExp) => { const m2 = re.exec(m.stderr); return m2 ? Number(m2[1]) * (m2[2] === 'ms' ? 0.001 : 1) : NaN; };
+      phases = steps
+        .filter((x) => !/\/s$/.test(x[2]!))
+        .map((x) => `+${((Date.parse(x[1]!) - t0) / 1000).toFixed(0)} s ${x[2]!.replace(/\/tmp\/[^ ]*\//g, '')}`)
+        .join('\n');
+      const secs = (re: RegExp) => {
+        const m2 = re.exec(m.stderr);
+        return m2 ? Number(m2[1]) * (m2[2] === 'ms' ? 0.001 : 1) : NaN;
+      };
       dumps.push(secs(/database: [\d.]+ \S+ in ([\d.]+) (s|ms)/));
       uploads.push(secs(/uploaded [\d.]+ \S+ in ([\d.]+) (s|ms)/));
       const files = fs.readdirSync(path.join(project.dir, 'backup')).filter((f) => f.endsWith('.tar.gz'));
@@ -109,13 +145,22 @@ rm -rf "$T"`;
       const m = await measure(['bash', '-c', oldScript, 'bash', project.dir, oldFile], { env: oldEnv });
       old.push(m.seconds);
       const st = /old-steps pg_dump ([\d.]+) upload ([\d.]+)/.exec(m.stderr);
-      if (st) { oldDump.push(Number(st[1])); oldUpload.push(Number(st[2])); }
+      if (st) {
+        oldDump.push(Number(st[1]));
+        oldUpload.push(Number(st[2]));
+      }
       oldSize = fs.statSync(oldFile).size;
       fs.rmSync(oldFile);
       process.stderr.write(`old approach: ${m.seconds.toFixed(1)} s\n`);
     };
     // Alternate the order so neither side always runs on a warmer cache.
-    if (i % 2) { await runOld(); await runTasks(); } else { await runTasks(); await runOld(); }
+    if (i % 2) {
+      await runOld();
+      await runTasks();
+    } else {
+      await runTasks();
+      await runOld();
+    }
     await new Promise((r) => setTimeout(r, 1100)); // a new backup name
   }
   const keys = await listKeys(s3.info);

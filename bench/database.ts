@@ -9,8 +9,6 @@ import { adminQuery, createTestDatabaseInfo, pgbenchInit, quoteIdent, startPostg
 const scale = Number(process.argv[2] ?? 50);
 const RUNS = Number(process.argv[3] ?? 7);
 
-
-
 const { info, stop } = await startPostgres();
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-db-'));
 try {
@@ -25,7 +23,12 @@ try {
   const conn = connAs(src.user);
   const node = process.execPath;
   const bin = path.join(root, 'bin', 'tasks.mjs');
-  const tasksEnv = (url: string) => ({ ...process.env, DATABASE_URL: url, POSTGRES_PASSWORD: 'unused-in-url-mode', APP_ENV: 'development' });
+  const tasksEnv = (url: string) => ({
+    ...process.env,
+    DATABASE_URL: url,
+    POSTGRES_PASSWORD: 'unused-in-url-mode',
+    APP_ENV: 'development',
+  });
 
   const exp = { tasks: [] as number[], hand: [] as number[], peak: [] as number[] };
   const full = { tasks: [] as number[], hand: [] as number[], peak: [] as number[] };
@@ -54,10 +57,21 @@ try {
       exp.hand.push(s);
       full.hand.push(s);
     };
-    if (i % 2) { await runHand(); await runTasks(); await runFull(); } else { await runFull(); await runTasks(); await runHand(); }
+    if (i % 2) {
+      await runHand();
+      await runTasks();
+      await runFull();
+    } else {
+      await runFull();
+      await runTasks();
+      await runHand();
+    }
     dumpBytes = fs.statSync(a).size;
     fs.rmSync(`${a}.full`);
-    if (i > 0) { fs.rmSync(a); fs.rmSync(b); }
+    if (i > 0) {
+      fs.rmSync(a);
+      fs.rmSync(b);
+    }
   }
   const dump = path.join(work, 'tasks-0.dump');
 
@@ -72,12 +86,32 @@ try {
       // The same restore by hand, into a fresh database: create it, pg_restore with the same flags.
       const fresh = `${dst.name}_hand`;
       const t0 = process.hrtime.bigint();
-      await measure(['psql', ...connAs(dst.user), '-X', '--dbname', 'postgres', '-c', `CREATE DATABASE ${quoteIdent(fresh)} OWNER ${quoteIdent(dst.user)}`], { env: { ...process.env, PGPASSWORD: dst.password } });
-      await measure(['pg_restore', ...connAs(dst.user), '--no-owner', '--no-acl', `--role=${dst.user}`, '--exit-on-error', '--dbname', fresh, dump], { env: { ...process.env, PGPASSWORD: dst.password } });
+      await measure(
+        [
+          'psql',
+          ...connAs(dst.user),
+          '-X',
+          '--dbname',
+          'postgres',
+          '-c',
+          `CREATE DATABASE ${quoteIdent(fresh)} OWNER ${quoteIdent(dst.user)}`,
+        ],
+        { env: { ...process.env, PGPASSWORD: dst.password } },
+      );
+      await measure(
+        ['pg_restore', ...connAs(dst.user), '--no-owner', '--no-acl', `--role=${dst.user}`, '--exit-on-error', '--dbname', fresh, dump],
+        { env: { ...process.env, PGPASSWORD: dst.password } },
+      );
       imp.hand.push(Number(process.hrtime.bigint() - t0) / 1e9);
       await adminQuery(info, 'postgres', `DROP DATABASE ${quoteIdent(fresh)}`);
     };
-    if (i % 2) { await runHand(); await runTasks(); } else { await runTasks(); await runHand(); }
+    if (i % 2) {
+      await runHand();
+      await runTasks();
+    } else {
+      await runTasks();
+      await runHand();
+    }
     if (i === 0) {
       const got = await tableFingerprint(info, dst.name);
       if (JSON.stringify(got) !== JSON.stringify(srcPrint)) throw new Error('imported database differs from the source');
@@ -98,7 +132,10 @@ try {
     '',
     '| operation | tasks (s) | by hand (s) | ratio | node peak RSS (MB) | baseline |',
     '|---|---|---|---|---|---|',
-    ...rows.map(([name, m, base]) => `| ${name} | ${f(median(m.tasks))} | ${f(median(m.hand))} | ${ratio(m.tasks, m.hand).toFixed(2)}× | ${Math.max(...m.peak).toFixed(0)} | \`${base}\` |`),
+    ...rows.map(
+      ([name, m, base]) =>
+        `| ${name} | ${f(median(m.tasks))} | ${f(median(m.hand))} | ${ratio(m.tasks, m.hand).toFixed(2)}× | ${Math.max(...m.peak).toFixed(0)} | \`${base}\` |`,
+    ),
     '',
     `Targets: node peak RSS < 150 MB — ${peak < 150 ? 'met' : 'NOT met'} (${peak.toFixed(0)} MB, VmHWM of the node process alone, sampled every 50 ms); ` +
       `wall time ≤ 1.1× by hand — export ${ratio(exp.tasks, exp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(exp.tasks, exp.hand).toFixed(2)}×; with --verify ${ratio(full.tasks, full.hand) <= 1.1 ? 'met' : 'NOT met'}, ${ratio(full.tasks, full.hand).toFixed(2)}×), import ${ratio(imp.tasks, imp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(imp.tasks, imp.hand).toFixed(2)}×).`,

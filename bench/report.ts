@@ -12,12 +12,22 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-export interface Timing { seconds: number; maxRssKb: number; code: number; stderr: string }
+export interface Timing {
+  seconds: number;
+  maxRssKb: number;
+  code: number;
+  stderr: string;
+}
 
 /** Runs a whole process under GNU time: wall seconds and the peak RSS of the process (the largest of it and its waited-for children). */
 export function timeProcess(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Timing {
   const out = path.join(fs.mkdtempSync('/tmp/bench-'), 'time');
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', out, ...argv], { cwd: opts.cwd ?? root, env: opts.env ?? process.env, input: opts.input, stdio: [opts.input ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', out, ...argv], {
+    cwd: opts.cwd ?? root,
+    env: opts.env ?? process.env,
+    input: opts.input,
+    stdio: [opts.input ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+  });
   const [sec = '0', rss = '0'] = fs.readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ');
   if (r.status !== 0) process.stderr.write(`bench: ${argv.join(' ')} exited ${r.status}: ${String(r.stderr).slice(-500)}\n`);
   return { seconds: Number(sec), maxRssKb: Number(rss), code: r.status ?? 1, stderr: String(r.stderr ?? '') };
@@ -37,7 +47,11 @@ export const machine = (): string => {
   return `${new Date().toISOString().slice(0, 10)}, ${cpu}, ${spawnSync('nproc').stdout.toString().trim()} cores, Node ${process.version}`;
 };
 
-export interface Measured { seconds: number; nodePeakMb?: number; stderr: string }
+export interface Measured {
+  seconds: number;
+  nodePeakMb?: number;
+  stderr: string;
+}
 
 /** Wall time of a process; with watchNode, the peak RSS of that process alone (VmHWM sampled from /proc), not of its children. */
 export function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; watchNode?: boolean }): Promise<Measured> {
@@ -51,7 +65,9 @@ export function measure(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: strin
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
         if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-      } catch { /* exited */ }
+      } catch {
+        /* exited */
+      }
     };
     const timer = o.watchNode ? setInterval(sample, 25) : undefined;
     child.on('error', reject);

@@ -38,10 +38,20 @@ try {
     .replace(/appServices: \[[^\]]*\]/, 'appServices: []')
     .replace(/\n\s*healthCheck: .*\n/, '\n');
   fs.writeFileSync(path.join(proj, 'tasks.ts'), tasksTs);
-  fs.writeFileSync(path.join(proj, '.env'), [
-    'APP_ENV=development', 'COMPOSE_PROJECT_NAME=bench', `POSTGRES_DB=${db.name}`, `POSTGRES_USER=${db.user}`,
-    `POSTGRES_PASSWORD=${db.password}`, `DATABASE_URL=${db.url}`, 'BACKUP_DIR=backup', '',
-  ].join('\n'), { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(proj, '.env'),
+    [
+      'APP_ENV=development',
+      'COMPOSE_PROJECT_NAME=bench',
+      `POSTGRES_DB=${db.name}`,
+      `POSTGRES_USER=${db.user}`,
+      `POSTGRES_PASSWORD=${db.password}`,
+      `DATABASE_URL=${db.url}`,
+      'BACKUP_DIR=backup',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
   const fsDir = path.join(proj, 'filestore', db.name);
   for (let i = 0; i < filestoreMb; i++) {
     const sub = path.join(fsDir, (i % 256).toString(16).padStart(2, '0'));
@@ -108,13 +118,22 @@ try {
   }
   const safety = timeProcess(tasksCmd(['restore', name, '--yes']), { cwd: proj, env });
   if (safety.code !== 0) throw new Error('tasks restore with a safety backup failed');
-  const dbSize = sh([path.join(info.binDir, 'psql'), '-XAt', '--dbname', db.url, '-c', `SELECT pg_size_pretty(pg_database_size('${db.name}'))`]).trim();
+  const dbSize = sh([
+    path.join(info.binDir, 'psql'),
+    '-XAt',
+    '--dbname',
+    db.url,
+    '-c',
+    `SELECT pg_size_pretty(pg_database_size('${db.name}'))`,
+  ]).trim();
 
   const mt = median(tasks);
   const mo = median(old);
   const ratio = mt / mo;
   const f = (x: number) => x.toFixed(2);
-  writeSection('restore', `
+  writeSection(
+    'restore',
+    `
 ### Restore: \`tasks restore --yes --no-safety-backup\` vs the old restore.sh steps
 
 ${machine()}. Dataset: \`pgbench -i -s ${scale}\` (database ${dbSize}) + ${filestoreMb} MB incompressible filestore (host-path part) + addons; URL mode against a local PostgreSQL 15. Archive ${(archiveSize / 1e6).toFixed(0)} MB made by \`tasks backup\`. ${RUNS} runs each, alternated; medians of whole-process wall time (GNU time).
@@ -139,7 +158,8 @@ whose single COPY and primary-key build \`pg_restore -j\` cannot split${median(o
 With several tables of similar size (a real Odoo database) \`-j\` does more.
 Load average (1 min) at the start and the end: ${load0} and ${os.loadavg()[0]!.toFixed(1)}.
 Run: \`npx tsx bench/restore.ts [scale] [filestoreMB] [runs]\`.
-`);
+`,
+  );
   process.stderr.write(`tasks median ${f(mt)} s, old median ${f(mo)} s: ${ratio.toFixed(2)}x; with safety backup ${f(safety.seconds)} s\n`);
 } finally {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });

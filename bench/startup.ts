@@ -25,7 +25,9 @@ for (let i = 0; i < RUNS; i++) {
 const med = results.map((r) => median(r.map((t) => t.seconds)));
 const rss = results.map((r) => median(r.map((t) => t.maxRssKb)));
 const ratio = med[0]! / med[1]!;
-const rows = cases.map((c, j) => `| ${c.label} | ${med[j]!.toFixed(3)} s | ${(rss[j]! / 1024).toFixed(0)} MB | ${(med[j]! / med[1]!).toFixed(2)}× |`);
+const rows = cases.map(
+  (c, j) => `| ${c.label} | ${med[j]!.toFixed(3)} s | ${(rss[j]! / 1024).toFixed(0)} MB | ${(med[j]! / med[1]!).toFixed(2)}× |`,
+);
 const md = `### Start-up: \`tasks --list\`
 
 ${machine()}. ${RUNS} runs of each, interleaved, after one warm-up run each (bundle and service cache built).

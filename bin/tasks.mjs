@@ -15,7 +15,10 @@ function sourcesKey() {
     for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts')) { const s = fs.statSync(p); h.update(`${p}\0${s.size}\0${s.mtimeMs}\0`); }
+      else if (e.name.endsWith('.ts')) {
+        const s = fs.statSync(p);
+        h.update(`${p}\0${s.size}\0${s.mtimeMs}\0`);
+      }
     }
   };
   const t = fs.statSync(path.join(root, 'tasks.ts'));
@@ -33,9 +36,19 @@ async function bundle() {
     const esbuild = await import('esbuild');
     fs.mkdirSync(dir, { recursive: true });
     const tmp = `${out}.${process.pid}.tmp`;
-    await esbuild.build({ entryPoints: [path.join(root, 'tasks.ts')], outfile: tmp, bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', logLevel: 'silent' });
+    await esbuild.build({
+      entryPoints: [path.join(root, 'tasks.ts')],
+      outfile: tmp,
+      bundle: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'silent',
+    });
     fs.renameSync(tmp, out);
-    for (const f of fs.readdirSync(dir)) if (/^tasks-[0-9a-f]+\.mjs$/.test(f) && path.join(dir, f) !== out) fs.rmSync(path.join(dir, f), { force: true });
+    for (const f of fs.readdirSync(dir))
+      if (/^tasks-[0-9a-f]+\.mjs$/.test(f) && path.join(dir, f) !== out) fs.rmSync(path.join(dir, f), { force: true });
     return out;
   } catch {
     return undefined;

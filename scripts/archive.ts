@@ -50,11 +50,17 @@ export function md5InWorker(file: string, signal?: AbortSignal): Promise<string>
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
     const w = new Worker(MD5_WORKER, { eval: true, workerData: { file } });
-    const onAbort = () => { void w.terminate(); reject(Object.assign(new Error('aborted'), { name: 'AbortError' })); };
+    const onAbort = () => {
+      void w.terminate();
+      reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     w.once('message', (hex: string) => resolve(hex));
     w.once('error', reject);
-    w.once('exit', (code) => { signal?.removeEventListener('abort', onAbort); if (code !== 0) reject(new Error(`MD5 of ${file}: worker exited ${code}`)); });
+    w.once('exit', (code) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (code !== 0) reject(new Error(`MD5 of ${file}: worker exited ${code}`));
+    });
   });
 }
 
@@ -76,7 +82,10 @@ export function tarHeader(name: string, size: number, mtime: number, mode = 0o60
   else {
     b[124] = 0x80;
     let v = BigInt(size);
-    for (let i = 135; i > 124; i--) { b[i] = Number(v & 0xffn); v >>= 8n; }
+    for (let i = 135; i > 124; i--) {
+      b[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
   }
   writeOctal(b, 136, 12, Math.floor(mtime / 1000));
   b.fill(' ', 148, 156);
@@ -141,17 +150,30 @@ export interface MemberSink {
 export type Visitor = (m: Member) => MemberSink | null | 'stop' | Promise<MemberSink | null | 'stop'>;
 
 export function corrupt(archive: string, why: string): TaskError {
-  return new TaskError(`${path.basename(archive)} is corrupt or truncated: ${why}`, { exitCode: ExitCode.refused, hint: 'nothing was changed; use another backup' });
+  return new TaskError(`${path.basename(archive)} is corrupt or truncated: ${why}`, {
+    exitCode: ExitCode.refused,
+    hint: 'nothing was changed; use another backup',
+  });
 }
 
 /** Streams an archive (.tar.gz or .tar) through a visitor, member by member, never holding a member in memory. */
-export async function walkArchive(archive: string, visit: Visitor, o: { signal?: AbortSignal; onBytes?: (compressedBytes: number) => void } = {}): Promise<void> {
+export async function walkArchive(
+  archive: string,
+  visit: Visitor,
+  o: { signal?: AbortSignal; onBytes?: (compressedBytes: number) => void } = {},
+): Promise<void> {
   const src = fs.createReadStream(archive, { highWaterMark: CHUNK, signal: o.signal });
   let stream: NodeJS.ReadableStream = src;
   if (/\.t?gz(\.tmp)?$|\.gz\.|tgz/.test(archive) || isGzip(archive)) {
     const gz = zlib.createGunzip({ chunkSize: CHUNK });
     src.on('error', (e) => gz.destroy(e));
-    if (o.onBytes) { let n = 0; src.on('data', (c) => { n += (c as Buffer).length; o.onBytes!(n); }); }
+    if (o.onBytes) {
+      let n = 0;
+      src.on('data', (c) => {
+        n += (c as Buffer).length;
+        o.onBytes!(n);
+      });
+    }
     stream = src.pipe(gz);
   }
   let buf: Buffer = Buffer.alloc(0);
@@ -172,7 +194,10 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
           if (buf.length < BLOCK) break;
           const block = buf.subarray(0, BLOCK);
           buf = buf.subarray(BLOCK);
-          if (block.every((x) => x === 0)) { state = 'done'; break outer; }
+          if (block.every((x) => x === 0)) {
+            state = 'done';
+            break outer;
+          }
           const h = parseHeader(block);
           if (!h.checksumOk) throw corrupt(archive, 'a tar header has a bad checksum');
           remaining = h.size;
@@ -180,7 +205,12 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
           if (h.type === 'x' || h.type === 'L' || h.type === 'g') {
             meta = [];
             metaType = h.type;
-            sink = { data: (d) => { meta!.push(Buffer.from(d)); }, end: () => undefined };
+            sink = {
+              data: (d) => {
+                meta!.push(Buffer.from(d));
+              },
+              end: () => undefined,
+            };
           } else {
             const m: Member = { ...h, name: override.name ?? h.name, size: override.size ?? h.size };
             delete (m as Partial<typeof h>).checksumOk;
@@ -189,7 +219,10 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
             override = {};
             meta = null;
             const r = await visit(m);
-            if (r === 'stop') { stopped = true; break outer; }
+            if (r === 'stop') {
+              stopped = true;
+              break outer;
+            }
             sink = r;
           }
           state = 'body';
@@ -201,7 +234,11 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
             if (meta) {
               const text = Buffer.concat(meta).toString('utf8');
               if (metaType === 'L') override.name = text.replace(/\0+$/, '');
-              if (metaType === 'x') { const p = paxRecords(text); if (p.path) override.name = p.path; if (p.size) override.size = Number(p.size); }
+              if (metaType === 'x') {
+                const p = paxRecords(text);
+                if (p.path) override.name = p.path;
+                if (p.size) override.size = Number(p.size);
+              }
               meta = null;
             }
             sink = null;
@@ -221,7 +258,6 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
           pad -= take;
           if (pad > 0) break;
           state = 'header';
-          continue;
         }
       }
     }
@@ -232,7 +268,8 @@ export async function walkArchive(archive: string, visit: Visitor, o: { signal?:
   } finally {
     src.destroy();
   }
-  if (!stopped && state !== 'done' && !(state === 'header' && buf.length === 0)) throw corrupt(archive, 'it ends in the middle of a member');
+  if (!stopped && state !== 'done' && !(state === 'header' && buf.length === 0))
+    throw corrupt(archive, 'it ends in the middle of a member');
 }
 
 function isGzip(file: string): boolean {
@@ -248,7 +285,10 @@ function isGzip(file: string): boolean {
 /** Every member (name, size, type) in order. */
 export async function listMembers(archive: string): Promise<Member[]> {
   const out: Member[] = [];
-  await walkArchive(archive, (m) => { out.push(m); return null; });
+  await walkArchive(archive, (m) => {
+    out.push(m);
+    return null;
+  });
   return out;
 }
 
@@ -295,7 +335,16 @@ async function legacyManifest(archive: string, members: Map<string, Member>): Pr
   const infoMember = members.get('backup.info');
   if (infoMember) {
     const chunks: Buffer[] = [];
-    await walkArchive(archive, (m) => (m === infoMember || (m.name === infoMember.name && m.size === infoMember.size) ? { data: (d) => { chunks.push(Buffer.from(d)); }, end: () => undefined } : null));
+    await walkArchive(archive, (m) =>
+      m === infoMember || (m.name === infoMember.name && m.size === infoMember.size)
+        ? {
+            data: (d) => {
+              chunks.push(Buffer.from(d));
+            },
+            end: () => undefined,
+          }
+        : null,
+    );
     info = parseInfo(Buffer.concat(chunks).toString('utf8'));
   }
   const parsed = parseBackupName(archive);
@@ -331,9 +380,14 @@ function validateManifest(archive: string, text: string): ArchiveManifest {
     throw corrupt(archive, `manifest.json is not JSON (${(err as Error).message})`);
   }
   if (m.format !== MANIFEST_FORMAT || !Array.isArray(m.parts)) throw corrupt(archive, 'manifest.json is not a compose-tasks manifest');
-  if (m.version > 1) throw new TaskError(`${path.basename(archive)} has manifest version ${m.version}; this tool reads version 1`, { exitCode: ExitCode.refused, hint: 'update compose-tasks' });
+  if (m.version > 1)
+    throw new TaskError(`${path.basename(archive)} has manifest version ${m.version}; this tool reads version 1`, {
+      exitCode: ExitCode.refused,
+      hint: 'update compose-tasks',
+    });
   for (const p of m.parts) {
-    if (!p.file || p.file.includes('/') || p.file === MANIFEST_MEMBER || p.file.startsWith('.')) throw corrupt(archive, `manifest.json names an invalid member "${p.file}"`);
+    if (!p.file || p.file.includes('/') || p.file === MANIFEST_MEMBER || p.file.startsWith('.'))
+      throw corrupt(archive, `manifest.json names an invalid member "${p.file}"`);
   }
   return m;
 }
@@ -348,13 +402,23 @@ export async function readManifest(archive: string): Promise<ArchiveManifest> {
     if (clean(m.name) !== MANIFEST_MEMBER || m.type !== '0') return 'stop';
     if (m.size > 16 * 1024 * 1024) throw corrupt(archive, 'manifest.json is implausibly large');
     const chunks: Buffer[] = [];
-    return { data: (d) => { chunks.push(Buffer.from(d)); }, end: () => { text = Buffer.concat(chunks).toString('utf8'); } };
+    return {
+      data: (d) => {
+        chunks.push(Buffer.from(d));
+      },
+      end: () => {
+        text = Buffer.concat(chunks).toString('utf8');
+      },
+    };
   });
   if (text !== undefined) return validateManifest(archive, text);
   const members = await listMembers(archive);
   const legacy = legacyLayout(members);
   if (legacy) return legacyManifest(archive, legacy);
-  throw new TaskError(`${path.basename(archive)} has no manifest.json (and is not an old backup.sh archive)`, { exitCode: ExitCode.refused, hint: 'nothing was changed; is this a backup made by compose-tasks?' });
+  throw new TaskError(`${path.basename(archive)} has no manifest.json (and is not an old backup.sh archive)`, {
+    exitCode: ExitCode.refused,
+    hint: 'nothing was changed; is this a backup made by compose-tasks?',
+  });
 }
 
 /** Checks every member before anything is extracted: only the manifest and its parts, plain files, no escapes. */
@@ -363,25 +427,44 @@ export function checkMembers(archive: string, members: Member[], manifest: Archi
   const seen = new Set<string>();
   for (const m of members) {
     const bad = unsafeMember(m);
-    if (bad) throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+    if (bad)
+      throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, {
+        exitCode: ExitCode.refused,
+        hint: 'nothing was extracted or changed',
+      });
     if (m.type === '5') {
       if (manifest.legacy) continue;
-      throw new TaskError(`${path.basename(archive)} is refused: unexpected folder ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
+      throw new TaskError(`${path.basename(archive)} is refused: unexpected folder ${m.name}`, {
+        exitCode: ExitCode.refused,
+        hint: 'nothing was extracted or changed',
+      });
     }
     // Old backup.sh archives may carry ./ prefixes or one top folder (legacyLayout accepted only that).
     const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
     const ok = expected.has(name);
-    if (!ok) throw new TaskError(`${path.basename(archive)} is refused: unexpected member ${m.name}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
-    if (seen.has(name)) throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused });
+    if (!ok)
+      throw new TaskError(`${path.basename(archive)} is refused: unexpected member ${m.name}`, {
+        exitCode: ExitCode.refused,
+        hint: 'nothing was extracted or changed',
+      });
+    if (seen.has(name))
+      throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused });
     seen.add(name);
   }
   for (const p of manifest.parts) {
-    if (!seen.has(p.file)) throw new TaskError(`${path.basename(archive)} is refused: ${p.file} (part ${p.name}) is missing`, { exitCode: ExitCode.refused, hint: 'nothing was changed; use another backup' });
+    if (!seen.has(p.file))
+      throw new TaskError(`${path.basename(archive)} is refused: ${p.file} (part ${p.name}) is missing`, {
+        exitCode: ExitCode.refused,
+        hint: 'nothing was changed; use another backup',
+      });
   }
 }
 
 function mismatch(archive: string, p: ManifestPart, what: string): TaskError {
-  return new TaskError(`${path.basename(archive)}: ${p.file} (part ${p.name}) ${what}`, { exitCode: ExitCode.refused, hint: 'the archive is damaged or was changed; nothing was touched' });
+  return new TaskError(`${path.basename(archive)}: ${p.file} (part ${p.name}) ${what}`, {
+    exitCode: ExitCode.refused,
+    hint: 'the archive is damaged or was changed; nothing was touched',
+  });
 }
 
 export interface CheckedArchive {
@@ -395,8 +478,14 @@ export interface CheckedArchive {
 async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
   if (ws.write(chunk)) return;
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error) => { ws.off('drain', onDrain); reject(e); };
-    const onDrain = () => { ws.off('error', onError); resolve(); };
+    const onError = (e: Error) => {
+      ws.off('drain', onDrain);
+      reject(e);
+    };
+    const onDrain = () => {
+      ws.off('error', onError);
+      resolve();
+    };
     ws.once('drain', onDrain);
     ws.once('error', onError);
   });
@@ -406,44 +495,77 @@ async function writeTo(ws: fs.WriteStream, chunk: Buffer): Promise<void> {
  * One pass over the archive checking each part's size and sha256 against the manifest; with `extractTo`
  * the parts (only those named in `only`, or all) are written there too, mode 0600.
  */
-async function checkPass(archive: string, manifest: ArchiveManifest, o: { extractTo?: string; only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; members?: Member[]; onPart?: (p: ManifestPart, file: string) => void }): Promise<Record<string, string>> {
+async function checkPass(
+  archive: string,
+  manifest: ArchiveManifest,
+  o: {
+    extractTo?: string;
+    only?: (p: ManifestPart) => boolean;
+    signal?: AbortSignal;
+    onBytes?: (n: number) => void;
+    members?: Member[];
+    onPart?: (p: ManifestPart, file: string) => void;
+  },
+): Promise<Record<string, string>> {
   const byFile = new Map(manifest.parts.map((p) => [p.file, p]));
   const files: Record<string, string> = {};
-  await walkArchive(archive, (m) => {
-    o.members?.push(m);
-    if (o.extractTo) {
-      // Extracting: an unsafe member stops the pass at once (only manifest-named files are ever written, in a private folder).
-      const bad = unsafeMember(m);
-      if (bad) throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was extracted or changed' });
-    }
-    const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
-    const p = byFile.get(name);
-    if (!p || m.type !== '0') return null;
-    if (p.size !== m.size) throw mismatch(archive, p, `has ${m.size} bytes, the manifest says ${p.size}`);
-    const h = crypto.createHash('sha256');
-    let ws: fs.WriteStream | undefined;
-    let target: string | undefined;
-    if (o.extractTo && (!o.only || o.only(p))) {
-      if (files[p.name]) throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
-      target = path.join(o.extractTo, name);
-      ws = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
-      files[p.name] = target;
-    }
-    return {
-      data: async (d) => { h.update(d); if (ws) await writeTo(ws, d); },
-      end: async () => {
-        if (ws) { ws.end(); await once(ws, 'finish'); }
-        const sum = h.digest('hex');
-        if (p.sha256 && p.sha256 !== sum) throw mismatch(archive, p, `has sha256 ${sum.slice(0, 12)}…, the manifest says ${p.sha256.slice(0, 12)}…`);
-        if (target) o.onPart?.(p, target);
-      },
-    };
-  }, { signal: o.signal, onBytes: o.onBytes });
+  await walkArchive(
+    archive,
+    (m) => {
+      o.members?.push(m);
+      if (o.extractTo) {
+        // Extracting: an unsafe member stops the pass at once (only manifest-named files are ever written, in a private folder).
+        const bad = unsafeMember(m);
+        if (bad)
+          throw new TaskError(`${path.basename(archive)} is refused: ${bad}`, {
+            exitCode: ExitCode.refused,
+            hint: 'nothing was extracted or changed',
+          });
+      }
+      const name = manifest.legacy ? path.posix.basename(clean(m.name)) : clean(m.name);
+      const p = byFile.get(name);
+      if (!p || m.type !== '0') return null;
+      if (p.size !== m.size) throw mismatch(archive, p, `has ${m.size} bytes, the manifest says ${p.size}`);
+      const h = crypto.createHash('sha256');
+      let ws: fs.WriteStream | undefined;
+      let target: string | undefined;
+      if (o.extractTo && (!o.only || o.only(p))) {
+        if (files[p.name])
+          throw new TaskError(`${path.basename(archive)} is refused: member ${m.name} appears twice`, {
+            exitCode: ExitCode.refused,
+            hint: 'nothing was changed',
+          });
+        target = path.join(o.extractTo, name);
+        ws = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
+        files[p.name] = target;
+      }
+      return {
+        data: async (d) => {
+          h.update(d);
+          if (ws) await writeTo(ws, d);
+        },
+        end: async () => {
+          if (ws) {
+            ws.end();
+            await once(ws, 'finish');
+          }
+          const sum = h.digest('hex');
+          if (p.sha256 && p.sha256 !== sum)
+            throw mismatch(archive, p, `has sha256 ${sum.slice(0, 12)}…, the manifest says ${p.sha256.slice(0, 12)}…`);
+          if (target) o.onPart?.(p, target);
+        },
+      };
+    },
+    { signal: o.signal, onBytes: o.onBytes },
+  );
   return files;
 }
 
 /** Reads the manifest, checks the member list, then checks every part's size and sha256 (no extraction). */
-export async function checkArchive(archive: string, o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<CheckedArchive> {
+export async function checkArchive(
+  archive: string,
+  o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+): Promise<CheckedArchive> {
   const manifest = await readManifest(archive);
   // Nothing is extracted here, so one pass both checks the parts and collects the member list to judge after.
   const members: Member[] = [];
@@ -459,7 +581,16 @@ export async function checkArchive(archive: string, o: { signal?: AbortSignal; o
  * are removed. `onPart` hears of each part as soon as it is written and its checksum matched (the rest may still
  * be unpacking), so a caller can start reading it.
  */
-export async function extractArchive(archive: string, dir: string, o: { only?: (p: ManifestPart) => boolean; signal?: AbortSignal; onBytes?: (n: number) => void; onPart?: (p: ManifestPart, file: string) => void } = {}): Promise<CheckedArchive> {
+export async function extractArchive(
+  archive: string,
+  dir: string,
+  o: {
+    only?: (p: ManifestPart) => boolean;
+    signal?: AbortSignal;
+    onBytes?: (n: number) => void;
+    onPart?: (p: ManifestPart, file: string) => void;
+  } = {},
+): Promise<CheckedArchive> {
   const manifest = await readManifest(archive);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const members: Member[] = [];
@@ -519,8 +650,16 @@ class GzipMembers {
   private gzError: Promise<never> = new Promise<never>(() => undefined);
   private readonly wsError: Promise<never>;
 
-  constructor(private readonly ws: fs.WriteStream, private readonly signal?: AbortSignal) {
-    this.wsError = new Promise<never>((_, rej) => ws.on('error', (e) => { this.failed = e; rej(e); }));
+  constructor(
+    private readonly ws: fs.WriteStream,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.wsError = new Promise<never>((_, rej) =>
+      ws.on('error', (e) => {
+        this.failed = e;
+        rej(e);
+      }),
+    );
     this.wsError.catch(() => undefined);
     ws.on('drain', () => this.gz?.resume());
   }
@@ -531,7 +670,12 @@ class GzipMembers {
       this.written += c.length;
       if (!this.ws.write(c)) g.pause();
     });
-    this.gzError = new Promise<never>((_, rej) => g.on('error', (e) => { this.failed = e; rej(e); }));
+    this.gzError = new Promise<never>((_, rej) =>
+      g.on('error', (e) => {
+        this.failed = e;
+        rej(e);
+      }),
+    );
     this.gzError.catch(() => undefined);
     this.gz = g;
     this.level = l;
@@ -597,7 +741,11 @@ class GzipMembers {
 function writeFailed(out: string, err: unknown): unknown {
   fs.rmSync(out, { force: true });
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'ENOSPC') return new TaskError(`no space left on the device writing ${out}`, { hint: 'free some space (or prune old backups); nothing was written under the final name', cause: err });
+  if (e.code === 'ENOSPC')
+    return new TaskError(`no space left on the device writing ${out}`, {
+      hint: 'free some space (or prune old backups); nothing was written under the final name',
+      cause: err,
+    });
   return err;
 }
 
@@ -605,7 +753,11 @@ function writeFailed(out: string, err: unknown): unknown {
  * Writes a .tar.gz streamed (created with O_EXCL, mode 0600, removed on any failure): tar headers and contents go
  * through GzipMembers, fragments are copied in as they are. Returns the bytes written.
  */
-export async function writeArchive(out: string, members: ArchiveInput[], o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<number> {
+export async function writeArchive(
+  out: string,
+  members: ArchiveInput[],
+  o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+): Promise<number> {
   const g = new GzipMembers(fs.createWriteStream(out, { flags: 'wx', mode: 0o600 }), o.signal);
   let copied = 0;
   try {
@@ -622,8 +774,10 @@ export async function writeArchive(out: string, members: ArchiveInput[], o: { si
       const size = 'data' in m ? m.data.length : fs.statSync(m.file).size;
       await g.push(tarHeader(m.name, size, Date.now()));
       let n = 0;
-      if ('data' in m) { await g.push(m.data); n = m.data.length; }
-      else {
+      if ('data' in m) {
+        await g.push(m.data);
+        n = m.data.length;
+      } else {
         for await (const chunk of fs.createReadStream(m.file, { highWaterMark: CHUNK, signal: o.signal })) {
           await g.push(chunk as Buffer);
           n += (chunk as Buffer).length;
@@ -653,7 +807,12 @@ const headerMember = (name: string, size: number, mtime: number) => zlib.gzipSyn
  * once the size is known the header is rewritten in place (same length). Returns the data's size and sha256,
  * taken from the same bytes. writeArchive copies the result in with `{ fragment }`.
  */
-export async function writeFragment(out: string, name: string, src: AsyncIterable<Buffer>, o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {}): Promise<{ size: number; sha256: string }> {
+export async function writeFragment(
+  out: string,
+  name: string,
+  src: AsyncIterable<Buffer>,
+  o: { signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+): Promise<{ size: number; sha256: string }> {
   const mtime = Date.now();
   const placeholder = headerMember(name, 0, mtime);
   const g = new GzipMembers(fs.createWriteStream(out, { flags: 'wx', mode: 0o600 }), o.signal);
@@ -671,7 +830,8 @@ export async function writeFragment(out: string, name: string, src: AsyncIterabl
     if (pad) await g.push(Buffer.alloc(pad));
     await g.finish();
     const header = headerMember(name, size, mtime);
-    if (header.length !== placeholder.length) throw new Error(`tar header member changed length (${placeholder.length} → ${header.length})`);
+    if (header.length !== placeholder.length)
+      throw new Error(`tar header member changed length (${placeholder.length} → ${header.length})`);
     const fd = fs.openSync(out, 'r+');
     try {
       fs.writeSync(fd, header, 0, header.length, 0);

@@ -33,11 +33,18 @@ export const archiveFile = (dir: string, name: string) => path.join(dir, `${name
 /** A backup name from what a user typed: the name, its file name or a path to it. */
 export function normalizeName(arg: string): string {
   const name = path.basename(arg.trim()).replace(/\.tar\.gz$/, '');
-  if (!parseBackupName(name)) throw usage(`"${arg}" is not a backup name (expected <project>_backup_YYYY-MM-DD_HH-MM-SS)`, 'list them with: tasks backups');
+  if (!parseBackupName(name))
+    throw usage(`"${arg}" is not a backup name (expected <project>_backup_YYYY-MM-DD_HH-MM-SS)`, 'list them with: tasks backups');
   return name;
 }
 
-export interface LocalBackup { name: string; file: string; size: number; time: Date; project: string }
+export interface LocalBackup {
+  name: string;
+  file: string;
+  size: number;
+  time: Date;
+  project: string;
+}
 
 /** Complete local archives (temporary files never count), newest first. */
 export function localBackups(dir: string): LocalBackup[] {
@@ -60,7 +67,10 @@ export function localBackups(dir: string): LocalBackup[] {
   return out.sort((a, b) => b.time.getTime() - a.time.getTime());
 }
 
-export interface VerifiedRecord { at: string; restoreTest: boolean }
+export interface VerifiedRecord {
+  at: string;
+  restoreTest: boolean;
+}
 const VERIFIED = '.verified.json';
 
 export function readVerified(dir: string): Record<string, VerifiedRecord> {
@@ -84,16 +94,25 @@ async function s3For(ctx: TaskContext): Promise<S3Settings | undefined> {
 }
 
 function credentialsProblem(ctx: TaskContext, s3m: typeof import('./s3.ts')): string | undefined {
-  return s3m.missingCredentials((k) => ctx.env.get(k), ctx.env.get('HOME') ?? os.homedir(), (p) => fs.existsSync(p));
+  return s3m.missingCredentials(
+    (k) => ctx.env.get(k),
+    ctx.env.get('HOME') ?? os.homedir(),
+    (p) => fs.existsSync(p),
+  );
 }
 
 /** S3 settings that must work (download, upload): explains what is missing with exit code 4. */
 async function requireS3(ctx: TaskContext): Promise<S3Settings> {
   const s3m = await mods.s3();
   const s = await s3For(ctx);
-  if (!s) throw new TaskError('S3_BUCKET is not set: there is no remote storage', { exitCode: ExitCode.invalidEnv, hint: `set S3_BUCKET (and S3_ENDPOINT for R2/MinIO) in ${ctx.env.fileToFix}` });
+  if (!s)
+    throw new TaskError('S3_BUCKET is not set: there is no remote storage', {
+      exitCode: ExitCode.invalidEnv,
+      hint: `set S3_BUCKET (and S3_ENDPOINT for R2/MinIO) in ${ctx.env.fileToFix}`,
+    });
   const missing = credentialsProblem(ctx, s3m);
-  if (missing) throw new TaskError(missing, { exitCode: ExitCode.invalidEnv, hint: `set them in ${ctx.env.fileToFix} (documented in .env.template)` });
+  if (missing)
+    throw new TaskError(missing, { exitCode: ExitCode.invalidEnv, hint: `set them in ${ctx.env.fileToFix} (documented in .env.template)` });
   return s;
 }
 
@@ -126,7 +145,11 @@ export async function fetchBackup(ctx: TaskContext, nameArg: string): Promise<{ 
   const file = archiveFile(dir, name);
   if (fs.existsSync(file)) return { file, downloaded: false };
   const s = await s3For(ctx);
-  if (!s) throw new TaskError(`backup ${name} is not in ${dir}`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups (S3_BUCKET is not set, so only local backups exist)' });
+  if (!s)
+    throw new TaskError(`backup ${name} is not in ${dir}`, {
+      exitCode: ExitCode.usage,
+      hint: 'list them with: tasks backups (S3_BUCKET is not set, so only local backups exist)',
+    });
   await downloadBackup(ctx, name);
   return { file, downloaded: true };
 }
@@ -144,7 +167,10 @@ function latestName(ctx: TaskContext, dir: string): string {
 /** `--only db,addons` → the parts declared in tasks.ts, in their order ("db" means the database part). */
 export function selectParts(all: readonly BackupPart[], only: string | undefined): BackupPart[] {
   if (!only) return [...all];
-  const wanted = only.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const out: BackupPart[] = [];
   for (const w of wanted) {
     const p = all.find((x) => x.name === w || (w === 'db' && x.kind === 'database'));
@@ -161,7 +187,11 @@ async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'dat
   const tarArgs = (dir: string) => ['-C', dir, '-cf', '-', '.'];
   if (p.kind === 'path') {
     const abs = path.resolve(ctx.root, p.path);
-    if (!fs.existsSync(abs)) throw new TaskError(`backup part ${p.name}: ${abs} does not exist`, { exitCode: ExitCode.prerequisite, hint: 'fix backupParts in tasks.ts or create the folder' });
+    if (!fs.existsSync(abs))
+      throw new TaskError(`backup part ${p.name}: ${abs} does not exist`, {
+        exitCode: ExitCode.prerequisite,
+        hint: 'fix backupParts in tasks.ts or create the folder',
+      });
     return ['tar', ...tarArgs(abs)];
   }
   const { compose, containerStates } = await mods.compose();
@@ -182,7 +212,10 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
   // --compress=1: pg_dump's compression is the only one the dump gets, and level 1 costs about 25 % less CPU than the
   // default for a few % more bytes (pgbench -s 50: 12.5 s → 9.6 s, 13.4 → 13.7 MB); pg_restore reads any level.
-  const cmd = pg.clientCmd(project, t, 'pg_dump', [...pg.pgDumpArgs({ database: t.database, format: 'custom' }), '--compress=1'], { stdout: { file, mode: 0o600 }, stderr: 'capture' });
+  const cmd = pg.clientCmd(project, t, 'pg_dump', [...pg.pgDumpArgs({ database: t.database, format: 'custom' }), '--compress=1'], {
+    stdout: { file, mode: 0o600 },
+    stderr: 'capture',
+  });
   try {
     await ctx.runner.run(cmd);
   } catch (err) {
@@ -190,8 +223,12 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
     throw pg.explainPgError(err, t);
   }
   if (ctx.global.dryRun) return;
-  if (fs.statSync(file).size === 0) throw new TaskError(`pg_dump exited 0 but wrote nothing for ${t.database}`, { hint: 'nothing was written under a final name' });
-  if (pg.sniffDumpFormat(file) !== 'custom') throw new TaskError('pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)', { hint: 'nothing was written under a final name' });
+  if (fs.statSync(file).size === 0)
+    throw new TaskError(`pg_dump exited 0 but wrote nothing for ${t.database}`, { hint: 'nothing was written under a final name' });
+  if (pg.sniffDumpFormat(file) !== 'custom')
+    throw new TaskError('pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)', {
+      hint: 'nothing was written under a final name',
+    });
 }
 
 const fragmentOf = (file: string) => `${file}.gz-member`;
@@ -201,7 +238,12 @@ const fragmentOf = (file: string) => `${file}.gz-member`;
  * contents). A folder's tar output is written to a file and, as it grows, compressed into the archive member it
  * will become (writeFragment): the archive is then mostly a copy once the dump is done.
  */
-async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hooks: { onDump?: (file: string, done: Promise<void>) => void } = {}): Promise<ManifestPart> {
+async function producePart(
+  ctx: TaskContext,
+  p: BackupPart,
+  staging: string,
+  hooks: { onDump?: (file: string, done: Promise<void>) => void } = {},
+): Promise<ManifestPart> {
   const file = path.join(staging, memberName(p));
   const started = Date.now();
   let digest: { size: number; sha256: string } | undefined;
@@ -212,10 +254,15 @@ async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hoo
   } else {
     const argv = await partCommand(ctx, p);
     const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
-    const fragment = ctx.global.dryRun ? undefined : (async () => {
-      const { writeFragment } = await mods.archive();
-      return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), { signal: ctx.signal, onBytes: progress(ctx, p.name) });
-    })();
+    const fragment = ctx.global.dryRun
+      ? undefined
+      : (async () => {
+          const { writeFragment } = await mods.archive();
+          return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), {
+            signal: ctx.signal,
+            onBytes: progress(ctx, p.name),
+          });
+        })();
     const [ran, frag] = await Promise.allSettled([run, fragment]);
     try {
       if (ran.status === 'rejected') throw ran.reason;
@@ -223,23 +270,50 @@ async function producePart(ctx: TaskContext, p: BackupPart, staging: string, hoo
     } catch (err) {
       fs.rmSync(file, { force: true });
       fs.rmSync(fragmentOf(file), { force: true });
-      if (err instanceof TaskError && err.exitCode !== ExitCode.sigint && err.exitCode !== ExitCode.sigterm && err.exitCode !== ExitCode.prerequisite) {
+      if (
+        err instanceof TaskError &&
+        err.exitCode !== ExitCode.sigint &&
+        err.exitCode !== ExitCode.sigterm &&
+        err.exitCode !== ExitCode.prerequisite
+      ) {
         const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
         throw new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
       }
       throw err;
     }
-    if (ran.value.code === 1) ctx.log.warn(`backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`);
+    if (ran.value.code === 1)
+      ctx.log.warn(
+        `backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
+      );
     digest = frag.value;
     // The member holds the bytes now; the plain copy is not needed any more.
     if (digest) fs.rmSync(file, { force: true });
   }
-  if (ctx.global.dryRun) return { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size: 0, sha256: '' };
+  if (ctx.global.dryRun)
+    return {
+      name: p.name,
+      kind: p.kind,
+      file: memberName(p),
+      format: p.kind === 'database' ? 'pg_dump-custom' : 'tar',
+      size: 0,
+      sha256: '',
+    };
   const { size, sha256 } = digest ?? (await (await mods.archive()).hashFile(file, ctx.signal));
   if (p.kind !== 'database' && size < 1024) throw new TaskError(`backup part ${p.name}: tar wrote ${size} bytes, not a tar archive`);
   ctx.log.step(`${p.name}: ${formatBytes(size)} in ${formatDuration(Date.now() - started)}`);
-  const mp: ManifestPart = { name: p.name, kind: p.kind, file: memberName(p), format: p.kind === 'database' ? 'pg_dump-custom' : 'tar', size, sha256 };
-  if (p.kind === 'volume') { mp.service = p.service; mp.path = p.path; if (p.owner) mp.owner = p.owner; }
+  const mp: ManifestPart = {
+    name: p.name,
+    kind: p.kind,
+    file: memberName(p),
+    format: p.kind === 'database' ? 'pg_dump-custom' : 'tar',
+    size,
+    sha256,
+  };
+  if (p.kind === 'volume') {
+    mp.service = p.service;
+    mp.path = p.path;
+    if (p.owner) mp.owner = p.owner;
+  }
   if (p.kind === 'path') mp.path = p.path;
   return mp;
 }
@@ -249,9 +323,16 @@ async function imageIds(ctx: TaskContext): Promise<Record<string, string>> {
   try {
     const { compose } = await mods.compose();
     const project = await ctx.compose();
-    const ids = (await ctx.probe.run({ argv: compose.psIds(project), stdout: 'capture', stderr: 'capture' })).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    const ids = (await ctx.probe.run({ argv: compose.psIds(project), stdout: 'capture', stderr: 'capture' })).stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (!ids.length) return {};
-    const r = await ctx.probe.run({ argv: ['docker', 'inspect', '--format', '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Image}}', ...ids], stdout: 'capture', stderr: 'capture' });
+    const r = await ctx.probe.run({
+      argv: ['docker', 'inspect', '--format', '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Image}}', ...ids],
+      stdout: 'capture',
+      stderr: 'capture',
+    });
     const out: Record<string, string> = {};
     for (const line of r.stdout.split('\n')) {
       const [svc, id] = line.split('\t');
@@ -294,9 +375,17 @@ function removeStale(ctx: TaskContext, dir: string): void {
 // ---------------------------------------------------------------------------------------------
 // backup
 
-export interface BackupResult { name: string; file: string; size: number; uploaded: boolean }
+export interface BackupResult {
+  name: string;
+  file: string;
+  size: number;
+  uploaded: boolean;
+}
 
-export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean }): Promise<BackupResult> {
+export async function runBackup(
+  ctx: TaskContext,
+  o: { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean },
+): Promise<BackupResult> {
   const started = Date.now();
   const dryRun = ctx.global.dryRun;
   const project = ctx.env.require('COMPOSE_PROJECT_NAME');
@@ -337,9 +426,9 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     // other failure (it explains a pg_dump that failed) and before anything is written under a final name.
     const versions = parts.some((p) => p.kind === 'database')
       ? Promise.all([pg.serverVersion(ctx, t, t.database), pg.clientVersion(ctx, t, 'pg_dump')]).then(([server, client]) => {
-        pg.assertDumpCompatible({ server, pgDump: client });
-        return { serverVersion: server.text, pgDumpVersion: client.text };
-      })
+          pg.assertDumpCompatible({ server, pgDump: client });
+          return { serverVersion: server.text, pgDumpVersion: client.text };
+        })
       : Promise.resolve({ serverVersion: undefined, pgDumpVersion: undefined });
     versions.catch(() => undefined);
     ctx.log.step(`backup ${name}: ${parts.map((p) => p.name).join(', ')}${dryRun ? ' (dry run)' : ''}`);
@@ -348,7 +437,11 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     // leaves; it settles to its error, if any, judged after the parts.
     let dumpRead: Promise<unknown> = Promise.resolve(undefined);
     const onDump = (file: string, done: Promise<void>) => {
-      if (!dryRun) dumpRead = pg.verifyDump(ctx, t, file, { growingUntil: done }).then(() => undefined, (e: unknown) => e);
+      if (!dryRun)
+        dumpRead = pg.verifyDump(ctx, t, file, { growingUntil: done }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
     };
     const settled = await Promise.allSettled(parts.map((p) => producePart(ctx, p, staging, { onDump })));
     const { serverVersion, pgDumpVersion } = await versions;
@@ -374,30 +467,54 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
       parts: manifestParts,
     };
     if (dryRun) {
-      ctx.log.info(`[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`);
+      ctx.log.info(
+        `[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`,
+      );
       return { name, file: final, size: 0, uploaded: false };
     }
 
     const { writeArchive, checkArchive, md5InWorker } = await mods.archive();
-    const total = manifestParts.reduce((n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(staging, p.file))).size), 0);
+    const total = manifestParts.reduce(
+      (n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(staging, p.file))).size),
+      0,
+    );
     // The full read followed the dump as it was written; pg_dump then rewrote the table of contents at the file's
     // start (with the data offsets), so that final one is read too (pg_restore --list), while the archive is written.
     const dumpPart = manifestParts.find((p) => p.kind === 'database');
-    const tocRead = dumpPart ? pg.dumpHeader(ctx, t, path.join(staging, dumpPart.file)).then(() => undefined, (e: unknown) => e) : Promise.resolve(undefined);
+    const tocRead = dumpPart
+      ? pg.dumpHeader(ctx, t, path.join(staging, dumpPart.file)).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+      : Promise.resolve(undefined);
     ctx.log.step(`writing ${path.basename(final)}`);
-    await writeArchive(tmp, [
-      { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
-      // The dump is compressed by pg_dump: stored. Folders were compressed while tar wrote them (writeFragment):
-      // deflated piece by piece where it pays (text), stored elsewhere (media); they are copied in as they are.
-      ...manifestParts.map((p) => (p.kind === 'database' ? { name: p.file, file: path.join(staging, p.file), level: 0 as const } : { name: p.file, fragment: fragmentOf(path.join(staging, p.file)) })),
-    ], { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) });
-    ctx.log.step('checking the archive: every part\'s size and sha256');
+    await writeArchive(
+      tmp,
+      [
+        { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
+        // The dump is compressed by pg_dump: stored. Folders were compressed while tar wrote them (writeFragment):
+        // deflated piece by piece where it pays (text), stored elsewhere (media); they are copied in as they are.
+        ...manifestParts.map((p) =>
+          p.kind === 'database'
+            ? { name: p.file, file: path.join(staging, p.file), level: 0 as const }
+            : { name: p.file, fragment: fragmentOf(path.join(staging, p.file)) },
+        ),
+      ],
+      { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) },
+    );
+    ctx.log.step("checking the archive: every part's size and sha256");
     size = fs.statSync(tmp).size;
     // The archive's MD5, for the upload to compare with the object's ETag, is computed beside the check on another thread.
     const md5 = s3s ? md5InWorker(tmp, ctx.signal).catch(() => undefined) : undefined;
     await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
     const dumpError = (await dumpRead) ?? (await tocRead);
-    if (dumpError) throw dumpError instanceof TaskError ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), { exitCode: dumpError.exitCode, hint: 'nothing was written under a final name, uploaded or pruned' }) : dumpError;
+    if (dumpError)
+      throw dumpError instanceof TaskError
+        ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), {
+            exitCode: dumpError.exitCode,
+            hint: 'nothing was written under a final name, uploaded or pruned',
+          })
+        : dumpError;
     fs.chmodSync(tmp, 0o600);
     fs.renameSync(tmp, final);
     fs.rmSync(staging, { recursive: true, force: true });
@@ -407,24 +524,36 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     if (s3s) {
       const missing = credentialsProblem(ctx, s3m);
       if (missing) {
-        throw new TaskError(`the upload did not happen: ${missing}; the backup stays local (${final})`, { exitCode: ExitCode.uploadFailed, hint: `set them in ${ctx.env.fileToFix} (documented in .env.template), then: tasks upload ${name}` });
+        throw new TaskError(`the upload did not happen: ${missing}; the backup stays local (${final})`, {
+          exitCode: ExitCode.uploadFailed,
+          hint: `set them in ${ctx.env.fileToFix} (documented in .env.template), then: tasks upload ${name}`,
+        });
       }
       const key = s3m.objectKey(s3s, name);
       ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
       // The listing remote pruning needs is read while the upload runs (the new object is added once the upload is checked).
-      if (o.prune !== false) remoteListing = s3m.listRemote(ctx.probe, s3s).then((l) => l, (e: unknown) => e as Error);
+      if (o.prune !== false)
+        remoteListing = s3m.listRemote(ctx.probe, s3s).then(
+          (l) => l,
+          (e: unknown) => e as Error,
+        );
       const upStarted = Date.now();
       let checkedBy = 'size';
       try {
         checkedBy = await s3m.uploadFile(ctx.runner, s3s, final, key, size, { md5 });
       } catch (err) {
         if (err instanceof TaskError && err.exitCode === ExitCode.uploadFailed) {
-          throw new TaskError(`the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${final})`, { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${name}` });
+          throw new TaskError(
+            `the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${final})`,
+            { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${name}` },
+          );
         }
         throw err;
       }
       uploaded = true;
-      ctx.log.success(`uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`);
+      ctx.log.success(
+        `uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`,
+      );
     } else {
       ctx.log.info('S3_BUCKET is not set: the backup stays local');
     }
@@ -432,23 +561,48 @@ export async function runBackup(ctx: TaskContext, o: { only?: string; reason?: M
     if (o.prune !== false) {
       const listing = await remoteListing;
       if (listing instanceof Error) throw listing;
-      const remote = listing && uploaded ? [...listing.filter((r) => r.name !== name), { key: s3m.objectKey(s3s!, name), name, size, modified: '' }] : listing;
+      const remote =
+        listing && uploaded
+          ? [...listing.filter((r) => r.name !== name), { key: s3m.objectKey(s3s!, name), name, size, modified: '' }]
+          : listing;
       await pruneAll(ctx, { s3s, apply: true, project, remote });
     }
     const ms = Date.now() - started;
     ctx.log.success(`backup ${name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
     ctx.out.write(`${final}\n`);
-    await notifyMod.report(ctx.log, ns, { status: 'success', task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name, size, durationMs: ms, uploaded });
+    await notifyMod.report(ctx.log, ns, {
+      status: 'success',
+      task: 'backup',
+      project,
+      appEnv: ctx.env.appEnv,
+      host: os.hostname(),
+      name,
+      size,
+      durationMs: ms,
+      uploaded,
+    });
     return { name, file: final, size, uploaded };
   } catch (err0) {
     const err = interrupted(ctx, err0);
     const e = err as Error;
     await notifyMod.report(ctx.log, ns, {
-      status: 'failure', task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name, durationMs: Date.now() - started,
-      uploaded, error: ctx.log.mask(e.message ?? String(err)), exitCode: err instanceof TaskError ? err.exitCode : ExitCode.failure,
+      status: 'failure',
+      task: 'backup',
+      project,
+      appEnv: ctx.env.appEnv,
+      host: os.hostname(),
+      name,
+      durationMs: Date.now() - started,
+      uploaded,
+      error: ctx.log.mask(e.message ?? String(err)),
+      exitCode: err instanceof TaskError ? err.exitCode : ExitCode.failure,
     });
     if (err instanceof TaskError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new TaskError(`no space left on the device: ${e.message}`, { hint: 'free some space; older backups were not touched', cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC')
+      throw new TaskError(`no space left on the device: ${e.message}`, {
+        hint: 'free some space; older backups were not touched',
+        cause: err,
+      });
     throw err;
   }
 }
@@ -461,21 +615,40 @@ function policy(ctx: TaskContext): Omit<import('./retention.ts').RetentionPolicy
     const v = ctx.env.get(k);
     if (v === undefined) return d;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new TaskError(`${k} must be a whole number ≥ 0, not "${v}"`, { exitCode: ExitCode.invalidEnv, hint: `fix ${k} in ${ctx.env.fileToFix}` });
+    if (!Number.isInteger(n) || n < 0)
+      throw new TaskError(`${k} must be a whole number ≥ 0, not "${v}"`, {
+        exitCode: ExitCode.invalidEnv,
+        hint: `fix ${k} in ${ctx.env.fileToFix}`,
+      });
     return n;
   };
-  return { retentionDays: int('BACKUP_RETENTION_DAYS', 30)!, keepMin: int('BACKUP_KEEP_MIN', 3)!, daily: int('BACKUP_KEEP_DAILY'), weekly: int('BACKUP_KEEP_WEEKLY'), monthly: int('BACKUP_KEEP_MONTHLY') };
+  return {
+    retentionDays: int('BACKUP_RETENTION_DAYS', 30)!,
+    keepMin: int('BACKUP_KEEP_MIN', 3)!,
+    daily: int('BACKUP_KEEP_DAILY'),
+    weekly: int('BACKUP_KEEP_WEEKLY'),
+    monthly: int('BACKUP_KEEP_MONTHLY'),
+  };
 }
 
-export interface PruneOutcome { local: PrunePlan; remote?: PrunePlan }
+export interface PruneOutcome {
+  local: PrunePlan;
+  remote?: PrunePlan;
+}
 
 /** Plans and (with apply) deletes, local and remote separately, only this project's backups. */
-export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date; remote?: RemoteObject[] }): Promise<PruneOutcome> {
+export async function pruneAll(
+  ctx: TaskContext,
+  o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date; remote?: RemoteObject[] },
+): Promise<PruneOutcome> {
   const { planPrune } = await mods.retention();
   const pol = { ...policy(ctx), now: o.now ?? new Date() };
   const dir = backupDir(ctx);
   const locals = localBackups(dir).filter((b) => b.project === o.project);
-  const localPlan = planPrune(locals.map((b) => ({ name: b.name, time: b.time, good: true })), pol);
+  const localPlan = planPrune(
+    locals.map((b) => ({ name: b.name, time: b.time, good: true })),
+    pol,
+  );
   if (localPlan.warning) ctx.log.warn(`local: ${localPlan.warning}`);
   for (const d of localPlan.delete) {
     const file = archiveFile(dir, d.name);
@@ -487,8 +660,13 @@ export async function pruneAll(ctx: TaskContext, o: { s3s: S3Settings | undefine
   let remotePlan: PrunePlan | undefined;
   if (o.s3s) {
     const s3m = await mods.s3();
-    const remote = (o.remote ?? (await s3m.listRemote(ctx.probe, o.s3s))).map((r) => ({ r, p: parseBackupName(r.name) })).filter((x) => x.p && x.p.project === o.project);
-    remotePlan = planPrune(remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: true })), pol);
+    const remote = (o.remote ?? (await s3m.listRemote(ctx.probe, o.s3s)))
+      .map((r) => ({ r, p: parseBackupName(r.name) }))
+      .filter((x) => x.p && x.p.project === o.project);
+    remotePlan = planPrune(
+      remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: true })),
+      pol,
+    );
     if (remotePlan.warning) ctx.log.warn(`remote: ${remotePlan.warning}`);
     for (const d of remotePlan.delete) {
       const url = s3m.s3Url(o.s3s, s3m.objectKey(o.s3s, d.name));
@@ -544,9 +722,13 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
   const archive = await mods.archive();
   const pg = await mods.pg();
   ctx.log.step(`checking ${path.basename(file)}: members, sizes, sha256`);
-  let checked;
+  let checked: Awaited<ReturnType<typeof archive.extractArchive>>;
   try {
-    checked = await archive.extractArchive(file, work, { only: (p) => p.kind === 'database', signal: ctx.signal, onBytes: progress(ctx, 'check', fs.statSync(file).size) });
+    checked = await archive.extractArchive(file, work, {
+      only: (p) => p.kind === 'database',
+      signal: ctx.signal,
+      onBytes: progress(ctx, 'check', fs.statSync(file).size),
+    });
   } catch (err) {
     throw interrupted(ctx, err);
   }
@@ -564,15 +746,30 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
     const db = `${t.database}_verify_${stamp}`.slice(0, 63);
     const server = await pg.serverVersion(ctx, t, t.database);
     let created = false;
-    const drop = async () => { if (created) { created = false; await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major }); } };
+    const drop = async () => {
+      if (created) {
+        created = false;
+        await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major });
+      }
+    };
     ctx.onCleanup(drop);
     ctx.log.step(`restore test: into the throwaway database ${db}`);
     await pg.createDatabase(ctx, t, db, t.user);
     created = true;
     await pg.restoreDump(ctx, t, { file: dump, database: db });
-    const tables = Number(await pg.psqlQuery(ctx, t, "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'", { database: db }));
+    const tables = Number(
+      await pg.psqlQuery(
+        ctx,
+        t,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+        { database: db },
+      ),
+    );
     await drop();
-    if (!tables) throw new TaskError(`restore test of ${name}: the restored database has no tables`, { hint: 'the dump is empty: check the backup source' });
+    if (!tables)
+      throw new TaskError(`restore test of ${name}: the restored database has no tables`, {
+        hint: 'the dump is empty: check the backup source',
+      });
     ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
   }
   recordVerified(dir, name, Boolean(o.restoreTest));
@@ -582,7 +779,8 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
 export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<void> {
   const name = normalizeName(nameArg);
   const file = archiveFile(backupDir(ctx), name);
-  if (!fs.existsSync(file)) throw new TaskError(`${file} does not exist`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
+  if (!fs.existsSync(file))
+    throw new TaskError(`${file} does not exist`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
   const s = await requireS3(ctx);
   const s3m = await mods.s3();
   if (!ctx.global.dryRun) {
@@ -617,27 +815,49 @@ export interface CatalogueEntry {
 
 export function catalogue(locals: LocalBackup[], remote: RemoteObject[], verified: Record<string, VerifiedRecord>): CatalogueEntry[] {
   const map = new Map<string, CatalogueEntry>();
-  for (const l of locals) map.set(l.name, { name: l.name, date: l.time.toISOString(), size: l.size, where: 'local', local: { file: l.file, size: l.size } });
+  for (const l of locals)
+    map.set(l.name, { name: l.name, date: l.time.toISOString(), size: l.size, where: 'local', local: { file: l.file, size: l.size } });
   for (const r of remote) {
     const p = parseBackupName(r.name);
     if (!p) continue;
     const e = map.get(r.name);
-    if (e) { e.where = 'both'; e.remote = { key: r.key, size: r.size }; }
-    else map.set(r.name, { name: r.name, date: p.time.toISOString(), size: r.size, where: 'remote', remote: { key: r.key, size: r.size } });
+    if (e) {
+      e.where = 'both';
+      e.remote = { key: r.key, size: r.size };
+    } else
+      map.set(r.name, { name: r.name, date: p.time.toISOString(), size: r.size, where: 'remote', remote: { key: r.key, size: r.size } });
   }
   for (const e of map.values()) {
     const v = verified[e.name];
-    if (v) { e.lastVerified = v.at; e.restoreTested = v.restoreTest; }
+    if (v) {
+      e.lastVerified = v.at;
+      e.restoreTested = v.restoreTest;
+    }
   }
   return [...map.values()].sort((a, b) => (a.date < b.date ? 1 : a.date > b.date ? -1 : a.name < b.name ? 1 : -1));
 }
 
 function formatCatalogue(entries: CatalogueEntry[]): string {
   if (!entries.length) return 'no backups\n';
-  const rows = entries.map((e) => [e.name, e.date.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), formatBytes(e.size), e.where, e.lastVerified ? `${e.lastVerified.slice(0, 16).replace('T', ' ')}${e.restoreTested ? ' (restore test)' : ''}` : 'never']);
+  const rows = entries.map((e) => [
+    e.name,
+    e.date.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    formatBytes(e.size),
+    e.where,
+    e.lastVerified ? `${e.lastVerified.slice(0, 16).replace('T', ' ')}${e.restoreTested ? ' (restore test)' : ''}` : 'never',
+  ]);
   const head = ['NAME', 'DATE (UTC)', 'SIZE', 'WHERE', 'LAST VERIFIED'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    [head, ...rows]
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,7 +874,8 @@ const backup = defineTask({
   example: 'tasks backup --only db',
   async run(ctx) {
     const reason = ctx.opts.reason;
-    if (!['manual', 'scheduled', 'pre-restore'].includes(reason)) throw usage(`--reason must be manual, scheduled or pre-restore, not "${reason}"`);
+    if (!['manual', 'scheduled', 'pre-restore'].includes(reason))
+      throw usage(`--reason must be manual, scheduled or pre-restore, not "${reason}"`);
     await runBackup(ctx, { only: ctx.opts.only, reason: reason as Manifest['reason'] });
   },
 });
@@ -714,7 +935,11 @@ const prune = defineTask({
     const s = await s3For(ctx);
     if (s) {
       const missing = credentialsProblem(ctx, await mods.s3());
-      if (missing) throw new TaskError(`cannot prune remote backups: ${missing}`, { exitCode: ExitCode.invalidEnv, hint: `set them in ${ctx.env.fileToFix}` });
+      if (missing)
+        throw new TaskError(`cannot prune remote backups: ${missing}`, {
+          exitCode: ExitCode.invalidEnv,
+          hint: `set them in ${ctx.env.fileToFix}`,
+        });
     }
     await pruneAll(ctx, { s3s: s, apply: true, project });
   },

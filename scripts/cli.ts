@@ -46,7 +46,10 @@ export function taskWord(argv: string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') return undefined;
-    if (a === '--env') { i++; continue; }
+    if (a === '--env') {
+      i++;
+      continue;
+    }
     if (a.startsWith('--env=')) continue;
     if (GLOBAL_FLAGS.has(a)) continue;
     if (a.startsWith('-')) continue;
@@ -67,7 +70,8 @@ export function formatList(tasks: AnyTask[], note?: string): string {
     const inGroup = visible.filter((t) => t.group === g);
     if (!inGroup.length) continue;
     lines.push(`${g}:`);
-    for (const t of inGroup) lines.push(`  ${t.name.padEnd(width)}${t.description}${t.aliases?.length ? ` (alias: ${t.aliases.join(', ')})` : ''}`);
+    for (const t of inGroup)
+      lines.push(`  ${t.name.padEnd(width)}${t.description}${t.aliases?.length ? ` (alias: ${t.aliases.join(', ')})` : ''}`);
     lines.push('');
   }
   if (note) lines.push(note, '');
@@ -76,12 +80,19 @@ export function formatList(tasks: AnyTask[], note?: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>) => Promise<void>): void {
+function addTaskCommand(
+  program: Command,
+  t: AnyTask,
+  execute: (t: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>) => Promise<void>,
+): void {
   const cmd = addGlobalOptions(program.command(t.name).description(t.description));
   if (t.aliases?.length) cmd.aliases(t.aliases);
   const argEntries = Object.entries((t.args ?? {}) as Record<string, ArgSpec>);
   for (const [name, a] of argEntries) {
-    cmd.argument(a.variadic ? `${a.required ? '<' : '['}${name}...${a.required ? '>' : ']'}` : a.required ? `<${name}>` : `[${name}]`, a.description);
+    cmd.argument(
+      a.variadic ? `${a.required ? '<' : '['}${name}...${a.required ? '>' : ']'}` : a.required ? `<${name}>` : `[${name}]`,
+      a.description,
+    );
   }
   for (const [name, o] of Object.entries((t.options ?? {}) as Record<string, OptionSpec>)) {
     const long = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -106,7 +117,9 @@ function addTaskCommand(program: Command, t: AnyTask, execute: (t: AnyTask, args
     }
     Object.assign(opts, { __globals: globals });
     const args: Record<string, unknown> = {};
-    argEntries.forEach(([name, a], i) => { args[name] = a.variadic ? ((values[i] as string[] | undefined) ?? []) : values[i]; });
+    argEntries.forEach(([name, a], i) => {
+      args[name] = a.variadic ? ((values[i] as string[] | undefined) ?? []) : values[i];
+    });
     await execute(t, args, opts);
   });
 }
@@ -144,22 +157,29 @@ export async function main(o: MainOptions): Promise<number> {
     return 0;
   }
 
-  const program = addGlobalOptions(new Command('tasks')
-    .description('Tasks for this docker compose stack: dev workflow, database, backups, restore.')
-    .usage('<task> [args] [options]'))
+  const program = addGlobalOptions(
+    new Command('tasks')
+      .description('Tasks for this docker compose stack: dev workflow, database, backups, restore.')
+      .usage('<task> [args] [options]'),
+  )
     .option('--list', 'list every task')
     .enablePositionalOptions()
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: (s) => o.stdout.write(s), writeErr: (s) => o.stderr.write(s), outputError: (s, write) => write(s) });
-  program.helpCommand('help [task]', 'show a task\'s arguments, options and an example');
+  program.helpCommand('help [task]', "show a task's arguments, options and an example");
 
   let exitCode = 0;
   const execute = async (t: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>) => {
     const local = (opts.__globals ?? {}) as Record<string, unknown>;
     delete opts.__globals;
     const g = { ...program.opts(), ...local } as { dryRun?: boolean; yes?: boolean; env?: string; quiet?: boolean };
-    exitCode = await runTask(o, tasks, t, args, opts, { dryRun: Boolean(g.dryRun), yes: Boolean(g.yes), quiet: Boolean(g.quiet), env: g.env });
+    exitCode = await runTask(o, tasks, t, args, opts, {
+      dryRun: Boolean(g.dryRun),
+      yes: Boolean(g.yes),
+      quiet: Boolean(g.quiet),
+      env: g.env,
+    });
   };
   for (const t of tasks) addTaskCommand(program, t, execute);
 
@@ -201,7 +221,14 @@ async function projectFor(probe: Runner, env: LoadedEnv, o: MainOptions): Promis
   return { flavor, root: o.root, files: composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles) };
 }
 
-async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Record<string, unknown>, opts: Record<string, unknown>, global: GlobalOptions): Promise<number> {
+async function runTask(
+  o: MainOptions,
+  tasks: AnyTask[],
+  task: AnyTask,
+  args: Record<string, unknown>,
+  opts: Record<string, unknown>,
+  global: GlobalOptions,
+): Promise<number> {
   const errLog = createLogger({ sink: o.stderr });
   const cleanups: Array<() => void | Promise<void>> = [];
   const ran = new Map<string, Promise<void>>();
@@ -217,7 +244,13 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
       return {
         env,
         runner: createRunner({ log, dryRun: global.dryRun, env: env.values, cwd: o.root, exec: o.exec, signal }),
-        probe: createRunner({ log: createLogger({ sink: o.stderr, quiet: true, secrets: secretsFromEnv(env.values) }), env: env.values, cwd: o.root, exec: o.exec, signal }),
+        probe: createRunner({
+          log: createLogger({ sink: o.stderr, quiet: true, secrets: secretsFromEnv(env.values) }),
+          env: env.values,
+          cwd: o.root,
+          exec: o.exec,
+          signal,
+        }),
       };
     };
     let st = makeState(env0);
@@ -225,22 +258,54 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
     let services: Promise<ServiceInfo[]> | undefined;
     const template = readTemplate(o.root);
 
-    const ctxFor = (t: AnyTask, a: Record<string, unknown>, op: Record<string, unknown>): TaskContext => ({
-      args: a, opts: op, global, root: o.root, log, signal, out: o.stdout, interactive: o.stdinIsTTY, config: o.config,
-      get env() { return st.env; },
-      get runner() { return st.runner; },
-      get probe() { return st.probe; },
-      reloadEnv: () => { st = makeState(loadEnv({ root: o.root, processEnv: o.env, appEnv: global.env })); project = undefined; services = undefined; return st.env; },
+    const ctxFor = (_t: AnyTask, a: Record<string, unknown>, op: Record<string, unknown>): TaskContext => ({
+      args: a,
+      opts: op,
+      global,
+      root: o.root,
+      log,
+      signal,
+      out: o.stdout,
+      interactive: o.stdinIsTTY,
+      config: o.config,
+      get env() {
+        return st.env;
+      },
+      get runner() {
+        return st.runner;
+      },
+      get probe() {
+        return st.probe;
+      },
+      reloadEnv: () => {
+        st = makeState(loadEnv({ root: o.root, processEnv: o.env, appEnv: global.env }));
+        project = undefined;
+        services = undefined;
+        return st.env;
+      },
       compose: () => (project ??= projectFor(st.probe, st.env, o)),
-      services: async () => (services ??= discoverServices(st.probe, { root: o.root, files: composeFiles(st.env.values, o.config.composeFiles, o.config.devComposeFiles) }, () => (project ??= projectFor(st.probe, st.env, o)), st.env.values, st.env.files)),
+      services: async () =>
+        (services ??= discoverServices(
+          st.probe,
+          { root: o.root, files: composeFiles(st.env.values, o.config.composeFiles, o.config.devComposeFiles) },
+          () => (project ??= projectFor(st.probe, st.env, o)),
+          st.env.values,
+          st.env.files,
+        )),
       confirm: (req) => confirm(req, { yes: global.yes, interactive: o.stdinIsTTY, log, inject: o.promptAnswers }),
-      onCleanup: (fn) => { cleanups.push(fn); },
+      onCleanup: (fn) => {
+        cleanups.push(fn);
+      },
       runTask: async (name, input = {}) => {
         const dep = findTask(tasks, name);
         if (!dep) throw new TaskError(`task "${name}" (a dependency) is not defined`, { exitCode: ExitCode.usage });
         const key = `${dep.name}\0${JSON.stringify(input)}`;
         // Option defaults apply as on the command line (e.g. backup's --reason manual).
-        const defaults = Object.fromEntries(Object.entries((dep.options ?? {}) as Record<string, OptionSpec>).filter(([, v]) => v.default !== undefined).map(([k, v]) => [k, v.default]));
+        const defaults = Object.fromEntries(
+          Object.entries((dep.options ?? {}) as Record<string, OptionSpec>)
+            .filter(([, v]) => v.default !== undefined)
+            .map(([k, v]) => [k, v.default]),
+        );
         if (!ran.has(key)) ran.set(key, invoke(dep, input.args ?? {}, { ...defaults, ...input.opts }));
         return ran.get(key);
       },
@@ -257,7 +322,8 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
     };
 
     if (task.needsEnv !== false) {
-      for (const f of worldReadableEnvFiles(o.root, st.env.files)) log.warn(`${f} is readable by other users and holds passwords: chmod 600 ${f}`);
+      for (const f of worldReadableEnvFiles(o.root, st.env.files))
+        log.warn(`${f} is readable by other users and holds passwords: chmod 600 ${f}`);
     }
     await invoke(task, args, opts);
     return 0;
@@ -268,7 +334,11 @@ async function runTask(o: MainOptions, tasks: AnyTask[], task: AnyTask, args: Re
     return exitCodeOf(e);
   } finally {
     for (const fn of cleanups.reverse()) {
-      try { await fn(); } catch (err) { log.warn(`cleanup failed: ${(err as Error).message}`); }
+      try {
+        await fn();
+      } catch (err) {
+        log.warn(`cleanup failed: ${(err as Error).message}`);
+      }
     }
   }
 }

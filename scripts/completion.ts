@@ -62,10 +62,10 @@ ${fn}() {
   # The command as typed; an alias (alias ${command}=./bin/tasks.mjs) is expanded.
   cmd=(\${(Q)\${(z)aliases[\${words[1]}]:-\${words[1]:-${command}}}})
   if (( CURRENT == 2 )) || { (( CURRENT == 3 )) && [[ \${words[2]} == help ]]; }; then
-    cands=("\${(@f)$(\$cmd __complete 2>/dev/null)}")
+    cands=("\${(@f)$($cmd __complete 2>/dev/null)}")
     compadd -a cands
   elif [[ \${PREFIX} == -* ]]; then
-    cands=("\${(@f)$(\$cmd __complete \${words[2]} 2>/dev/null)}")
+    cands=("\${(@f)$($cmd __complete \${words[2]} 2>/dev/null)}")
     compadd -a cands
   else
     _files

@@ -34,7 +34,10 @@ export function composeFiles(env: Record<string, string | undefined>, base: stri
 export function effectiveComposeFiles(p: Omit<ComposeProject, 'flavor'>, env: Record<string, string | undefined>): string[] {
   if (p.files.length) return p.files.map((f) => path.resolve(p.root, f));
   const sep = env.COMPOSE_PATH_SEPARATOR ?? (process.platform === 'win32' ? ';' : ':');
-  return (env.COMPOSE_FILE ?? '').split(sep).filter(Boolean).map((f) => path.resolve(p.root, f));
+  return (env.COMPOSE_FILE ?? '')
+    .split(sep)
+    .filter(Boolean)
+    .map((f) => path.resolve(p.root, f));
 }
 
 export function composeBase(p: ComposeProject): string[] {
@@ -42,14 +45,29 @@ export function composeBase(p: ComposeProject): string[] {
   return [...head, '--project-directory', p.root, ...p.files.flatMap((f) => ['-f', f])];
 }
 
-export interface UpOptions { services?: string[]; wait?: boolean; build?: boolean; noDeps?: boolean; forceRecreate?: boolean; profiles?: string[] }
-export interface ExecOptions { tty?: boolean; user?: string; workdir?: string; env?: Record<string, string> }
+export interface UpOptions {
+  services?: string[];
+  wait?: boolean;
+  build?: boolean;
+  noDeps?: boolean;
+  forceRecreate?: boolean;
+  profiles?: string[];
+}
+export interface ExecOptions {
+  tty?: boolean;
+  user?: string;
+  workdir?: string;
+  env?: Record<string, string>;
+}
 
 /** Argument builders. Each returns argv only; nothing runs. */
 export const compose = {
   up(p: ComposeProject, o: UpOptions = {}): string[] {
     return [
-      ...composeBase(p), ...(o.profiles ?? []).flatMap((x) => ['--profile', x]), 'up', '-d',
+      ...composeBase(p),
+      ...(o.profiles ?? []).flatMap((x) => ['--profile', x]),
+      'up',
+      '-d',
       ...(o.wait && p.flavor === 'v2' ? ['--wait'] : []),
       ...(o.build ? ['--build'] : []),
       ...(o.noDeps ? ['--no-deps'] : []),
@@ -63,11 +81,23 @@ export const compose = {
   stop: (p: ComposeProject, services: string[] = []) => [...composeBase(p), 'stop', ...services],
   start: (p: ComposeProject, services: string[] = []) => [...composeBase(p), 'start', ...services],
   restart: (p: ComposeProject, services: string[] = []) => [...composeBase(p), 'restart', ...services],
-  build: (p: ComposeProject, services: string[] = [], o: { pull?: boolean } = {}) => [...composeBase(p), 'build', ...(o.pull ? ['--pull'] : []), ...services],
-  pull: (p: ComposeProject, services: string[] = []) => [...composeBase(p), 'pull', ...(p.flavor === 'v2' ? ['--ignore-buildable'] : ['--ignore-pull-failures']), ...services],
+  build: (p: ComposeProject, services: string[] = [], o: { pull?: boolean } = {}) => [
+    ...composeBase(p),
+    'build',
+    ...(o.pull ? ['--pull'] : []),
+    ...services,
+  ],
+  pull: (p: ComposeProject, services: string[] = []) => [
+    ...composeBase(p),
+    'pull',
+    ...(p.flavor === 'v2' ? ['--ignore-buildable'] : ['--ignore-pull-failures']),
+    ...services,
+  ],
   logs(p: ComposeProject, o: { services?: string[]; follow?: boolean; tail?: string; timestamps?: boolean } = {}): string[] {
     return [
-      ...composeBase(p), 'logs', '--no-color',
+      ...composeBase(p),
+      'logs',
+      '--no-color',
       ...(o.follow ? ['--follow'] : []),
       ...(o.tail ? ['--tail', o.tail] : []),
       ...(o.timestamps ? ['--timestamps'] : []),
@@ -75,47 +105,72 @@ export const compose = {
     ];
   },
   /** Container ids of a service (or all); works the same in v1 and v2. */
-  psIds: (p: ComposeProject, services: string[] = [], all = false) => [...composeBase(p), 'ps', '-q', ...(all && p.flavor === 'v2' ? ['--all'] : []), ...services],
+  psIds: (p: ComposeProject, services: string[] = [], all = false) => [
+    ...composeBase(p),
+    'ps',
+    '-q',
+    ...(all && p.flavor === 'v2' ? ['--all'] : []),
+    ...services,
+  ],
   /** `exec -T` unless a terminal is wanted: a TTY corrupts binary streams and fails under cron. */
   exec(p: ComposeProject, service: string, command: readonly string[], o: ExecOptions = {}): string[] {
     return [
-      ...composeBase(p), 'exec',
+      ...composeBase(p),
+      'exec',
       ...(o.tty ? [] : ['-T']),
       ...(o.user ? ['--user', o.user] : []),
       ...(o.workdir ? ['--workdir', o.workdir] : []),
       ...Object.keys(o.env ?? {}).flatMap((k) => ['-e', `${k}=${o.env![k]}`]),
-      service, ...command,
+      service,
+      ...command,
     ];
   },
-  run(p: ComposeProject, service: string, command: readonly string[], o: ExecOptions & { rm?: boolean; noDeps?: boolean; entrypoint?: string; volumes?: string[] } = {}): string[] {
+  run(
+    p: ComposeProject,
+    service: string,
+    command: readonly string[],
+    o: ExecOptions & { rm?: boolean; noDeps?: boolean; entrypoint?: string; volumes?: string[] } = {},
+  ): string[] {
     return [
-      ...composeBase(p), 'run',
+      ...composeBase(p),
+      'run',
       ...(o.rm === false ? [] : ['--rm']),
       ...(o.tty ? [] : ['-T']),
       ...(o.noDeps ? ['--no-deps'] : []),
       ...(o.user ? ['--user', o.user] : []),
       ...(o.entrypoint !== undefined ? ['--entrypoint', o.entrypoint] : []),
       ...(o.volumes ?? []).flatMap((v) => ['-v', v]),
-      service, ...command,
+      service,
+      ...command,
     ];
   },
   /** The merged configuration as compose resolves it (all files, overrides, profiles, interpolation). Holds secrets: never print it. */
-  config: (p: ComposeProject) => [...composeBase(p), ...(p.flavor === 'v2' ? ['--profile', '*', 'config', '--format', 'json'] : ['config'])],
+  config: (p: ComposeProject) => [
+    ...composeBase(p),
+    ...(p.flavor === 'v2' ? ['--profile', '*', 'config', '--format', 'json'] : ['config']),
+  ],
   version: (flavor: Flavor) => (flavor === 'v2' ? ['docker', 'compose', 'version', '--short'] : ['docker-compose', 'version', '--short']),
 };
 
 // v2 / docker CLI: "Cannot connect to the Docker daemon at unix://… Is the docker daemon running?";
 // v1 (docker-py): "Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, …))".
-const DAEMON_DOWN = /Cannot connect to the Docker daemon|Couldn't connect to Docker daemon|Is the docker daemon running|error during connect|Error while fetching server API version/i;
+const DAEMON_DOWN =
+  /Cannot connect to the Docker daemon|Couldn't connect to Docker daemon|Is the docker daemon running|error during connect|Error while fetching server API version/i;
 const NO_PERMISSION = /permission denied while trying to connect to the Docker daemon|PermissionError\(13|Permission denied'\)/i;
 
 /** Turns a failed compose/docker command into the one line a user needs. */
 export function explainDockerError(err: unknown): unknown {
   if (err instanceof CommandError && NO_PERMISSION.test(err.stderrTail)) {
-    return new TaskError('no permission to use the Docker engine', { exitCode: ExitCode.prerequisite, hint: 'add your user to the docker group (sudo usermod -aG docker $USER, then log in again), or run as root' });
+    return new TaskError('no permission to use the Docker engine', {
+      exitCode: ExitCode.prerequisite,
+      hint: 'add your user to the docker group (sudo usermod -aG docker $USER, then log in again), or run as root',
+    });
   }
   if (err instanceof CommandError && DAEMON_DOWN.test(err.stderrTail)) {
-    return new TaskError('the Docker engine is not running', { exitCode: ExitCode.prerequisite, hint: 'start it (sudo systemctl start docker, or open Docker Desktop), then check with: docker info' });
+    return new TaskError('the Docker engine is not running', {
+      exitCode: ExitCode.prerequisite,
+      hint: 'start it (sudo systemctl start docker, or open Docker Desktop), then check with: docker info',
+    });
   }
   return err;
 }
@@ -126,18 +181,38 @@ export function flavorKey(env: Record<string, string | undefined>): string {
   const parts = [env.PATH ?? ''];
   const dirs = (env.PATH ?? '').split(path.delimiter).filter(Boolean);
   const home = env.HOME ?? '';
-  const pluginDirs = [path.join(home, '.docker/cli-plugins'), '/usr/local/lib/docker/cli-plugins', '/usr/libexec/docker/cli-plugins', '/usr/lib/docker/cli-plugins'];
-  for (const f of [...dirs.flatMap((d) => [path.join(d, 'docker'), path.join(d, 'docker-compose')]), ...pluginDirs.map((d) => path.join(d, 'docker-compose'))]) {
-    try { parts.push(`${f}:${fs.statSync(f).mtimeMs}`); } catch { /* absent */ }
+  const pluginDirs = [
+    path.join(home, '.docker/cli-plugins'),
+    '/usr/local/lib/docker/cli-plugins',
+    '/usr/libexec/docker/cli-plugins',
+    '/usr/lib/docker/cli-plugins',
+  ];
+  for (const f of [
+    ...dirs.flatMap((d) => [path.join(d, 'docker'), path.join(d, 'docker-compose')]),
+    ...pluginDirs.map((d) => path.join(d, 'docker-compose')),
+  ]) {
+    try {
+      parts.push(`${f}:${fs.statSync(f).mtimeMs}`);
+    } catch {
+      /* absent */
+    }
   }
   return crypto.createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 }
 
 /** Whether an executable named `name` is in one of PATH's directories (no process started). */
 export function onPath(name: string, pathVar: string): boolean {
-  return pathVar.split(path.delimiter).filter(Boolean).some((d) => {
-    try { fs.accessSync(path.join(d, name), fs.constants.X_OK); return true; } catch { return false; }
-  });
+  return pathVar
+    .split(path.delimiter)
+    .filter(Boolean)
+    .some((d) => {
+      try {
+        fs.accessSync(path.join(d, name), fs.constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
 }
 
 export async function detectFlavor(probe: Runner, env: Record<string, string | undefined>, cacheDir?: string): Promise<Flavor> {
@@ -160,7 +235,9 @@ export async function detectFlavor(probe: Runner, env: Record<string, string | u
     try {
       const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as { key: string; flavor: Flavor };
       if (c.key === key) return c.flavor;
-    } catch { /* not cached */ }
+    } catch {
+      /* not cached */
+    }
   }
   for (const flavor of ['v2', 'v1'] as const) {
     try {
@@ -170,7 +247,9 @@ export async function detectFlavor(probe: Runner, env: Record<string, string | u
         fs.writeFileSync(cacheFile, JSON.stringify({ key, flavor }));
       }
       return flavor;
-    } catch { /* try the next one */ }
+    } catch {
+      /* try the next one */
+    }
   }
   throw new TaskError('Docker Compose not found: neither `docker compose` nor `docker-compose` runs', {
     exitCode: ExitCode.prerequisite,
@@ -191,7 +270,13 @@ export async function parseConfig(text: string, flavor: Flavor): Promise<Service
     image: typeof s.image === 'string' ? s.image : undefined,
     build: s.build !== undefined,
     profiles: Array.isArray(s.profiles) ? (s.profiles as string[]) : [],
-    ports: Array.isArray(s.ports) ? (s.ports as unknown[]).map((x) => (typeof x === 'string' ? x : `${(x as { published?: string | number }).published ?? ''}:${(x as { target?: number }).target ?? ''}`)) : [],
+    ports: Array.isArray(s.ports)
+      ? (s.ports as unknown[]).map((x) =>
+          typeof x === 'string'
+            ? x
+            : `${(x as { published?: string | number }).published ?? ''}:${(x as { target?: number }).target ?? ''}`,
+        )
+      : [],
     healthcheck: s.healthcheck !== undefined && !(s.healthcheck as { disable?: boolean }).disable,
   }));
 }
@@ -202,18 +287,35 @@ export function discoveryKey(p: Omit<ComposeProject, 'flavor'>, env: Record<stri
   h.update(`${p.root}\0${p.files.join(':')}\0`);
   for (const f of [...effectiveComposeFiles(p, env), ...envFiles.map((e) => path.join(p.root, e))]) {
     h.update(f);
-    try { h.update(fs.readFileSync(f)); } catch { h.update('missing'); }
+    try {
+      h.update(fs.readFileSync(f));
+    } catch {
+      h.update('missing');
+    }
   }
-  for (const k of Object.keys(env).filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV').sort()) h.update(`${k}=${env[k]}\0`);
+  for (const k of Object.keys(env)
+    .filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV')
+    .sort())
+    h.update(`${k}=${env[k]}\0`);
   return h.digest('hex').slice(0, 16);
 }
 
 /** Services as compose resolves them; cached by content so `tasks --list` stays fast. */
-export async function discoverServices(probe: Runner, where: Omit<ComposeProject, 'flavor'>, project: () => Promise<ComposeProject>, env: Record<string, string | undefined>, envFiles: string[]): Promise<ServiceInfo[]> {
+export async function discoverServices(
+  probe: Runner,
+  where: Omit<ComposeProject, 'flavor'>,
+  project: () => Promise<ComposeProject>,
+  env: Record<string, string | undefined>,
+  envFiles: string[],
+): Promise<ServiceInfo[]> {
   const dir = path.join(where.root, '.cache', 'compose-tasks');
   const key = discoveryKey(where, env, envFiles);
   const file = path.join(dir, `services-${key}.json`);
-  try { return JSON.parse(fs.readFileSync(file, 'utf8')) as ServiceInfo[]; } catch { /* not cached */ }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as ServiceInfo[];
+  } catch {
+    /* not cached */
+  }
   const p = await project();
   let out: string;
   try {
@@ -221,7 +323,12 @@ export async function discoverServices(probe: Runner, where: Omit<ComposeProject
   } catch (err) {
     const e = explainDockerError(err);
     if (e instanceof CommandError) {
-      throw new TaskError(`compose config failed: ${e.stderrTail.trim().split('\n').slice(-1)[0] ?? ''}`, { exitCode: ExitCode.invalidEnv, hint: `check ${effectiveComposeFiles(p, env).map((f) => path.relative(p.root, f)).join(', ')}` });
+      throw new TaskError(`compose config failed: ${e.stderrTail.trim().split('\n').slice(-1)[0] ?? ''}`, {
+        exitCode: ExitCode.invalidEnv,
+        hint: `check ${effectiveComposeFiles(p, env)
+          .map((f) => path.relative(p.root, f))
+          .join(', ')}`,
+      });
     }
     throw e;
   }
@@ -232,34 +339,61 @@ export async function discoverServices(probe: Runner, where: Omit<ComposeProject
   return services;
 }
 
-export interface ContainerState { id: string; service: string; status: string; health: string }
+export interface ContainerState {
+  id: string;
+  service: string;
+  status: string;
+  health: string;
+}
 
 /** State and health of each container of the project (v1 and v2 alike, through docker inspect). */
 export async function containerStates(runner: Runner, p: ComposeProject, services: string[] = []): Promise<ContainerState[]> {
-  const ids = (await runner.run({ argv: compose.psIds(p, services, true), stdout: 'capture', stderr: 'capture' })).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  const ids = (await runner.run({ argv: compose.psIds(p, services, true), stdout: 'capture', stderr: 'capture' })).stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!ids.length) return [];
-  const fmt = '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+  const fmt =
+    '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await runner.run({ argv: ['docker', 'inspect', '--format', fmt, ...ids], stdout: 'capture', stderr: 'capture' });
-  return r.stdout.split('\n').filter(Boolean).map((l) => {
-    const [id = '', service = '', status = '', health = ''] = l.split('\t');
-    return { id: id.slice(0, 12), service, status, health };
-  });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [id = '', service = '', status = '', health = ''] = l.split('\t');
+      return { id: id.slice(0, 12), service, status, health };
+    });
 }
 
 /** Waits until every container of the given services runs and passes its healthcheck (v1 has no `up --wait`). */
-export async function waitHealthy(runner: Runner, p: ComposeProject, services: string[], timeoutMs: number, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<ContainerState[]> {
+export async function waitHealthy(
+  runner: Runner,
+  p: ComposeProject,
+  services: string[],
+  timeoutMs: number,
+  sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)),
+): Promise<ContainerState[]> {
   if (runner.dryRun) return [];
   const deadline = Date.now() + timeoutMs;
   let last: ContainerState[] = [];
   for (;;) {
     last = await containerStates(runner, p, services);
     const bad = last.find((c) => c.status === 'exited' || c.status === 'dead' || c.health === 'unhealthy');
-    if (bad) throw new TaskError(`service ${bad.service} is ${bad.health === 'unhealthy' ? 'unhealthy' : bad.status}`, { exitCode: ExitCode.unhealthy, hint: `see its logs: tasks logs-${bad.service}` });
+    if (bad)
+      throw new TaskError(`service ${bad.service} is ${bad.health === 'unhealthy' ? 'unhealthy' : bad.status}`, {
+        exitCode: ExitCode.unhealthy,
+        hint: `see its logs: tasks logs-${bad.service}`,
+      });
     const ready = last.length > 0 && last.every((c) => c.status === 'running' && (c.health === 'healthy' || c.health === 'none'));
     if (ready) return last;
     if (Date.now() > deadline) {
-      const waiting = last.filter((c) => !(c.status === 'running' && (c.health === 'healthy' || c.health === 'none'))).map((c) => `${c.service} (${c.status}/${c.health})`);
-      throw new TaskError(`services not healthy after ${Math.round(timeoutMs / 1000)} s: ${waiting.join(', ') || 'no containers'}`, { exitCode: ExitCode.unhealthy, hint: 'see the logs: tasks logs' });
+      const waiting = last
+        .filter((c) => !(c.status === 'running' && (c.health === 'healthy' || c.health === 'none')))
+        .map((c) => `${c.service} (${c.status}/${c.health})`);
+      throw new TaskError(`services not healthy after ${Math.round(timeoutMs / 1000)} s: ${waiting.join(', ') || 'no containers'}`, {
+        exitCode: ExitCode.unhealthy,
+        hint: 'see the logs: tasks logs',
+      });
     }
     await sleep(1000);
   }

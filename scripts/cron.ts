@@ -41,12 +41,22 @@ const q = (s: string) => cronEscape(shellQuote(s));
 export function cronCommand(c: CronSpec): string {
   const pathValue = [...new Set(c.pathDirs)].join(':');
   return [
-    'cd', q(c.root), '&&',
+    'cd',
+    q(c.root),
+    '&&',
     `PATH=${q(pathValue)}`,
-    'flock', '-n', q(c.lockFile),
-    q(c.node), q(c.bin), 'backup', '--reason', 'scheduled',
+    'flock',
+    '-n',
+    q(c.lockFile),
+    q(c.node),
+    q(c.bin),
+    'backup',
+    '--reason',
+    'scheduled',
     ...(c.appEnv ? ['--env', q(c.appEnv)] : []),
-    '>>', q(c.logFile), '2>&1',
+    '>>',
+    q(c.logFile),
+    '2>&1',
   ].join(' ');
 }
 
@@ -66,8 +76,14 @@ export function replaceBlock(crontab: string, project: string, block?: string): 
   const out: string[] = [];
   let inside = false;
   for (const line of lines) {
-    if (line.trim() === beginMarker(project)) { inside = true; continue; }
-    if (inside && line.trim() === endMarker(project)) { inside = false; continue; }
+    if (line.trim() === beginMarker(project)) {
+      inside = true;
+      continue;
+    }
+    if (inside && line.trim() === endMarker(project)) {
+      inside = false;
+      continue;
+    }
     if (!inside) out.push(line);
   }
   while (out.length && out[out.length - 1]!.trim() === '') out.pop();
@@ -88,13 +104,25 @@ const TOOLS = ['node', 'docker', 'docker-compose', 'aws', 'pg_dump', 'pg_restore
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 /** Folders of the tools found on PATH now, then the system ones. */
-export function toolDirs(envPath: string, exists: (p: string) => boolean = (p) => { try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; } }): { dirs: string[]; missing: string[] } {
+export function toolDirs(
+  envPath: string,
+  exists: (p: string) => boolean = (p) => {
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+): { dirs: string[]; missing: string[] } {
   const search = envPath.split(':').filter((d) => d && path.isAbsolute(d));
   const dirs: string[] = [];
   const missing: string[] = [];
   for (const tool of TOOLS) {
     const dir = search.find((d) => exists(path.join(d, tool)));
-    if (dir) { if (!dirs.includes(dir)) dirs.push(dir); } else missing.push(tool);
+    if (dir) {
+      if (!dirs.includes(dir)) dirs.push(dir);
+    } else missing.push(tool);
   }
   for (const d of SYSTEM_PATH) if (!dirs.includes(d)) dirs.push(d);
   return { dirs, missing };
@@ -120,12 +148,18 @@ async function writeCrontab(ctx: TaskContext, text: string): Promise<void> {
 function spec(ctx: TaskContext): CronSpec {
   const project = ctx.env.require('COMPOSE_PROJECT_NAME');
   const schedule = ctx.env.get('BACKUP_CRON') ?? DEFAULT_SCHEDULE;
-  if (!validSchedule(schedule)) throw new TaskError(`BACKUP_CRON is not a cron schedule: "${schedule}"`, { exitCode: ExitCode.invalidEnv, hint: `five fields, e.g. ${DEFAULT_SCHEDULE}; fix it in ${ctx.env.fileToFix}` });
+  if (!validSchedule(schedule))
+    throw new TaskError(`BACKUP_CRON is not a cron schedule: "${schedule}"`, {
+      exitCode: ExitCode.invalidEnv,
+      hint: `five fields, e.g. ${DEFAULT_SCHEDULE}; fix it in ${ctx.env.fileToFix}`,
+    });
   const backupDir = path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
   const { dirs, missing } = toolDirs(ctx.env.get('PATH') ?? '');
-  for (const m of missing.filter((t) => ['flock', 'tar'].includes(t))) throw new TaskError(`${m} is not installed: the scheduled backup needs it`, { exitCode: ExitCode.prerequisite });
-  for (const m of missing.filter((t) => ['aws'].includes(t))) if (ctx.env.get('S3_BUCKET')) ctx.log.warn(`${m} is not on PATH: the scheduled upload will fail`);
-  const node = ctx.config.nodePath ?? (dirs.map((d) => path.join(d, 'node')).find((p) => fs.existsSync(p)) ?? 'node');
+  for (const m of missing.filter((t) => ['flock', 'tar'].includes(t)))
+    throw new TaskError(`${m} is not installed: the scheduled backup needs it`, { exitCode: ExitCode.prerequisite });
+  for (const m of missing.filter((t) => ['aws'].includes(t)))
+    if (ctx.env.get('S3_BUCKET')) ctx.log.warn(`${m} is not on PATH: the scheduled upload will fail`);
+  const node = ctx.config.nodePath ?? dirs.map((d) => path.join(d, 'node')).find((p) => fs.existsSync(p)) ?? 'node';
   return {
     project,
     schedule,
@@ -194,7 +228,10 @@ const cronStatus = defineTask({
     if (expected !== block) ctx.log.warn('the installed block differs from the current settings: run tasks cron-install to update it');
     const logFile = path.resolve(ctx.root, ctx.env.get('BACKUP_LOG') ?? 'backup/cron.log');
     const st = fs.statSync(logFile, { throwIfNoEntry: false });
-    if (!st) { ctx.out.write(`log: ${logFile} (no run yet)\n`); return; }
+    if (!st) {
+      ctx.out.write(`log: ${logFile} (no run yet)\n`);
+      return;
+    }
     const tail = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-5).join('\n');
     ctx.out.write(`log: ${logFile} (last written ${st.mtime.toISOString()})\n${tail}\n`);
   },

@@ -17,7 +17,11 @@ export function expandVars(s: string, get: (k: string) => string | undefined): s
 
 /** UTC timestamp for file names: YYYY-MM-DD_HH-MM-SS. */
 export function fileStamp(d = new Date()): string {
-  return d.toISOString().replace(/\.\d+Z$/, '').replace('T', '_').replace(/:/g, '-');
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, '')
+    .replace('T', '_')
+    .replace(/:/g, '-');
 }
 
 /** A path given on the command line, relative to the project root. */
@@ -53,7 +57,10 @@ async function seedFiles(ctx: TaskContext): Promise<string[]> {
 /** One seed file, in one transaction, stopping at the first error. */
 async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, file: string, database: string): Promise<void> {
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
-  const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true, file: '-' }), { stdout: 'ignore', stderr: 'capture' });
+  const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true, file: '-' }), {
+    stdout: 'ignore',
+    stderr: 'capture',
+  });
   const cmd: Cmd = file.endsWith('.gz')
     ? { ...psql, argv: ['bash', '-c', pg.GUNZIP_PIPE, 'bash', ...psql.argv], stdin: { file } }
     : { ...psql, stdin: { file } };
@@ -62,9 +69,15 @@ async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').
   } catch (err) {
     const e = pg.explainPgError(err, t);
     if (e instanceof TaskError && e.name === 'CommandError') {
-      const tail = (e as import('./errors.ts').CommandError).stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
+      const tail = (e as import('./errors.ts').CommandError).stderrTail
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       const line = tail.find((l) => /ERROR:|error:/.test(l)) ?? tail.at(-1) ?? '';
-      throw new TaskError(`seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`, { exitCode: e.exitCode });
+      throw new TaskError(
+        `seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`,
+        { exitCode: e.exitCode },
+      );
     }
     throw e;
   }
@@ -89,9 +102,13 @@ function checkInputFile(file: string, shown: string): void {
   try {
     fs.closeSync(fs.openSync(file, 'r'));
   } catch (err) {
-    throw new TaskError(`${shown} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { exitCode: ExitCode.usage, hint: 'check its permissions' });
+    throw new TaskError(`${shown} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      exitCode: ExitCode.usage,
+      hint: 'check its permissions',
+    });
   }
-  if (st.size === 0) throw new TaskError(`${shown} is empty`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
+  if (st.size === 0)
+    throw new TaskError(`${shown} is empty`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
 }
 
 /** A temp/old database name next to `db`, within PostgreSQL's 63-byte limit. */
@@ -102,7 +119,7 @@ function sideName(db: string, what: string): string {
 
 const migrate = defineTask({
   name: 'migrate',
-  description: 'Run the stack\'s migrations (Odoo: update modules, then stop)',
+  description: "Run the stack's migrations (Odoo: update modules, then stop)",
   group: 'database',
   example: 'tasks migrate',
   async run(ctx) {
@@ -133,9 +150,18 @@ const seed = defineTask({
     if (ctx.config.seedCommand) {
       const { compose } = await import('./compose.ts');
       const sc = ctx.config.seedCommand;
-      await ctx.runner.run({ argv: compose.run(await ctx.compose(), sc.service, sc.command.map((a) => expandVars(a, (k) => ctx.env.get(k)))), stderr: 'inherit' });
+      await ctx.runner.run({
+        argv: compose.run(
+          await ctx.compose(),
+          sc.service,
+          sc.command.map((a) => expandVars(a, (k) => ctx.env.get(k))),
+        ),
+        stderr: 'inherit',
+      });
     }
-    ctx.log.success(`seeded ${t.database}: ${files.length} file${files.length === 1 ? '' : 's'}${ctx.config.seedCommand ? ' and the seed command' : ''}`);
+    ctx.log.success(
+      `seeded ${t.database}: ${files.length} file${files.length === 1 ? '' : 's'}${ctx.config.seedCommand ? ' and the seed command' : ''}`,
+    );
   },
 });
 
@@ -177,7 +203,10 @@ const resetDb = defineTask({
 function inUseOr(err: unknown, db: string): unknown {
   const e = err as { stderrTail?: string };
   if (typeof e?.stderrTail === 'string' && /must be a superuser|permission denied to terminate/i.test(e.stderrTail)) {
-    return refused(`database ${db} is in use by sessions this user cannot end; nothing was changed`, 'close the other connections (stop the app: tasks stop) and retry');
+    return refused(
+      `database ${db} is in use by sessions this user cannot end; nothing was changed`,
+      'close the other connections (stop the app: tasks stop) and retry',
+    );
   }
   return err;
 }
@@ -193,7 +222,13 @@ const psql = defineTask({
     const pg = await pgModule();
     const t = pg.pgTarget(c);
     const project = t.mode === 'compose' ? await ctx.compose() : undefined;
-    const cmd = pg.clientCmd(project, t, 'psql', ['--dbname', t.database, ...ctx.args.args], { tty: ctx.interactive, prompt: ctx.interactive, stdin: 'inherit', stdout: 'inherit', stderr: 'inherit' });
+    const cmd = pg.clientCmd(project, t, 'psql', ['--dbname', t.database, ...ctx.args.args], {
+      tty: ctx.interactive,
+      prompt: ctx.interactive,
+      stdin: 'inherit',
+      stdout: 'inherit',
+      stderr: 'inherit',
+    });
     try {
       await ctx.runner.run(cmd);
     } catch (err) {
@@ -209,7 +244,10 @@ const dbExport = defineTask({
   args: { file: { description: 'output file (default backup/<db>_<UTC time>.dump)' } },
   options: {
     force: { type: 'boolean', description: 'overwrite an existing file' },
-    verify: { type: 'boolean', description: 'also read every data block of the finished custom-format dump (pg_restore -f /dev/null) before publishing it' },
+    verify: {
+      type: 'boolean',
+      description: 'also read every data block of the finished custom-format dump (pg_restore -f /dev/null) before publishing it',
+    },
   },
   example: 'tasks db-export backup/before-upgrade.sql.gz',
   async run(ctx) {
@@ -219,13 +257,17 @@ const dbExport = defineTask({
     const dir = ctx.env.get('BACKUP_DIR') || 'backup';
     const shown = ctx.args.file ?? path.join(dir, `${t.database}_${fileStamp()}.dump`);
     const file = resolvePath(c, shown);
-    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`${shown} is a directory`, 'give a file name ending in .dump, .sql or .sql.gz');
-    if (fs.existsSync(file) && !ctx.opts.force) throw usage(`${shown} already exists`, 'choose another name or pass --force to overwrite it');
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory())
+      throw usage(`${shown} is a directory`, 'give a file name ending in .dump, .sql or .sql.gz');
+    if (fs.existsSync(file) && !ctx.opts.force)
+      throw usage(`${shown} already exists`, 'choose another name or pass --force to overwrite it');
     const format = pg.formatFromName(file);
     // The versions are read while pg_dump runs (it refuses a newer server by itself); a mismatch is reported with
     // both versions and nothing is written under the final name. A connection error is reported from the probe.
     // Deferred a turn so that pg_dump, the long step, is the first process started.
-    const versions = new Promise<void>((resolve) => setImmediate(resolve)).then(() => Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]));
+    const versions = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+      Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]),
+    );
     versions.catch(() => undefined);
     const compatible = async () => {
       const [server, client] = await versions;
@@ -235,7 +277,14 @@ const dbExport = defineTask({
     ctx.log.step(`exporting ${t.database} to ${shown}`);
     let r: { bytes: number; ms: number };
     try {
-      r = await pg.dumpDatabase(c, t, { file, format, verify: ctx.opts.verify, beforePublish: async () => { await compatible(); } });
+      r = await pg.dumpDatabase(c, t, {
+        file,
+        format,
+        verify: ctx.opts.verify,
+        beforePublish: async () => {
+          await compatible();
+        },
+      });
     } catch (err) {
       await compatible();
       throw err;
@@ -269,7 +318,10 @@ const dbImport = defineTask({
     checkInputFile(file, shown);
     const pg = await pgModule();
     const format = pg.sniffDumpFormat(file);
-    if (format === 'unknown') throw new TaskError(`${shown} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, { hint: 'nothing was changed' });
+    if (format === 'unknown')
+      throw new TaskError(`${shown} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, {
+        hint: 'nothing was changed',
+      });
     const t = pg.pgTarget(c);
     // The server, the dump's header and the target's existence are read side by side; the first problem in that order is reported.
     const [serverR, headerR, existsR] = await Promise.allSettled([
@@ -281,14 +333,19 @@ const dbImport = defineTask({
     const server = serverR.value;
     if (headerR.status === 'rejected') {
       const err = headerR.reason as unknown;
-      if (err instanceof TaskError) throw new TaskError(err.message.replace(file, shown), { exitCode: err.exitCode, hint: 'nothing was changed' });
+      if (err instanceof TaskError)
+        throw new TaskError(err.message.replace(file, shown), { exitCode: err.exitCode, hint: 'nothing was changed' });
       throw err;
     }
     const header = headerR.value;
     if (existsR.status === 'rejected') throw existsR.reason;
     const exists = existsR.value;
     if (header.dumpedFromMajor !== undefined) {
-      pg.assertDumpCompatible({ server, dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) }, file: shown });
+      pg.assertDumpCompatible({
+        server,
+        dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) },
+        file: shown,
+      });
     }
     const size = fs.statSync(file).size;
     const { formatBytes, formatDuration } = await import('./log.ts');
@@ -308,23 +365,40 @@ const dbImport = defineTask({
       // runner refuses to start anything, so this uses one that ignores the signal.
       const { createRunner } = await import('./runner.ts');
       const runner = createRunner({ log: ctx.log, env: ctx.runner.env, cwd: ctx.root });
-      const cc = { env: c.env, runner, probe: runner, compose: c.compose, log: c.log, onCleanup: c.onCleanup, global: c.global, signal: c.signal };
-      await pg.dropDatabase(cc, t, temp, { force: true, serverMajor: server.major }).catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
+      const cc = {
+        env: c.env,
+        runner,
+        probe: runner,
+        compose: c.compose,
+        log: c.log,
+        onCleanup: c.onCleanup,
+        global: c.global,
+        signal: c.signal,
+      };
+      await pg
+        .dropDatabase(cc, t, temp, { force: true, serverMajor: server.major })
+        .catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
     });
     ctx.log.step(`restoring ${shown} into a new database ${temp}`);
     await pg.recreateDatabase(c, t, temp, t.user, { serverMajor: server.major });
     try {
       await pg.restoreDump(c, t, { file, database: temp, jobs, format });
     } catch (err) {
-      if (err instanceof TaskError) throw new TaskError(`${err.message.replace(file, shown)}`, { exitCode: err.exitCode, hint: `${t.database} was not changed` });
+      if (err instanceof TaskError)
+        throw new TaskError(`${err.message.replace(file, shown)}`, { exitCode: err.exitCode, hint: `${t.database} was not changed` });
       throw err;
     }
     ctx.log.step(`swapping ${temp} in as ${t.database}`);
     if (exists) {
       await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server.major });
       // The import is done; a previous copy that cannot be dropped is reported, not turned into a failure.
-      await pg.dropDatabase(c, t, old, { force: true, serverMajor: server.major })
-        .catch((err) => ctx.log.warn(`the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`));
+      await pg
+        .dropDatabase(c, t, old, { force: true, serverMajor: server.major })
+        .catch((err) =>
+          ctx.log.warn(
+            `the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`,
+          ),
+        );
     } else {
       await pg.renameDatabase(c, t, temp, t.database);
     }

@@ -82,7 +82,10 @@ export interface TaskContext<A = Record<string, unknown>, O = Record<string, unk
   config: ProjectConfig;
 }
 
-export interface TaskDef<A extends Record<string, ArgSpec> = Record<string, ArgSpec>, O extends Record<string, OptionSpec> = Record<string, OptionSpec>> {
+export interface TaskDef<
+  A extends Record<string, ArgSpec> = Record<string, ArgSpec>,
+  O extends Record<string, OptionSpec> = Record<string, OptionSpec>,
+> {
   name: string;
   description: string;
   group: Group;
@@ -97,13 +100,18 @@ export interface TaskDef<A extends Record<string, ArgSpec> = Record<string, ArgS
   hidden?: boolean;
   /** Whether the task needs a valid environment (validated against .env.template first). Default true. */
   needsEnv?: boolean;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a task returns nothing, or an exit code
   run(ctx: TaskContext<ArgsOf<A>, OptsOf<O>>): Promise<void | number>;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a registry holds tasks of every argument and option shape
 export type AnyTask = TaskDef<any, any>;
 
 /** Declare a task: returns its argument unchanged, typed so `ctx.args` and `ctx.opts` are inferred. */
-export function defineTask<const A extends Record<string, ArgSpec> = {}, const O extends Record<string, OptionSpec> = {}>(def: TaskDef<A, O>): TaskDef<A, O> {
+// biome-ignore lint/complexity/noBannedTypes: `{}` is "no arguments / no options", the default the inference starts from
+export function defineTask<const A extends Record<string, ArgSpec> = {}, const O extends Record<string, OptionSpec> = {}>(
+  def: TaskDef<A, O>,
+): TaskDef<A, O> {
   return def;
 }
 

@@ -13,7 +13,10 @@ export async function shippedServices(root: string): Promise<string[]> {
   const { YAML } = await import('zx');
   const dir = path.join(root, 'compose');
   const names = new Set<string>();
-  for (const f of fs.readdirSync(dir).filter((x) => /^compose.*\.ya?ml$/.test(x)).sort()) {
+  for (const f of fs
+    .readdirSync(dir)
+    .filter((x) => /^compose.*\.ya?ml$/.test(x))
+    .sort()) {
     const doc = YAML.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { services?: Record<string, unknown> } | null;
     for (const s of Object.keys(doc?.services ?? {})) names.add(s);
   }
@@ -25,8 +28,12 @@ const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 /** `<file>`, `[services...]`, `--force`, `--tail <n>` … as a user types them. */
 export function usageOf(t: AnyTask): string {
-  const args = Object.entries((t.args ?? {}) as Record<string, ArgSpec>).map(([n, a]) => (a.required ? `<${n}${a.variadic ? '...' : ''}>` : `[${n}${a.variadic ? '...' : ''}]`));
-  const opts = Object.entries((t.options ?? {}) as Record<string, OptionSpec>).map(([n, o]) => `[${flagName(n)}${o.type === 'string' ? ` <${o.placeholder ?? 'value'}>` : ''}]`);
+  const args = Object.entries((t.args ?? {}) as Record<string, ArgSpec>).map(([n, a]) =>
+    a.required ? `<${n}${a.variadic ? '...' : ''}>` : `[${n}${a.variadic ? '...' : ''}]`,
+  );
+  const opts = Object.entries((t.options ?? {}) as Record<string, OptionSpec>).map(
+    ([n, o]) => `[${flagName(n)}${o.type === 'string' ? ` <${o.placeholder ?? 'value'}>` : ''}]`,
+  );
   return [...args, ...opts].join(' ');
 }
 
@@ -36,7 +43,10 @@ export function renderReadme(tasks: AnyTask[], services: string[]): string {
   for (const g of GROUPS) {
     const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
     if (g === 'services') {
-      lines.push(`**services** (generated for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')})`, '');
+      lines.push(
+        `**services** (generated for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')})`,
+        '',
+      );
       lines.push('| Task | What it does |', '|---|---|');
       for (const [p, d] of SERVICE_PATTERNS) lines.push(`| \`tasks ${p}\` | ${d} |`);
       lines.push('');
@@ -46,7 +56,9 @@ export function renderReadme(tasks: AnyTask[], services: string[]): string {
     lines.push(`**${g}**`, '', '| Task | What it does |', '|---|---|');
     for (const t of inGroup) {
       const u = usageOf(t);
-      lines.push(`| \`tasks ${t.name}${u ? ` ${u}` : ''}\`${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`);
+      lines.push(
+        `| \`tasks ${t.name}${u ? ` ${u}` : ''}\`${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`,
+      );
     }
     lines.push('');
   }
@@ -68,7 +80,9 @@ export function renderReference(tasks: AnyTask[]): string {
     for (const t of tasks.filter((x) => !x.hidden && x.group === g)) {
       const u = usageOf(t);
       const names = [t.name, ...(t.aliases ?? [])].map((n) => `\`${n}\``).join(', ');
-      lines.push(`| ${names} | ${g} | ${u ? `\`${cell(u)}\`` : ''} | ${cell(t.description)} | ${t.example ? `\`${cell(t.example)}\`` : ''} |`);
+      lines.push(
+        `| ${names} | ${g} | ${u ? `\`${cell(u)}\`` : ''} | ${cell(t.description)} | ${t.example ? `\`${cell(t.example)}\`` : ''} |`,
+      );
     }
   }
   return lines.join('\n');
@@ -83,7 +97,7 @@ export function replaceBlock(text: string, block: string, file: string): string 
 
 /** Every static task plus the targets generated for the shipped services. */
 export async function registry(root: string): Promise<{ tasks: AnyTask[]; all: AnyTask[]; services: string[] }> {
-  const { tasks } = await import(pathToFileURL(path.join(root, 'tasks.ts')).href) as { tasks: AnyTask[] };
+  const { tasks } = (await import(pathToFileURL(path.join(root, 'tasks.ts')).href)) as { tasks: AnyTask[] };
   const { serviceTasks } = await import('./stack.ts');
   const services = await shippedServices(root);
   const generated = serviceTasks(services.map((name): ServiceInfo => ({ name, build: false, profiles: [], ports: [], healthcheck: true })));

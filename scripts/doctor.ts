@@ -36,7 +36,13 @@ export interface DoctorState {
   now: Date;
 }
 
-export interface CheckReport { name: string; ok: boolean; status: CheckStatus; message: string; fix?: string }
+export interface CheckReport {
+  name: string;
+  ok: boolean;
+  status: CheckStatus;
+  message: string;
+  fix?: string;
+}
 
 const ok = (message: string): CheckResult => ({ status: 'ok', message });
 const fail = (message: string, fix: string): CheckResult => ({ status: 'fail', message, fix });
@@ -51,7 +57,9 @@ export function findOnPath(name: string, pathVar: string | undefined): string | 
     try {
       const st = fs.statSync(file);
       if (st.isFile() && (st.mode & 0o111) !== 0) return file;
-    } catch { /* not here */ }
+    } catch {
+      /* not here */
+    }
   }
   return undefined;
 }
@@ -80,7 +88,11 @@ export const allowedAgeMs = (periodMs: number) => periodMs * 1.25 + 3600_000;
 /** Local backups (newest first), by the time in their names. */
 export function localBackups(dir: string): Array<{ file: string; name: string; time: Date; size: number }> {
   let entries: string[];
-  try { entries = fs.readdirSync(dir); } catch { return []; }
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
   return entries
     .filter((f) => f.endsWith('.tar.gz'))
     .map((f) => ({ f, parsed: parseBackupName(f) }))
@@ -130,7 +142,11 @@ export const checks: Check[] = [
     name: 'docker',
     async run(d) {
       const p = findOnPath('docker', d.ctx.env.values.PATH);
-      if (!p) return fail('docker not found on PATH', 'install Docker Engine: https://docs.docker.com/engine/install/ (Debian: apt-get install docker.io)');
+      if (!p)
+        return fail(
+          'docker not found on PATH',
+          'install Docker Engine: https://docs.docker.com/engine/install/ (Debian: apt-get install docker.io)',
+        );
       d.dockerPath = p;
       return ok(`docker at ${p}`);
     },
@@ -140,16 +156,21 @@ export const checks: Check[] = [
     async run(d) {
       if (!d.dockerPath && !findOnPath('docker-compose', d.ctx.env.values.PATH)) return skip('needs docker');
       const forced = d.ctx.env.get('COMPOSE_CMD')?.trim();
-      const flavors: Flavor[] = forced === 'docker compose' || forced === 'v2' ? ['v2'] : forced === 'docker-compose' || forced === 'v1' ? ['v1'] : ['v2', 'v1'];
+      const flavors: Flavor[] =
+        forced === 'docker compose' || forced === 'v2' ? ['v2'] : forced === 'docker-compose' || forced === 'v1' ? ['v1'] : ['v2', 'v1'];
       for (const f of flavors) {
         try {
           const r = await d.ctx.probe.run({ argv: compose.version(f), stdout: 'capture', stderr: 'capture', timeoutMs: 30_000 });
           d.flavor = f;
           return ok(`${f === 'v2' ? 'docker compose' : 'docker-compose'} ${r.stdout.trim() || '(version unknown)'} (${f})`);
-        } catch { /* try the next one */ }
+        } catch {
+          /* try the next one */
+        }
       }
-      return fail(forced ? `COMPOSE_CMD="${forced}" does not run` : 'Docker Compose not found: neither `docker compose` nor `docker-compose` runs',
-        'install the compose plugin (apt-get install docker-compose-plugin) or docker-compose, or fix COMPOSE_CMD in .env');
+      return fail(
+        forced ? `COMPOSE_CMD="${forced}" does not run` : 'Docker Compose not found: neither `docker compose` nor `docker-compose` runs',
+        'install the compose plugin (apt-get install docker-compose-plugin) or docker-compose, or fix COMPOSE_CMD in .env',
+      );
     },
   },
   {
@@ -157,13 +178,25 @@ export const checks: Check[] = [
     async run(d) {
       if (!d.dockerPath) return skip('needs docker');
       try {
-        const r = await d.ctx.probe.run({ argv: ['docker', 'info', '--format', '{{.ServerVersion}}'], stdout: 'capture', stderr: 'capture', timeoutMs: 30_000 });
+        const r = await d.ctx.probe.run({
+          argv: ['docker', 'info', '--format', '{{.ServerVersion}}'],
+          stdout: 'capture',
+          stderr: 'capture',
+          timeoutMs: 30_000,
+        });
         return ok(`Docker engine ${r.stdout.trim()} is running`);
       } catch (err) {
         const text = err instanceof CommandError ? err.stderrTail : String(err);
-        if (/permission denied/i.test(text)) return fail('no permission to use the Docker engine', 'add your user to the docker group (sudo usermod -aG docker $USER, then log in again) or run as root');
+        if (/permission denied/i.test(text))
+          return fail(
+            'no permission to use the Docker engine',
+            'add your user to the docker group (sudo usermod -aG docker $USER, then log in again) or run as root',
+          );
         if (/Cannot connect to the Docker daemon|Is the docker daemon running|error during connect/i.test(text)) {
-          return fail('the Docker engine is not running', 'start it: sudo systemctl start docker (no systemd: sudo dockerd > /var/log/dockerd.log 2>&1 &)');
+          return fail(
+            'the Docker engine is not running',
+            'start it: sudo systemctl start docker (no systemd: sudo dockerd > /var/log/dockerd.log 2>&1 &)',
+          );
         }
         return fail(`docker info failed: ${errText(err)}`, 'check the Docker engine: sudo systemctl status docker');
       }
@@ -173,7 +206,12 @@ export const checks: Check[] = [
     name: 'node',
     async run() {
       const major = Number(process.versions.node.split('.')[0]);
-      return major >= 20 ? ok(`Node ${process.versions.node}`) : fail(`Node ${process.versions.node} is too old (20 or newer needed)`, 'install Node 20 LTS: https://nodejs.org/ (or nvm install 20)');
+      return major >= 20
+        ? ok(`Node ${process.versions.node}`)
+        : fail(
+            `Node ${process.versions.node} is too old (20 or newer needed)`,
+            'install Node 20 LTS: https://nodejs.org/ (or nvm install 20)',
+          );
     },
   },
   {
@@ -182,7 +220,11 @@ export const checks: Check[] = [
       const { ctx } = d;
       if (!ctx.env.files.length) return fail('no .env file', 'create it: tasks env-init (or tasks setup)');
       const problems = await validateEnv(ctx.env, readTemplate(ctx.root));
-      if (problems.length) return fail(`invalid environment (${ctx.env.appEnv}): ${problems.map((p) => `${p.key} ${p.problem}`).join('; ')}`, `fix ${ctx.env.fileToFix} (every key is documented in .env.template)`);
+      if (problems.length)
+        return fail(
+          `invalid environment (${ctx.env.appEnv}): ${problems.map((p) => `${p.key} ${p.problem}`).join('; ')}`,
+          `fix ${ctx.env.fileToFix} (every key is documented in .env.template)`,
+        );
       return ok(`${ctx.env.files.join(', ')} valid for APP_ENV=${ctx.env.appEnv}`);
     },
   },
@@ -202,7 +244,11 @@ export const checks: Check[] = [
       const last = localBackups(dir)[0];
       if (!last) return ok(`${formatBytes(free)} free for ${path.relative(d.ctx.root, dir) || '.'}; no backup yet to size against`);
       const need = last.size * 2;
-      if (free < need) return fail(`${formatBytes(free)} free in ${dir}, but twice the last backup (${formatBytes(last.size)}) needs ${formatBytes(need)}`, 'free disk space, lower BACKUP_RETENTION_DAYS (then tasks prune), or point BACKUP_DIR at a larger disk');
+      if (free < need)
+        return fail(
+          `${formatBytes(free)} free in ${dir}, but twice the last backup (${formatBytes(last.size)}) needs ${formatBytes(need)}`,
+          'free disk space, lower BACKUP_RETENTION_DAYS (then tasks prune), or point BACKUP_DIR at a larger disk',
+        );
       return ok(`${formatBytes(free)} free, twice the last backup is ${formatBytes(need)}`);
     },
   },
@@ -212,7 +258,8 @@ export const checks: Check[] = [
       const { ctx } = d;
       const bucket = ctx.env.get('S3_BUCKET');
       if (!bucket) return skip('S3_BUCKET not set: backups stay local');
-      if (!findOnPath('aws', ctx.env.values.PATH)) return fail('aws CLI not found on PATH (S3_BUCKET is set)', 'install it: apt-get install awscli (or https://aws.amazon.com/cli/)');
+      if (!findOnPath('aws', ctx.env.values.PATH))
+        return fail('aws CLI not found on PATH (S3_BUCKET is set)', 'install it: apt-get install awscli (or https://aws.amazon.com/cli/)');
       const where = { endpoint: ctx.env.get('S3_ENDPOINT'), region: ctx.env.get('S3_REGION') };
       const key = `${ctx.env.get('S3_PREFIX') ?? ''}.doctor-${d.now.getTime()}`;
       const url = `s3://${bucket}/${key}`;
@@ -229,7 +276,11 @@ export const checks: Check[] = [
         await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'cp', ...opts, '-', url]), stdin: { text }, stdout: 'ignore' });
         step = 'read';
         const back = await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'cp', ...opts, url, '-']), stdout: 'capture' });
-        if (back.stdout !== text) return fail(`${target}: the object read back differs from the one written`, 'check the endpoint and any proxy in between (R2: set S3_REGION=auto)');
+        if (back.stdout !== text)
+          return fail(
+            `${target}: the object read back differs from the one written`,
+            'check the endpoint and any proxy in between (R2: set S3_REGION=auto)',
+          );
         step = 'delete';
         await ctx.runner.run({ ...base, argv: awsArgs(where, ['s3', 'rm', ...opts, url]), stdout: 'ignore' });
         return ok(`${target}: write, read and delete of a test object work`);
@@ -239,7 +290,11 @@ export const checks: Check[] = [
           ? `check S3_ENDPOINT (${where.endpoint ?? 'AWS default'}) and the network`
           : /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credentials/i.test(msg)
             ? 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE): the key needs read, write and delete on the bucket'
-            : /NoSuchBucket/i.test(msg) ? `create the bucket ${bucket} or fix S3_BUCKET` : /NotImplemented|checksum/i.test(msg) ? 'R2: AWS_REQUEST_CHECKSUM_CALCULATION=when_required is needed (the tasks set it; check your aws CLI version)' : 'check the S3_* settings in .env';
+            : /NoSuchBucket/i.test(msg)
+              ? `create the bucket ${bucket} or fix S3_BUCKET`
+              : /NotImplemented|checksum/i.test(msg)
+                ? 'R2: AWS_REQUEST_CHECKSUM_CALCULATION=when_required is needed (the tasks set it; check your aws CLI version)'
+                : 'check the S3_* settings in .env';
         return fail(`${target}: cannot ${step} a test object: ${msg}`, fix);
       }
     },
@@ -251,21 +306,36 @@ export const checks: Check[] = [
       const { ctx } = d;
       const dev = ctx.env.appEnv === 'development';
       if (!findOnPath('crontab', ctx.env.values.PATH)) {
-        return dev ? skip('crontab not installed (not needed in development)') : fail('crontab not found: scheduled backups cannot run', 'install cron: apt-get install cron, then tasks cron-install');
+        return dev
+          ? skip('crontab not installed (not needed in development)')
+          : fail('crontab not found: scheduled backups cannot run', 'install cron: apt-get install cron, then tasks cron-install');
       }
       const r = await ctx.probe.run({ argv: ['crontab', '-l'], stdout: 'capture', stderr: 'capture', okCodes: [0, 1] });
       const marker = `# BEGIN ${projectName(ctx)} tasks`;
       if (!r.stdout.includes(marker)) {
-        return dev ? skip('no backup schedule installed (not needed in development)') : fail(`no cron entry for project ${projectName(ctx)} ("${marker}" not in crontab -l)`, 'install it: tasks cron-install');
+        return dev
+          ? skip('no backup schedule installed (not needed in development)')
+          : fail(`no cron entry for project ${projectName(ctx)} ("${marker}" not in crontab -l)`, 'install it: tasks cron-install');
       }
       const period = cronPeriodMs(schedule(ctx));
       const log = path.resolve(ctx.root, ctx.env.get('BACKUP_LOG') ?? 'backup/cron.log');
       let mtime: Date | undefined;
-      try { mtime = fs.statSync(log).mtime; } catch { /* never written */ }
-      if (!mtime) return warn(`cron entry installed (${schedule(ctx)}), its log ${log} not written yet`, 'if a scheduled run is already due, check that cron runs: systemctl status cron (or service cron start)');
+      try {
+        mtime = fs.statSync(log).mtime;
+      } catch {
+        /* never written */
+      }
+      if (!mtime)
+        return warn(
+          `cron entry installed (${schedule(ctx)}), its log ${log} not written yet`,
+          'if a scheduled run is already due, check that cron runs: systemctl status cron (or service cron start)',
+        );
       const age = d.now.getTime() - mtime.getTime();
       if (period !== undefined && age > allowedAgeMs(period)) {
-        return fail(`cron log ${log} last written ${formatAge(age)} ago, schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`, 'check that the cron daemon runs (systemctl status cron) and read the end of the log');
+        return fail(
+          `cron log ${log} last written ${formatAge(age)} ago, schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`,
+          'check that the cron daemon runs (systemctl status cron) and read the end of the log',
+        );
       }
       return ok(`cron entry installed (${schedule(ctx)}), log written ${formatAge(age)} ago`);
     },
@@ -282,7 +352,10 @@ export const checks: Check[] = [
       const age = d.now.getTime() - last.time.getTime();
       const period = cronPeriodMs(schedule(ctx));
       if (!dev && period !== undefined && age > allowedAgeMs(period)) {
-        return fail(`last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`, 'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup');
+        return fail(
+          `last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`,
+          'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup',
+        );
       }
       return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatAge(Math.max(0, age))} old)`);
     },
@@ -290,7 +363,10 @@ export const checks: Check[] = [
 ];
 
 /** Runs the checks in order; `skipNeeds` leaves out the checks that need something not there yet (setup before cron-install). */
-export async function runChecks(ctx: TaskContext, opts: { skipNeeds?: CheckNeed[]; only?: string[]; skip?: string[]; now?: Date } = {}): Promise<CheckReport[]> {
+export async function runChecks(
+  ctx: TaskContext,
+  opts: { skipNeeds?: CheckNeed[]; only?: string[]; skip?: string[]; now?: Date } = {},
+): Promise<CheckReport[]> {
   const state: DoctorState = { ctx, now: opts.now ?? new Date() };
   const out: CheckReport[] = [];
   for (const c of checks) {
@@ -298,8 +374,18 @@ export async function runChecks(ctx: TaskContext, opts: { skipNeeds?: CheckNeed[
     if (opts.skip?.includes(c.name)) continue;
     if (c.needs?.some((n) => opts.skipNeeds?.includes(n))) continue;
     let r: CheckResult;
-    try { r = await c.run(state); } catch (err) { r = fail(`${c.name} check crashed: ${errText(err)}`, 'report this with the output of tasks doctor'); }
-    out.push({ name: c.name, ok: r.status !== 'fail', status: r.status, message: ctx.log.mask(r.message), ...(r.fix ? { fix: r.fix } : {}) });
+    try {
+      r = await c.run(state);
+    } catch (err) {
+      r = fail(`${c.name} check crashed: ${errText(err)}`, 'report this with the output of tasks doctor');
+    }
+    out.push({
+      name: c.name,
+      ok: r.status !== 'fail',
+      status: r.status,
+      message: ctx.log.mask(r.message),
+      ...(r.fix ? { fix: r.fix } : {}),
+    });
   }
   return out;
 }
@@ -309,5 +395,10 @@ const MARK: Record<CheckStatus, string> = { ok: 'ok  ', warn: 'warn', fail: 'FAI
 /** One line per check, the fix indented under a failure or warning. */
 export function formatReport(reports: CheckReport[]): string {
   const width = Math.max(...reports.map((r) => r.name.length));
-  return reports.map((r) => `[${MARK[r.status]}] ${r.name.padEnd(width)}  ${r.message}${r.fix && r.status !== 'ok' ? `\n${' '.repeat(width + 9)}fix: ${r.fix}` : ''}\n`).join('');
+  return reports
+    .map(
+      (r) =>
+        `[${MARK[r.status]}] ${r.name.padEnd(width)}  ${r.message}${r.fix && r.status !== 'ok' ? `\n${' '.repeat(width + 9)}fix: ${r.fix}` : ''}\n`,
+    )
+    .join('');
 }

@@ -38,8 +38,14 @@ export function parseTemplate(text: string): TemplateKey[] {
   let comments: string[] = [];
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
-    if (!line) { comments = []; continue; }
-    if (line.startsWith('#')) { comments.push(line.replace(/^#\s?/, '')); continue; }
+    if (!line) {
+      comments = [];
+      continue;
+    }
+    if (line.startsWith('#')) {
+      comments.push(line.replace(/^#\s?/, ''));
+      continue;
+    }
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(line);
     if (!m) continue;
     const key = m[1]!;
@@ -49,7 +55,11 @@ export function parseTemplate(text: string): TemplateKey[] {
     const t: TemplateKey = {
       key,
       default: parsed[key] ?? '',
-      comment: comments.filter((c) => !c.startsWith('@')).join(' ').replace(/@\w+(\s+[\w|. -]+)?/g, '').trim(),
+      comment: comments
+        .filter((c) => !c.startsWith('@'))
+        .join(' ')
+        .replace(/@\w+(\s+[\w|. -]+)?/g, '')
+        .trim(),
       required: /@required\b/.test(notes) || /@secret\b/.test(notes),
       secret: /@secret\b/.test(notes),
     };
@@ -98,13 +108,25 @@ export function loadEnv(opts: LoadOptions): LoadedEnv {
   const local = readEnvFile(path.join(opts.root, '.env.local')) ?? {};
   const appEnv = opts.appEnv ?? real.APP_ENV ?? local.APP_ENV ?? base.APP_ENV ?? 'development';
   if (!(APP_ENVS as readonly string[]).includes(appEnv)) {
-    throw new TaskError(`APP_ENV must be one of ${APP_ENVS.join(', ')}, not "${appEnv}"`, { exitCode: ExitCode.invalidEnv, hint: 'fix --env or APP_ENV in .env' });
+    throw new TaskError(`APP_ENV must be one of ${APP_ENVS.join(', ')}, not "${appEnv}"`, {
+      exitCode: ExitCode.invalidEnv,
+      hint: 'fix --env or APP_ENV in .env',
+    });
   }
   const files: string[] = [];
   const merged: Record<string, string> = {};
   for (const t of readTemplate(opts.root)) if (t.default !== '' && !t.secret) merged[t.key] = t.default;
   for (const name of [...envFiles(appEnv)].reverse()) {
-    const values = name === '.env' ? (fs.existsSync(path.join(opts.root, '.env')) ? base : undefined) : name === '.env.local' ? (fs.existsSync(path.join(opts.root, '.env.local')) ? local : undefined) : readEnvFile(path.join(opts.root, name));
+    const values =
+      name === '.env'
+        ? fs.existsSync(path.join(opts.root, '.env'))
+          ? base
+          : undefined
+        : name === '.env.local'
+          ? fs.existsSync(path.join(opts.root, '.env.local'))
+            ? local
+            : undefined
+          : readEnvFile(path.join(opts.root, name));
     if (!values) continue;
     files.unshift(name);
     Object.assign(merged, values);
@@ -124,13 +146,20 @@ export function loadEnv(opts: LoadOptions): LoadedEnv {
     get: (k) => (values[k] === undefined || values[k] === '' ? undefined : values[k]),
     require(k) {
       const v = values[k];
-      if (v === undefined || v === '') throw new TaskError(`${k} is not set`, { exitCode: ExitCode.invalidEnv, hint: `set ${k} in ${fileToFix} (documented in .env.template)` });
+      if (v === undefined || v === '')
+        throw new TaskError(`${k} is not set`, {
+          exitCode: ExitCode.invalidEnv,
+          hint: `set ${k} in ${fileToFix} (documented in .env.template)`,
+        });
       return v;
     },
   };
 }
 
-export interface EnvProblem { key: string; problem: string }
+export interface EnvProblem {
+  key: string;
+  problem: string;
+}
 
 /**
  * Validates the loaded values against the template; returns every problem at once. With `cacheDir`, a set of rules
@@ -141,7 +170,15 @@ export interface EnvProblem { key: string; problem: string }
 export async function validateEnv(env: LoadedEnv, template: TemplateKey[], o: { cacheDir?: string } = {}): Promise<EnvProblem[]> {
   const checked = template.filter((t) => t.required || t.enumValues || t.type);
   const stampDir = o.cacheDir && path.join(o.cacheDir, 'env-ok');
-  const stamp = stampDir && path.join(stampDir, crypto.createHash('sha256').update(JSON.stringify(checked.map((t) => [t.key, t.required, t.enumValues ?? null, t.type ?? null, env.values[t.key] ?? '']))).digest('hex'));
+  const stamp =
+    stampDir &&
+    path.join(
+      stampDir,
+      crypto
+        .createHash('sha256')
+        .update(JSON.stringify(checked.map((t) => [t.key, t.required, t.enumValues ?? null, t.type ?? null, env.values[t.key] ?? ''])))
+        .digest('hex'),
+    );
   if (stamp && fs.existsSync(stamp)) return [];
   const problems = await checkEnvValues(env, checked);
   if (stamp && !problems.length) {
@@ -149,7 +186,9 @@ export async function validateEnv(env: LoadedEnv, template: TemplateKey[], o: { 
       fs.mkdirSync(stampDir, { recursive: true, mode: 0o700 });
       for (const f of fs.readdirSync(stampDir)) fs.rmSync(path.join(stampDir, f), { force: true });
       fs.writeFileSync(stamp, '', { mode: 0o600 });
-    } catch { /* no cache: checked again next time */ }
+    } catch {
+      /* no cache: checked again next time */
+    }
   }
   return problems;
 }
@@ -181,7 +220,10 @@ export function envProblemsError(env: LoadedEnv, problems: EnvProblem[]): TaskEr
   const list = problems.map((p) => `${p.key} ${p.problem}`).join('; ');
   return new TaskError(`invalid environment (${env.appEnv}): ${list}`, {
     exitCode: ExitCode.invalidEnv,
-    hint: fs.existsSync(env.fileToFix) || env.files.length ? `fix ${env.fileToFix} (every key is documented in .env.template)` : 'no .env yet: run `tasks env-init` (or `tasks dev` in development)',
+    hint:
+      fs.existsSync(env.fileToFix) || env.files.length
+        ? `fix ${env.fileToFix} (every key is documented in .env.template)`
+        : 'no .env yet: run `tasks env-init` (or `tasks dev` in development)',
   });
 }
 
@@ -197,7 +239,10 @@ export function renderEnvFromTemplate(templateText: string, overrides: Record<st
   for (const raw of templateText.split(/\r?\n/)) {
     const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/.exec(raw);
     const t = m ? keys.get(m[1]!) : undefined;
-    if (!t) { out.push(raw); continue; }
+    if (!t) {
+      out.push(raw);
+      continue;
+    }
     const value = overrides[t.key] ?? (t.secret && !t.default ? generateSecret() : t.default);
     out.push(`${t.key}=${/[\s#"'$]/.test(value) ? JSON.stringify(value) : value}`);
   }
@@ -207,14 +252,21 @@ export function renderEnvFromTemplate(templateText: string, overrides: Record<st
 /** Writes .env (mode 0600) from the template; refuses to overwrite an existing file. */
 export function initEnvFile(root: string, overrides: Record<string, string> = {}, target = '.env'): string {
   const tpl = path.join(root, '.env.template');
-  if (!fs.existsSync(tpl)) throw new TaskError('.env.template is missing', { exitCode: ExitCode.invalidEnv, hint: 'restore it from git: git checkout .env.template' });
+  if (!fs.existsSync(tpl))
+    throw new TaskError('.env.template is missing', {
+      exitCode: ExitCode.invalidEnv,
+      hint: 'restore it from git: git checkout .env.template',
+    });
   const file = path.join(root, target);
   const text = renderEnvFromTemplate(fs.readFileSync(tpl, 'utf8'), overrides);
   try {
     fs.writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new TaskError(`${target} already exists; not overwriting it`, { exitCode: ExitCode.refused, hint: `move it away first if you really want a new one: mv ${target} ${target}.old` });
+      throw new TaskError(`${target} already exists; not overwriting it`, {
+        exitCode: ExitCode.refused,
+        hint: `move it away first if you really want a new one: mv ${target} ${target}.old`,
+      });
     }
     throw err;
   }
@@ -225,6 +277,10 @@ export function initEnvFile(root: string, overrides: Record<string, string> = {}
 /** Env files that other users can read (they hold passwords). */
 export function worldReadableEnvFiles(root: string, files: string[]): string[] {
   return files.filter((f) => {
-    try { return (fs.statSync(path.join(root, f)).mode & 0o004) !== 0; } catch { return false; }
+    try {
+      return (fs.statSync(path.join(root, f)).mode & 0o004) !== 0;
+    } catch {
+      return false;
+    }
   });
 }

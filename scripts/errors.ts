@@ -34,7 +34,10 @@ export class CommandError extends TaskError {
   readonly stderrTail: string;
   constructor(display: string, argv: readonly string[], code: number, stderrTail: string) {
     const last = stderrTail.trim().split('\n').filter(Boolean).slice(-1)[0] ?? '';
-    super(`${argv[0]} exited with code ${code}${last ? `: ${last}` : ''}`, { exitCode: code || ExitCode.failure, hint: `command: ${display}` });
+    super(`${argv[0]} exited with code ${code}${last ? `: ${last}` : ''}`, {
+      exitCode: code || ExitCode.failure,
+      hint: `command: ${display}`,
+    });
     this.name = 'CommandError';
     this.argv = argv;
     this.stderrTail = stderrTail;

@@ -44,11 +44,17 @@ export async function acquireLock(file: string, o: { what?: string; env?: Record
     child.on('exit', (code) => resolve(code ?? 1));
   });
   if (outcome instanceof Error) {
-    throw new TaskError(`cannot take the lock ${file}: ${outcome.message}`, { exitCode: ExitCode.prerequisite, hint: 'install flock (util-linux)' });
+    throw new TaskError(`cannot take the lock ${file}: ${outcome.message}`, {
+      exitCode: ExitCode.prerequisite,
+      hint: 'install flock (util-linux)',
+    });
   }
   if (outcome !== 'locked') {
     if (outcome === BUSY) {
-      throw new TaskError(`another ${o.what ?? 'backup'} is running, pid ${holderPid(file)}`, { exitCode: ExitCode.lockHeld, hint: `wait for it to finish (lock: ${file})` });
+      throw new TaskError(`another ${o.what ?? 'backup'} is running, pid ${holderPid(file)}`, {
+        exitCode: ExitCode.lockHeld,
+        hint: `wait for it to finish (lock: ${file})`,
+      });
     }
     throw new TaskError(`cannot take the lock ${file}: flock exited with code ${outcome}`, { exitCode: ExitCode.lockHeld });
   }
@@ -65,8 +71,15 @@ export async function acquireLock(file: string, o: { what?: string; env?: Record
     async release() {
       if (released) return;
       released = true;
-      try { fs.writeFileSync(file, ''); } catch { /* the lock file may be gone with its folder */ }
-      const exited = new Promise<void>((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); });
+      try {
+        fs.writeFileSync(file, '');
+      } catch {
+        /* the lock file may be gone with its folder */
+      }
+      const exited = new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) r();
+        else child.once('exit', () => r());
+      });
       child.ref(); // keep the event loop alive until the holder is gone
       child.stdin.end();
       await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 2000).unref())]);

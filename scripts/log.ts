@@ -31,7 +31,10 @@ export function formatBytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let v = n;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
@@ -105,7 +108,10 @@ export function createLogger(opts: LoggerOptions): Logger {
   const emit = (e: LogEvent) => {
     if (opts.quiet && (e.kind === 'cmd' || e.kind === 'progress')) return;
     let text = mask(formatEvent(e, isTTY));
-    if (progressOpen && e.kind !== 'progress') { text = `\n${text}`; progressOpen = false; }
+    if (progressOpen && e.kind !== 'progress') {
+      text = `\n${text}`;
+      progressOpen = false;
+    }
     if (e.kind === 'progress' && isTTY) progressOpen = true;
     opts.sink.write(text);
   };
@@ -115,7 +121,9 @@ export function createLogger(opts: LoggerOptions): Logger {
     info: (message) => emit({ kind: 'info', message }),
     warn: (message) => emit({ kind: 'warn', message }),
     success: (message) => emit({ kind: 'success', message }),
-    addSecret: (v) => { if (v && v.length >= 4) secrets.add(v); },
+    addSecret: (v) => {
+      if (v && v.length >= 4) secrets.add(v);
+    },
     mask,
     isTTY,
   };

@@ -24,7 +24,12 @@ export interface BackupReport {
 }
 
 export function notifySettings(get: (k: string) => string | undefined, dryRun: boolean): NotifySettings {
-  return { notifyUrl: get('NOTIFY_URL'), notifyOnSuccess: /^(1|true|yes|on)$/i.test(get('NOTIFY_ON_SUCCESS') ?? ''), healthcheckUrl: get('HEALTHCHECK_URL'), dryRun };
+  return {
+    notifyUrl: get('NOTIFY_URL'),
+    notifyOnSuccess: /^(1|true|yes|on)$/i.test(get('NOTIFY_ON_SUCCESS') ?? ''),
+    healthcheckUrl: get('HEALTHCHECK_URL'),
+    dryRun,
+  };
 }
 
 /** healthchecks.io convention: <url>/start, <url> on success, <url>/fail on failure. */
@@ -62,6 +67,9 @@ export async function pingStart(log: Logger, s: NotifySettings): Promise<void> {
 export async function report(log: Logger, s: NotifySettings, r: BackupReport): Promise<void> {
   const jobs: Array<Promise<void>> = [];
   if (s.notifyUrl && (r.status === 'failure' || s.notifyOnSuccess)) jobs.push(send(log, s, s.notifyUrl, JSON.stringify(r)));
-  if (s.healthcheckUrl) jobs.push(send(log, s, pingUrl(s.healthcheckUrl, r.status === 'success' ? 'success' : 'fail'), r.error ? log.mask(r.error) : undefined));
+  if (s.healthcheckUrl)
+    jobs.push(
+      send(log, s, pingUrl(s.healthcheckUrl, r.status === 'success' ? 'success' : 'fail'), r.error ? log.mask(r.error) : undefined),
+    );
   await Promise.all(jobs);
 }

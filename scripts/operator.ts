@@ -7,13 +7,23 @@ import { ExitCode, TaskError, refused, usage } from './errors.ts';
 /** The development object storage: same bucket as production, at DEV_S3_ENDPOINT (S3_ENDPOINT in development). Never production. */
 export function devStorage(ctx: TaskContext): { bucket: string; prefix: string; endpoint?: string; region?: string } {
   if (ctx.env.appEnv === 'production') {
-    throw refused('storage-reset and storage-seed are for the development object storage; refusing in production', 'run them with APP_ENV=development (or --env development) against DEV_S3_ENDPOINT');
+    throw refused(
+      'storage-reset and storage-seed are for the development object storage; refusing in production',
+      'run them with APP_ENV=development (or --env development) against DEV_S3_ENDPOINT',
+    );
   }
   const bucket = ctx.env.get('S3_BUCKET');
-  if (!bucket) throw new TaskError('S3_BUCKET is not set: no bucket to work on', { exitCode: ExitCode.invalidEnv, hint: `set S3_BUCKET (the production bucket name) and DEV_S3_ENDPOINT in ${ctx.env.fileToFix}` });
+  if (!bucket)
+    throw new TaskError('S3_BUCKET is not set: no bucket to work on', {
+      exitCode: ExitCode.invalidEnv,
+      hint: `set S3_BUCKET (the production bucket name) and DEV_S3_ENDPOINT in ${ctx.env.fileToFix}`,
+    });
   const endpoint = ctx.env.get('DEV_S3_ENDPOINT') ?? (ctx.env.appEnv === 'development' ? ctx.env.get('S3_ENDPOINT') : undefined);
   if (!endpoint) {
-    throw new TaskError(`DEV_S3_ENDPOINT is not set (APP_ENV=${ctx.env.appEnv}): refusing to touch the real bucket`, { exitCode: ExitCode.refused, hint: `set DEV_S3_ENDPOINT in ${ctx.env.fileToFix} to the development S3 server (MinIO, s3rver, …)` });
+    throw new TaskError(`DEV_S3_ENDPOINT is not set (APP_ENV=${ctx.env.appEnv}): refusing to touch the real bucket`, {
+      exitCode: ExitCode.refused,
+      hint: `set DEV_S3_ENDPOINT in ${ctx.env.fileToFix} to the development S3 server (MinIO, s3rver, …)`,
+    });
   }
   return { bucket, prefix: ctx.env.get('S3_PREFIX') ?? '', endpoint, region: ctx.env.get('S3_REGION') };
 }
@@ -49,13 +59,17 @@ export const operatorTasks: AnyTask[] = [
       if (ctx.opts.json) ctx.out.write(`${JSON.stringify({ ok: failed.length === 0, checks: reports }, null, 2)}\n`);
       else ctx.out.write(formatReport(reports));
       if (failed.length) {
-        throw new TaskError(`doctor: ${failed.length} check${failed.length > 1 ? 's' : ''} failed (${failed.map((r) => r.name).join(', ')})`, { exitCode: ExitCode.prerequisite, hint: 'fix each line marked FAIL above, then run tasks doctor again' });
+        throw new TaskError(
+          `doctor: ${failed.length} check${failed.length > 1 ? 's' : ''} failed (${failed.map((r) => r.name).join(', ')})`,
+          { exitCode: ExitCode.prerequisite, hint: 'fix each line marked FAIL above, then run tasks doctor again' },
+        );
       }
     },
   }),
   defineTask({
     name: 'setup',
-    description: 'A fresh server from clone to running: .env, doctor, pull, start, wait healthy, cron entry, first backup, status (safe to re-run)',
+    description:
+      'A fresh server from clone to running: .env, doctor, pull, start, wait healthy, cron entry, first backup, status (safe to re-run)',
     group: 'setup',
     needsEnv: false,
     options: {
@@ -74,7 +88,10 @@ export const operatorTasks: AnyTask[] = [
       ctx.log.step('1/7 environment');
       if (!fs.existsSync(path.join(ctx.root, '.env'))) {
         if (ctx.runner.dryRun) ctx.log.info('[dry-run] would write .env from .env.template with generated secrets (tasks env-init)');
-        else { await ctx.runTask('env-init'); ctx.reloadEnv(); }
+        else {
+          await ctx.runTask('env-init');
+          ctx.reloadEnv();
+        }
       } else ctx.log.info('.env exists: kept as it is');
       const problems = await validateEnv(ctx.env, readTemplate(ctx.root));
       if (problems.length && !ctx.runner.dryRun) throw envProblemsError(ctx.env, problems);
@@ -86,7 +103,10 @@ export const operatorTasks: AnyTask[] = [
       const failed = reports.filter((r) => !r.ok);
       ctx.log.info(formatReport(reports).trimEnd());
       if (failed.length) {
-        throw new TaskError(`setup stopped: ${failed.map((r) => `${r.name}: ${r.message}`).join('; ')}`, { exitCode: ExitCode.prerequisite, hint: failed[0]?.fix });
+        throw new TaskError(`setup stopped: ${failed.map((r) => `${r.name}: ${r.message}`).join('; ')}`, {
+          exitCode: ExitCode.prerequisite,
+          hint: failed[0]?.fix,
+        });
       }
 
       ctx.log.step('3/7 pull images');
@@ -98,10 +118,19 @@ export const operatorTasks: AnyTask[] = [
         const services = (await ctx.services()).filter((s) => !s.build && !s.profiles.length && s.image);
         const missing: string[] = [];
         for (const s of services) {
-          const r = await ctx.probe.run({ argv: ['docker', 'image', 'inspect', '--format', '{{.Id}}', s.image!], stdout: 'ignore', stderr: 'ignore', okCodes: [0, 1] });
+          const r = await ctx.probe.run({
+            argv: ['docker', 'image', 'inspect', '--format', '{{.Id}}', s.image!],
+            stdout: 'ignore',
+            stderr: 'ignore',
+            okCodes: [0, 1],
+          });
           if (r.code !== 0) missing.push(s.image!);
         }
-        if (missing.length) throw new TaskError(`cannot pull ${missing.join(', ')} and not present locally: ${(err as Error).message}`, { exitCode: ExitCode.prerequisite, hint: 'check the registry access (docker login) or load the images (docker load)' });
+        if (missing.length)
+          throw new TaskError(`cannot pull ${missing.join(', ')} and not present locally: ${(err as Error).message}`, {
+            exitCode: ExitCode.prerequisite,
+            hint: 'check the registry access (docker login) or load the images (docker load)',
+          });
         ctx.log.warn(`pull failed, using the local images (${services.map((s) => s.image).join(', ')}): ${(err as Error).message}`);
       }
 
@@ -120,7 +149,8 @@ export const operatorTasks: AnyTask[] = [
 
       ctx.log.step('7/7 status');
       const healthy = await printStatus(ctx);
-      if (!healthy && !ctx.runner.dryRun) throw new TaskError('setup finished but the stack is not healthy', { exitCode: ExitCode.unhealthy, hint: 'see: tasks logs' });
+      if (!healthy && !ctx.runner.dryRun)
+        throw new TaskError('setup finished but the stack is not healthy', { exitCode: ExitCode.unhealthy, hint: 'see: tasks logs' });
       ctx.log.success('setup done; check it any time with: tasks doctor');
     },
   }),
@@ -148,7 +178,11 @@ export const operatorTasks: AnyTask[] = [
       const s = devStorage(ctx);
       const dir = path.join(ctx.root, FIXTURES_DIR);
       const files = listFiles(dir);
-      if (!files.length) throw usage(`no fixture files in ${FIXTURES_DIR}/`, `put the files the app expects in ${FIXTURES_DIR}/ (sub-folders become key prefixes)`);
+      if (!files.length)
+        throw usage(
+          `no fixture files in ${FIXTURES_DIR}/`,
+          `put the files the app expects in ${FIXTURES_DIR}/ (sub-folders become key prefixes)`,
+        );
       const url = `s3://${s.bucket}/${s.prefix}`;
       await ctx.runner.run({ argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]), env: awsEnv(ctx.env.values) });
       ctx.log.success(`uploaded ${files.length} file${files.length > 1 ? 's' : ''} to ${url} at ${s.endpoint}`);

@@ -9,7 +9,17 @@ import type { TaskContext } from './define.ts';
 
 export type PgTarget =
   | { mode: 'compose'; service: string; user: string; password?: string; database: string }
-  | { mode: 'url'; host: string; port: number; user: string; password?: string; database: string; /** Without the password. */ url: string; sslmode?: string; /** psql, pg_dump or pg_restore run from these paths instead of PATH's (see hostClientTools). */ tools?: Partial<Record<PgTool, string>> };
+  | {
+      mode: 'url';
+      host: string;
+      port: number;
+      user: string;
+      password?: string;
+      database: string /** Without the password. */;
+      url: string;
+      sslmode?: string /** psql, pg_dump or pg_restore run from these paths instead of PATH's (see hostClientTools). */;
+      tools?: Partial<Record<PgTool, string>>;
+    };
 
 export type PgTool = 'psql' | 'pg_dump' | 'pg_restore';
 export type DumpFormat = 'custom' | 'plain' | 'plain-gz';
@@ -23,7 +33,10 @@ export function parseDatabaseUrl(raw: string, database?: string): Extract<PgTarg
   try {
     u = new URL(raw);
   } catch {
-    throw new TaskError('DATABASE_URL is not a valid URL', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
+    throw new TaskError('DATABASE_URL is not a valid URL', {
+      exitCode: ExitCode.invalidEnv,
+      hint: 'expected postgres://user:password@host:5432/database',
+    });
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
     throw new TaskError(`DATABASE_URL must start with postgres:// (got ${u.protocol}//)`, { exitCode: ExitCode.invalidEnv });
@@ -31,8 +44,16 @@ export function parseDatabaseUrl(raw: string, database?: string): Extract<PgTarg
   const user = decodeURIComponent(u.username);
   const password = u.password ? decodeURIComponent(u.password) : undefined;
   const db = database ?? decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (!user) throw new TaskError('DATABASE_URL has no user name', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
-  if (!db) throw new TaskError('DATABASE_URL has no database name', { exitCode: ExitCode.invalidEnv, hint: 'expected postgres://user:password@host:5432/database' });
+  if (!user)
+    throw new TaskError('DATABASE_URL has no user name', {
+      exitCode: ExitCode.invalidEnv,
+      hint: 'expected postgres://user:password@host:5432/database',
+    });
+  if (!db)
+    throw new TaskError('DATABASE_URL has no database name', {
+      exitCode: ExitCode.invalidEnv,
+      hint: 'expected postgres://user:password@host:5432/database',
+    });
   const host = u.hostname.replace(/^\[|\]$/g, '') || 'localhost';
   const port = u.port ? Number(u.port) : 5432;
   const clean = new URL(u.toString());
@@ -76,13 +97,25 @@ export function hostClientTools(pathVar: string | undefined, binDir?: string): P
   if (cached) return cached;
   const out: Partial<Record<PgTool, string>> = {};
   for (const tool of PG_TOOLS) {
-    const found = key.split(':').filter(Boolean).map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    const found = key
+      .split(':')
+      .filter(Boolean)
+      .map((d) => path.join(d, tool))
+      .find((p) => fs.existsSync(p));
     let real: string | undefined;
-    try { real = found && fs.realpathSync(found); } catch { /* dangling link: PATH decides */ }
+    try {
+      real = found && fs.realpathSync(found);
+    } catch {
+      /* dangling link: PATH decides */
+    }
     if (!real || !PG_WRAPPER.test(real)) continue;
     const root = path.join(real.replace(PG_WRAPPER, ''), 'lib', 'postgresql');
     let versions: string[] = [];
-    try { versions = fs.readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v) && fs.existsSync(path.join(root, v, 'bin', tool))); } catch { /* none */ }
+    try {
+      versions = fs.readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v) && fs.existsSync(path.join(root, v, 'bin', tool)));
+    } catch {
+      /* none */
+    }
     const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
     if (newest) out[tool] = path.join(root, newest, 'bin', tool);
   }
@@ -108,21 +141,33 @@ export function pgDumpArgs(o: { database: string; format: DumpFormat }): string[
 /** pg_restore into `database`: no owner/ACL statements, objects created as `role`, stop at the first error. */
 export function pgRestoreArgs(o: { database: string; role: string; jobs?: number; file?: string }): string[] {
   return [
-    '--no-owner', '--no-acl', `--role=${o.role}`, '--exit-on-error',
+    '--no-owner',
+    '--no-acl',
+    `--role=${o.role}`,
+    '--exit-on-error',
     ...(o.jobs && o.jobs > 1 ? ['--jobs', String(o.jobs)] : []),
-    '--dbname', o.database,
+    '--dbname',
+    o.database,
     ...(o.file ? [o.file] : []),
   ];
 }
 
 /** psql, never reading ~/.psqlrc, stopping at the first error. `query` gives unaligned tuples-only quiet output. */
-export function psqlArgs(o: { database: string; command?: string | string[]; file?: string; singleTransaction?: boolean; query?: boolean }): string[] {
+export function psqlArgs(o: {
+  database: string;
+  command?: string | string[];
+  file?: string;
+  singleTransaction?: boolean;
+  query?: boolean;
+}): string[] {
   const cmds = o.command === undefined ? [] : Array.isArray(o.command) ? o.command : [o.command];
   return [
     o.query ? '-XAtq' : '-X',
-    '-v', 'ON_ERROR_STOP=1',
+    '-v',
+    'ON_ERROR_STOP=1',
     ...(o.singleTransaction ? ['--single-transaction'] : []),
-    '--dbname', o.database,
+    '--dbname',
+    o.database,
     ...cmds.flatMap((c) => ['-c', c]),
     ...(o.file ? ['--file', o.file] : []),
   ];
@@ -141,7 +186,13 @@ export interface ClientExtra extends Partial<Omit<Cmd, 'argv'>> {
  * A client command for the target. Compose mode: `compose exec -T <db> <tool> -U <user> …` (the container's
  * local socket is trusted, no password). URL mode: the host tool with `-h -p -U` and PGPASSWORD in env.
  */
-export function clientCmd(project: ComposeProject | undefined, t: PgTarget, tool: PgTool, args: readonly string[], extra: ClientExtra = {}): Cmd {
+export function clientCmd(
+  project: ComposeProject | undefined,
+  t: PgTarget,
+  tool: PgTool,
+  args: readonly string[],
+  extra: ClientExtra = {},
+): Cmd {
   const { tty, connect = true, prompt, ...rest } = extra;
   if (t.mode === 'compose') {
     if (!project) throw new Error('clientCmd: compose mode needs the compose project');
@@ -178,22 +229,47 @@ async function projectOf(ctx: Pick<PgContext, 'compose'>, t: PgTarget): Promise<
   return t.mode === 'compose' ? ctx.compose() : undefined;
 }
 
-const CONNECT_FAILURE = /connection to server|could not connect|Connection refused|password authentication failed|no password supplied|timeout expired|could not translate host name|Is the server running|does not exist\s*$|no pg_hba.conf entry|role "[^"]*" does not exist/i;
+const CONNECT_FAILURE =
+  /connection to server|could not connect|Connection refused|password authentication failed|no password supplied|timeout expired|could not translate host name|Is the server running|does not exist\s*$|no pg_hba.conf entry|role "[^"]*" does not exist/i;
 
 /** Turns a client failure into one line naming what to fix (connection problems get their own exit code). */
 export function explainPgError(err: unknown, t: PgTarget): unknown {
   if (!(err instanceof CommandError)) return err;
-  const lines = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
-  const reason = (lines.find((l) => /FATAL:|error:|ERROR:/.test(l)) ?? lines.at(-1) ?? '').replace(/^(psql|pg_dump|pg_restore): error: /, '');
+  const lines = err.stderrTail
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const reason = (lines.find((l) => /FATAL:|error:|ERROR:/.test(l)) ?? lines.at(-1) ?? '').replace(
+    /^(psql|pg_dump|pg_restore): error: /,
+    '',
+  );
   if (/password authentication failed/i.test(reason)) {
-    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: password authentication failed`, { exitCode: ExitCode.prerequisite, hint: t.mode === 'url' ? 'check the password in DATABASE_URL' : 'check POSTGRES_PASSWORD' });
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: password authentication failed`, {
+      exitCode: ExitCode.prerequisite,
+      hint: t.mode === 'url' ? 'check the password in DATABASE_URL' : 'check POSTGRES_PASSWORD',
+    });
   }
-  if (/Connection refused|could not connect|timeout expired|could not translate host name|Is the server running|no password supplied|no pg_hba.conf entry/i.test(reason)) {
-    const why = /Connection refused/i.test(reason) ? 'connection refused' : /timeout/i.test(reason) ? 'timed out' : /translate host/i.test(reason) ? 'unknown host' : reason;
-    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${why}`, { exitCode: ExitCode.prerequisite, hint: t.mode === 'url' ? 'is the server running and DATABASE_URL right?' : `is the ${t.service} service up? (tasks up)` });
+  if (
+    /Connection refused|could not connect|timeout expired|could not translate host name|Is the server running|no password supplied|no pg_hba.conf entry/i.test(
+      reason,
+    )
+  ) {
+    const why = /Connection refused/i.test(reason)
+      ? 'connection refused'
+      : /timeout/i.test(reason)
+        ? 'timed out'
+        : /translate host/i.test(reason)
+          ? 'unknown host'
+          : reason;
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${why}`, {
+      exitCode: ExitCode.prerequisite,
+      hint: t.mode === 'url' ? 'is the server running and DATABASE_URL right?' : `is the ${t.service} service up? (tasks up)`,
+    });
   }
   if (CONNECT_FAILURE.test(reason) && /FATAL/.test(reason)) {
-    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${reason.replace(/^.*FATAL:\s*/, '')}`, { exitCode: ExitCode.prerequisite });
+    return new TaskError(`cannot connect to PostgreSQL at ${describeTarget(t)}: ${reason.replace(/^.*FATAL:\s*/, '')}`, {
+      exitCode: ExitCode.prerequisite,
+    });
   }
   return err;
 }
@@ -207,8 +283,16 @@ async function runPg(ctx: PgContext, t: PgTarget, cmd: Cmd, quiet = false) {
 }
 
 /** Output of `psql -XAtq -v ON_ERROR_STOP=1 -c <sql>`, trimmed. Runs in dry-run too only when `probe` is set (read-only). */
-export async function psqlQuery(ctx: PgContext, t: PgTarget, sql: string | string[], o: { database?: string; probe?: boolean } = {}): Promise<string> {
-  const cmd = clientCmd(await projectOf(ctx, t), t, 'psql', psqlArgs({ database: o.database ?? t.database, command: sql, query: true }), { stdout: 'capture', stderr: 'capture' });
+export async function psqlQuery(
+  ctx: PgContext,
+  t: PgTarget,
+  sql: string | string[],
+  o: { database?: string; probe?: boolean } = {},
+): Promise<string> {
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'psql', psqlArgs({ database: o.database ?? t.database, command: sql, query: true }), {
+    stdout: 'capture',
+    stderr: 'capture',
+  });
   const r = await runPg(ctx, t, cmd, o.probe);
   return r.stdout.trim();
 }
@@ -256,10 +340,13 @@ export function assertDumpCompatible(o: { server: PgVersion; pgDump?: PgVersion;
     });
   }
   if (o.dumpedFrom && o.dumpedFrom.major > o.server.major) {
-    throw new TaskError(`${o.file ? `${o.file} was` : 'the dump was'} dumped from PostgreSQL ${o.dumpedFrom.text}, newer than the target server PostgreSQL ${o.server.text}: refusing to load it`, {
-      exitCode: ExitCode.prerequisite,
-      hint: `restore into PostgreSQL ${o.dumpedFrom.major} or newer (upgrade the database image first)`,
-    });
+    throw new TaskError(
+      `${o.file ? `${o.file} was` : 'the dump was'} dumped from PostgreSQL ${o.dumpedFrom.text}, newer than the target server PostgreSQL ${o.server.text}: refusing to load it`,
+      {
+        exitCode: ExitCode.prerequisite,
+        hint: `restore into PostgreSQL ${o.dumpedFrom.major} or newer (upgrade the database image first)`,
+      },
+    );
   }
 }
 
@@ -322,15 +409,26 @@ async function readTextHead(file: string, gz: boolean, limit = 16384): Promise<s
 
 function versionFields(from?: string, by?: string): Pick<DumpHeader, 'dumpedFrom' | 'dumpedFromMajor' | 'dumpedBy' | 'dumpedByMajor'> {
   const out: ReturnType<typeof versionFields> = {};
-  if (from) { const v = parseVersion(from); out.dumpedFrom = v.text; out.dumpedFromMajor = v.major; }
-  if (by) { const v = parseVersion(by); out.dumpedBy = v.text; out.dumpedByMajor = v.major; }
+  if (from) {
+    const v = parseVersion(from);
+    out.dumpedFrom = v.text;
+    out.dumpedFromMajor = v.major;
+  }
+  if (by) {
+    const v = parseVersion(by);
+    out.dumpedBy = v.text;
+    out.dumpedByMajor = v.major;
+  }
   return out;
 }
 
 /** Versions and entry count from `pg_restore -l` (custom) or the comment header (plain / gz). */
 export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Promise<DumpHeader> {
   const format = sniffDumpFormat(file);
-  if (format === 'unknown') throw new TaskError(`${file} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, { exitCode: ExitCode.usage });
+  if (format === 'unknown')
+    throw new TaskError(`${file} is not a PostgreSQL dump (neither a custom-format archive, gzip nor SQL text)`, {
+      exitCode: ExitCode.usage,
+    });
   if (format !== 'custom') {
     const head = await readTextHead(file, format === 'plain-gz');
     const from = /^-- Dumped from database version (\S+)/m.exec(head)?.[1];
@@ -338,7 +436,12 @@ export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Pro
     return { format, ...versionFields(from, by) };
   }
   const input = fileInput(t, file);
-  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--list', ...input.args], { connect: false, stdin: input.stdin, stdout: 'capture', stderr: 'capture' });
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--list', ...input.args], {
+    connect: false,
+    stdin: input.stdin,
+    stdout: 'capture',
+    stderr: 'capture',
+  });
   let out: string;
   try {
     out = (await ctx.probe.run(cmd)).stdout;
@@ -354,15 +457,28 @@ export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Pro
 }
 
 function corruptDump(file: string, err: CommandError): TaskError {
-  const line = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean).at(-1)?.replace(/^pg_restore: error: /, '') ?? '';
-  return new TaskError(`${file} is corrupt or truncated${line ? `: ${line}` : ''}`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
+  const line =
+    err.stderrTail
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .at(-1)
+      ?.replace(/^pg_restore: error: /, '') ?? '';
+  return new TaskError(`${file} is corrupt or truncated${line ? `: ${line}` : ''}`, {
+    exitCode: ExitCode.failure,
+    hint: 'use another dump; nothing was changed',
+  });
 }
 
 /** A full read of a custom-format dump (`pg_restore -f /dev/null`): catches truncation that `--list` misses. */
 export async function verifyDump(ctx: PgContext, t: PgTarget, file: string, o: { growingUntil?: Promise<unknown> } = {}): Promise<void> {
   // `growingUntil`: the dump is read as pg_dump writes it (through stdin), finishing once that settles.
   const input = o.growingUntil ? { args: [], stdin: { file, until: o.growingUntil } } : fileInput(t, file);
-  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--file', '/dev/null', ...input.args], {
+    connect: false,
+    stdin: input.stdin,
+    stderr: 'capture',
+  });
   try {
     await ctx.runner.run(cmd);
   } catch (err) {
@@ -382,7 +498,13 @@ export async function checkDumpComplete(ctx: PgContext, t: PgTarget, file: strin
   if (!last) return;
   if (last === 'other') return verifyDump(ctx, t, file);
   const input = fileInput(t, file);
-  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_restore', ['--data-only', '--schema', last.schema, '--table', last.table, '--file', '/dev/null', ...input.args], { connect: false, stdin: input.stdin, stderr: 'capture' });
+  const cmd = clientCmd(
+    await projectOf(ctx, t),
+    t,
+    'pg_restore',
+    ['--data-only', '--schema', last.schema, '--table', last.table, '--file', '/dev/null', ...input.args],
+    { connect: false, stdin: input.stdin, stderr: 'capture' },
+  );
   try {
     await ctx.runner.run(cmd);
   } catch (err) {
@@ -397,7 +519,9 @@ const PLAIN_END = '-- PostgreSQL database dump complete';
 async function verifyPlain(file: string, gz: boolean): Promise<void> {
   let tail = '';
   try {
-    const stream = gz ? fs.createReadStream(file).pipe(zlib.createGunzip()) : fs.createReadStream(file, { start: Math.max(0, fs.statSync(file).size - 4096) });
+    const stream = gz
+      ? fs.createReadStream(file).pipe(zlib.createGunzip())
+      : fs.createReadStream(file, { start: Math.max(0, fs.statSync(file).size - 4096) });
     for await (const chunk of stream) tail = (tail + (chunk as Buffer).toString('utf8')).slice(-4096);
   } catch (err) {
     throw new TaskError(`${file} is corrupt or truncated: ${(err as Error).message}`);
@@ -406,7 +530,13 @@ async function verifyPlain(file: string, gz: boolean): Promise<void> {
 }
 
 /** Reports a growing byte count every few seconds while `work` runs (files only grow or are read forward). */
-async function withProgress<T>(ctx: PgContext, label: string, bytes: () => number | undefined, total: number | undefined, work: Promise<T>): Promise<T> {
+async function withProgress<T>(
+  ctx: PgContext,
+  label: string,
+  bytes: () => number | undefined,
+  total: number | undefined,
+  work: Promise<T>,
+): Promise<T> {
   const started = Date.now();
   const timer = setInterval(() => {
     const b = bytes();
@@ -426,7 +556,11 @@ function readOffset(file: string): number | undefined {
     const abs = fs.realpathSync(file);
     for (const fd of fs.readdirSync('/proc/self/fd')) {
       let target: string;
-      try { target = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+      try {
+        target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue;
+      }
       if (target !== abs) continue;
       const pos = /^pos:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
       if (pos) return Number(pos);
@@ -450,14 +584,27 @@ export function formatFromName(file: string): DumpFormat {
  * `verify` reads every data block instead (`pg_restore -f /dev/null`). A plain dump must end with pg_dump's closing line.
  * `beforePublish` runs (and may refuse) just before the rename.
  */
-export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: string; file: string; format: DumpFormat; verify?: boolean; beforePublish?: () => Promise<void> }): Promise<{ bytes: number; ms: number }> {
+export async function dumpDatabase(
+  ctx: PgContext,
+  t: PgTarget,
+  o: { database?: string; file: string; format: DumpFormat; verify?: boolean; beforePublish?: () => Promise<void> },
+): Promise<{ bytes: number; ms: number }> {
   const database = o.database ?? t.database;
   const tmp = `${o.file}.tmp-${process.pid}`;
   if (!ctx.global.dryRun) fs.mkdirSync(path.dirname(path.resolve(o.file)), { recursive: true });
   ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
-  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_dump', pgDumpArgs({ database, format: o.format }), { stdout: { file: tmp, mode: 0o600 }, stderr: 'capture' });
+  const cmd = clientCmd(await projectOf(ctx, t), t, 'pg_dump', pgDumpArgs({ database, format: o.format }), {
+    stdout: { file: tmp, mode: 0o600 },
+    stderr: 'capture',
+  });
   const started = Date.now();
-  const size = () => { try { return fs.statSync(tmp).size; } catch { return undefined; } };
+  const size = () => {
+    try {
+      return fs.statSync(tmp).size;
+    } catch {
+      return undefined;
+    }
+  };
   try {
     await withProgress(ctx, `pg_dump ${database}`, size, undefined, runPg(ctx, t, cmd));
   } catch (err) {
@@ -467,9 +614,11 @@ export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: 
   if (ctx.global.dryRun) return { bytes: 0, ms: 0 };
   try {
     const bytes = fs.statSync(tmp).size;
-    if (bytes === 0) throw new TaskError(`pg_dump exited 0 but wrote nothing for ${database}`, { hint: 'nothing was written under the final name' });
+    if (bytes === 0)
+      throw new TaskError(`pg_dump exited 0 but wrote nothing for ${database}`, { hint: 'nothing was written under the final name' });
     if (o.format === 'custom') {
-      if (sniffDumpFormat(tmp) !== 'custom') throw new TaskError(`pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)`);
+      if (sniffDumpFormat(tmp) !== 'custom')
+        throw new TaskError(`pg_dump exited 0 but its output is not a custom-format archive (no PGDMP header)`);
       const header = await dumpHeader(ctx, t, tmp);
       if (o.verify) await verifyDump(ctx, t, tmp);
       else await checkDumpComplete(ctx, t, tmp, header);
@@ -482,7 +631,11 @@ export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: 
     return { bytes, ms: Date.now() - started };
   } catch (err) {
     fs.rmSync(tmp, { force: true });
-    if (err instanceof TaskError && err.message.startsWith(tmp)) throw new TaskError(err.message.replace(tmp, `the dump of ${database}`), { exitCode: err.exitCode, hint: 'nothing was written under the final name' });
+    if (err instanceof TaskError && err.message.startsWith(tmp))
+      throw new TaskError(err.message.replace(tmp, `the dump of ${database}`), {
+        exitCode: err.exitCode,
+        hint: 'nothing was written under the final name',
+      });
     throw err;
   }
 }
@@ -493,7 +646,12 @@ export async function dumpDatabase(ctx: PgContext, t: PgTarget, o: { database?: 
 const MAINTENANCE_DB = 'postgres';
 
 export async function databaseExists(ctx: PgContext, t: PgTarget, name: string): Promise<boolean> {
-  return (await psqlQuery(ctx, t, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, { database: MAINTENANCE_DB, probe: true })) === '1';
+  return (
+    (await psqlQuery(ctx, t, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, {
+      database: MAINTENANCE_DB,
+      probe: true,
+    })) === '1'
+  );
 }
 
 /**
@@ -511,9 +669,11 @@ export async function terminateSessions(ctx: PgContext, t: PgTarget, name: strin
  * after does not find it still exiting.
  */
 export function terminateSessionsSql(name: string, waitMs?: number): string {
-  return `SELECT count(pg_terminate_backend(a.pid${waitMs ? `, ${waitMs}` : ''})) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
+  return (
+    `SELECT count(pg_terminate_backend(a.pid${waitMs ? `, ${waitMs}` : ''})) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
     ` AND a.backend_type = 'client backend'` +
-    ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`;
+    ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`
+  );
 }
 
 /** Both renames in one transaction: `incoming` becomes `live` and `live` becomes `aside`, or nothing changes. */
@@ -525,7 +685,11 @@ export function swapDatabasesSql(o: { live: string; incoming: string; aside: str
  * Ends the sessions on `live` and swaps `incoming` in (swapDatabasesSql) in one psql call; tried again, up to three
  * times, when a client reconnects in between. On failure both databases keep their names.
  */
-export async function swapDatabases(ctx: PgContext, t: PgTarget, o: { live: string; incoming: string; aside: string; serverMajor?: number }): Promise<void> {
+export async function swapDatabases(
+  ctx: PgContext,
+  t: PgTarget,
+  o: { live: string; incoming: string; aside: string; serverMajor?: number },
+): Promise<void> {
   const wait = (o.serverMajor ?? 0) >= 14 ? 5000 : undefined;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -545,9 +709,23 @@ function dropDatabaseSql(name: string, o: { force?: boolean; serverMajor?: numbe
 }
 
 /** DROP (if it exists, forced) and CREATE `name` owned by `owner`, in one psql call: a fresh, empty database. */
-export async function recreateDatabase(ctx: PgContext, t: PgTarget, name: string, owner: string, o: { serverMajor?: number } = {}): Promise<void> {
+export async function recreateDatabase(
+  ctx: PgContext,
+  t: PgTarget,
+  name: string,
+  owner: string,
+  o: { serverMajor?: number } = {},
+): Promise<void> {
   try {
-    await psqlQuery(ctx, t, [dropDatabaseSql(name, { force: true, serverMajor: o.serverMajor }), `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`], { database: MAINTENANCE_DB });
+    await psqlQuery(
+      ctx,
+      t,
+      [
+        dropDatabaseSql(name, { force: true, serverMajor: o.serverMajor }),
+        `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`,
+      ],
+      { database: MAINTENANCE_DB },
+    );
   } catch (err) {
     throw inUse(err, name);
   }
@@ -557,7 +735,12 @@ export async function createDatabase(ctx: PgContext, t: PgTarget, name: string, 
   await psqlQuery(ctx, t, `CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(owner)}`, { database: MAINTENANCE_DB });
 }
 
-export async function dropDatabase(ctx: PgContext, t: PgTarget, name: string, o: { force?: boolean; serverMajor?: number } = {}): Promise<void> {
+export async function dropDatabase(
+  ctx: PgContext,
+  t: PgTarget,
+  name: string,
+  o: { force?: boolean; serverMajor?: number } = {},
+): Promise<void> {
   try {
     await psqlQuery(ctx, t, dropDatabaseSql(name, o), { database: MAINTENANCE_DB });
   } catch (err) {
@@ -574,12 +757,18 @@ export async function renameDatabase(ctx: PgContext, t: PgTarget, from: string, 
 }
 
 function inUse(err: unknown, name: string): unknown {
-  if (err instanceof CommandError && /being accessed by other users|must be a (superuser|member)|permission denied to terminate/i.test(err.stderrTail)) {
+  if (
+    err instanceof CommandError &&
+    /being accessed by other users|must be a (superuser|member)|permission denied to terminate/i.test(err.stderrTail)
+  ) {
     const detail = /There (?:is|are) \d+ other sessions? using the database\./.exec(err.stderrTail)?.[0] ?? '';
-    return new TaskError(`database ${name} is in use by sessions that cannot be ended${detail ? ` (${detail.replace(/\.$/, '')})` : ''}; nothing was changed`, {
-      exitCode: ExitCode.refused,
-      hint: 'close the other connections (stop the app: tasks stop) and retry',
-    });
+    return new TaskError(
+      `database ${name} is in use by sessions that cannot be ended${detail ? ` (${detail.replace(/\.$/, '')})` : ''}; nothing was changed`,
+      {
+        exitCode: ExitCode.refused,
+        hint: 'close the other connections (stop the app: tasks stop) and retry',
+      },
+    );
   }
   return err;
 }
@@ -592,7 +781,11 @@ function inUse(err: unknown, name: string): unknown {
  * --exit-on-error [-j N]; plain .sql / .sql.gz → psql with ON_ERROR_STOP in one transaction. Objects end up owned
  * by the app user.
  */
-export async function restoreDump(ctx: PgContext, t: PgTarget, o: { file: string; database: string; jobs?: number; format?: DumpFormat }): Promise<void> {
+export async function restoreDump(
+  ctx: PgContext,
+  t: PgTarget,
+  o: { file: string; database: string; jobs?: number; format?: DumpFormat },
+): Promise<void> {
   const format = o.format ?? sniffDumpFormat(o.file);
   const project = await projectOf(ctx, t);
   const total = fs.statSync(o.file).size;
@@ -601,25 +794,50 @@ export async function restoreDump(ctx: PgContext, t: PgTarget, o: { file: string
     const jobs = o.jobs && o.jobs > 1 ? o.jobs : undefined;
     if (!jobs) {
       // One job reads stdin: the same for both modes, and progress can follow the shared descriptor.
-      const cmd = clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user }), { stdin: { file: o.file }, stderr: 'capture' });
+      const cmd = clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user }), {
+        stdin: { file: o.file },
+        stderr: 'capture',
+      });
       await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, cmd, o.file));
       return;
     }
     if (t.mode === 'url') {
-      await runRestore(ctx, t, clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: o.file }), { stderr: 'capture' }), o.file);
+      await runRestore(
+        ctx,
+        t,
+        clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: o.file }), {
+          stderr: 'capture',
+        }),
+        o.file,
+      );
       return;
     }
     // Parallel restore needs a seekable file: copy it into the database container first.
     const inside = `/tmp/compose-tasks-restore-${process.pid}.dump`;
     const rmCmd: Cmd = { argv: compose.exec(project!, t.service, ['rm', '-f', inside]) };
-    ctx.onCleanup(async () => { await ctx.runner.run({ ...rmCmd, okCodes: [0, 1] }).catch(() => undefined); });
-    await withProgress(ctx, `copying ${path.basename(o.file)} into ${t.service}`, () => readOffset(o.file), total,
-      ctx.runner.run({ argv: compose.exec(project!, t.service, ['sh', '-c', 'cat > "$1"', 'sh', inside]), stdin: { file: o.file } }));
-    await runRestore(ctx, t, clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: inside }), { stderr: 'capture' }), o.file);
+    ctx.onCleanup(async () => {
+      await ctx.runner.run({ ...rmCmd, okCodes: [0, 1] }).catch(() => undefined);
+    });
+    await withProgress(
+      ctx,
+      `copying ${path.basename(o.file)} into ${t.service}`,
+      () => readOffset(o.file),
+      total,
+      ctx.runner.run({ argv: compose.exec(project!, t.service, ['sh', '-c', 'cat > "$1"', 'sh', inside]), stdin: { file: o.file } }),
+    );
+    await runRestore(
+      ctx,
+      t,
+      clientCmd(project, t, 'pg_restore', pgRestoreArgs({ database: o.database, role: t.user, jobs, file: inside }), { stderr: 'capture' }),
+      o.file,
+    );
     await ctx.runner.run(rmCmd);
     return;
   }
-  const psql = clientCmd(project, t, 'psql', psqlArgs({ database: o.database, singleTransaction: true, file: '-' }), { stdout: 'ignore', stderr: 'capture' });
+  const psql = clientCmd(project, t, 'psql', psqlArgs({ database: o.database, singleTransaction: true, file: '-' }), {
+    stdout: 'ignore',
+    stderr: 'capture',
+  });
   if (format === 'plain') {
     await withProgress(ctx, label, () => readOffset(o.file), total, runRestore(ctx, t, { ...psql, stdin: { file: o.file } }, o.file));
     return;
@@ -639,12 +857,24 @@ async function runRestore(ctx: PgContext, t: PgTarget, cmd: Cmd, file: string): 
   } catch (err) {
     const e = explainPgError(err, t);
     if (e instanceof CommandError) {
-      const lines = e.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean);
+      const lines = e.stderrTail
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       const first = lines.find((l) => /error:|ERROR:|gzip:|unexpected end|invalid/i.test(l)) ?? lines.at(-1) ?? '';
       if (/end of file|unexpected end|invalid compressed data|crc error|length error/i.test(first)) {
-        throw new TaskError(`${file} is truncated or corrupt: ${first.replace(/^(pg_restore|psql|gzip): (error: )?/, '')}`, { exitCode: e.exitCode, hint: e.hint });
+        throw new TaskError(`${file} is truncated or corrupt: ${first.replace(/^(pg_restore|psql|gzip): (error: )?/, '')}`, {
+          exitCode: e.exitCode,
+          hint: e.hint,
+        });
       }
-      throw new TaskError(`restoring ${file} failed: ${first.replace(/^(pg_restore|psql): error: /, '').replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`, { exitCode: e.exitCode, hint: e.hint });
+      throw new TaskError(
+        `restoring ${file} failed: ${first
+          .replace(/^(pg_restore|psql): error: /, '')
+          .replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ')
+          .replace(/^ERROR:\s*/, '')}`,
+        { exitCode: e.exitCode, hint: e.hint },
+      );
     }
     throw e;
   }

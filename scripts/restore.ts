@@ -28,7 +28,10 @@ export function sideDatabaseName(db: string, kind: 'restore' | 'old' | 'failed',
 
 /** A backup name as typed: `x`, `x.tar.gz` or a path → the bare name. */
 export function bareName(input: string): string {
-  return path.basename(input.trim()).replace(/\.tar\.gz$/, '').replace(/\.tgz$/, '');
+  return path
+    .basename(input.trim())
+    .replace(/\.tar\.gz$/, '')
+    .replace(/\.tgz$/, '');
 }
 
 export function levenshtein(a: string, b: string): number {
@@ -71,7 +74,10 @@ export function newestName(names: string[]): string | undefined {
 export function selectParts(only: string | undefined, parts: Array<Pick<ManifestPart, 'name' | 'kind'>>): Set<string> {
   if (!only) return new Set(parts.map((p) => p.name));
   const out = new Set<string>();
-  for (const raw of only.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const p = parts.find((x) => x.name === raw) ?? (raw === 'db' ? parts.find((x) => x.kind === 'database') : undefined);
     if (!p) throw usage(`--only ${raw}: this backup has no part "${raw}" (it has: ${parts.map((x) => x.name).join(', ')})`);
     out.add(p.name);
@@ -172,7 +178,10 @@ function backupDir(ctx: TaskContext): string {
 
 function localNames(dir: string): string[] {
   try {
-    return fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz') && !f.startsWith('.')).map((f) => f.replace(/\.tar\.gz$/, ''));
+    return fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.tar.gz') && !f.startsWith('.'))
+      .map((f) => f.replace(/\.tar\.gz$/, ''));
   } catch {
     return [];
   }
@@ -200,7 +209,11 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
       }
     }
     const newest = newestName([...local, ...remote]);
-    if (!newest) throw new TaskError(`no backups found in ${path.relative(ctx.root, dir) || dir}${settings ? ` or s3://${settings.bucket}/${settings.prefix}` : ''}`, { exitCode: ExitCode.usage, hint: 'make one first: tasks backup' });
+    if (!newest)
+      throw new TaskError(
+        `no backups found in ${path.relative(ctx.root, dir) || dir}${settings ? ` or s3://${settings.bucket}/${settings.prefix}` : ''}`,
+        { exitCode: ExitCode.usage, hint: 'make one first: tasks backup' },
+      );
     name = newest;
     ctx.log.info(`latest backup: ${name}`);
   }
@@ -212,10 +225,13 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
 
   const notFound = (remote: string[]) => {
     const near = nearestNames(name, [...local, ...remote]);
-    return new TaskError(`no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`, {
-      exitCode: ExitCode.usage,
-      hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup',
-    });
+    return new TaskError(
+      `no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`,
+      {
+        exitCode: ExitCode.usage,
+        hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup',
+      },
+    );
   };
   if (!settings) throw notFound([]);
 
@@ -224,7 +240,11 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
   const size = await s3mod.remoteSize(ctx.probe, settings, key);
   if (size === undefined) {
     let remote: string[] = [];
-    try { remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name); } catch { /* the names are only a hint */ }
+    try {
+      remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name);
+    } catch {
+      /* the names are only a hint */
+    }
     throw notFound(remote);
   }
   if (!ctx.runner.dryRun) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -251,7 +271,10 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
     const got = fs.statSync(tmp).size;
     if (got !== size) {
       fs.rmSync(tmp, { force: true });
-      throw new TaskError(`download of ${name} is incomplete: ${got} of ${size} bytes`, { exitCode: ExitCode.uploadFailed, hint: 'retry; nothing was changed' });
+      throw new TaskError(`download of ${name} is incomplete: ${got} of ${size} bytes`, {
+        exitCode: ExitCode.uploadFailed,
+        hint: 'retry; nothing was changed',
+      });
     }
   }
   return { name, file: tmp, downloaded: true };
@@ -260,7 +283,10 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
 // ---------------------------------------------------------------------------------------------
 // The task
 
-interface Undo { what: string; run: () => Promise<void> }
+interface Undo {
+  what: string;
+  run: () => Promise<void>;
+}
 
 /** A runner like ctx's that ignores the interrupt signal: rollback steps must run after Ctrl-C too. */
 function uninterruptible(ctx: TaskContext): TaskContext {
@@ -281,7 +307,11 @@ export const restore = defineTask({
     force: { type: 'boolean', description: 'accept a backup from another project or APP_ENV; with --yes, confirm in production' },
     noSafetyBackup: { type: 'boolean', description: 'skip the backup of the current state taken first' },
     jobs: { type: 'string', description: 'parallel pg_restore jobs (default: min(4, cores))', placeholder: 'n' },
-    as: { type: 'string', description: 'restore into this database name instead (its filestore goes to filestore/<name>)', placeholder: 'dbname' },
+    as: {
+      type: 'string',
+      description: 'restore into this database name instead (its filestore goes to filestore/<name>)',
+      placeholder: 'dbname',
+    },
     keepOld: { type: 'boolean', description: 'keep the previous database as <db>_old_<time> instead of dropping it' },
   },
   example: 'tasks restore odoo_backup_2026-11-20_02-00-00 --only db,filestore',
@@ -307,7 +337,9 @@ export const restore = defineTask({
     // 1. Find the archive.
     const loc = await locate(ctx, ctx.args.name);
     const name = loc.name;
-    const discard = () => { if (loc.downloaded) fs.rmSync(loc.file, { force: true }); };
+    const discard = () => {
+      if (loc.downloaded) fs.rmSync(loc.file, { force: true });
+    };
 
     // 2. Verify everything before touching anything.
     const t: PgTarget = pg.pgTarget(ctx);
@@ -319,9 +351,10 @@ export const restore = defineTask({
     // With --yes nothing waits at a prompt, so which app services are running is read now, alongside the checks
     // (a read-only `compose ps`); after a prompt it is read once the answer is in.
     const appServices = ctx.config.appServices;
-    const earlyStates = ctx.global.yes && !dry && appServices.length
-      ? (async () => (await import('./compose.ts')).containerStates(ctx.probe, await ctx.compose(), appServices))()
-      : undefined;
+    const earlyStates =
+      ctx.global.yes && !dry && appServices.length
+        ? (async () => (await import('./compose.ts')).containerStates(ctx.probe, await ctx.compose(), appServices))()
+        : undefined;
     earlyStates?.catch(() => undefined);
 
     let manifest: ArchiveManifest | undefined;
@@ -333,7 +366,11 @@ export const restore = defineTask({
     const listings = new Map<string, Promise<string[]>>();
     const names = new Map<string, string[]>();
     let serverMajor: number | undefined;
-    const settle = (p: Promise<void>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+    const settle = (p: Promise<void>): Promise<unknown> =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     const checkDump = async (dump: string, m: ArchiveManifest): Promise<void> => {
       const part = m.parts.find((p) => p.kind === 'database')!;
       const [server, header] = await Promise.all([pg.serverVersion(ctx, t), pg.dumpHeader(ctx, t, dump)]);
@@ -347,7 +384,9 @@ export const restore = defineTask({
       await pg.verifyDump(ctx, t, dump);
     };
     if (dry && loc.downloaded) {
-      ctx.log.info(`[dry-run] would verify ${name} (manifest checksums, members, a full read of the dump, PostgreSQL version) once downloaded`);
+      ctx.log.info(
+        `[dry-run] would verify ${name} (manifest checksums, members, a full read of the dump, PostgreSQL version) once downloaded`,
+      );
     } else {
       ctx.log.step(`verifying ${name}`);
       try {
@@ -362,23 +401,38 @@ export const restore = defineTask({
           fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
           const free = freeBytes(dir);
           if (free < need) {
-            throw new TaskError(`not enough free space in ${dir} to unpack ${name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`, { exitCode: ExitCode.prerequisite, hint: 'free some space or set BACKUP_DIR to a larger disk; nothing was changed' });
+            throw new TaskError(
+              `not enough free space in ${dir} to unpack ${name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`,
+              { exitCode: ExitCode.prerequisite, hint: 'free some space or set BACKUP_DIR to a larger disk; nothing was changed' },
+            );
           }
           // The dump is the first part in our archives: its checks (versions, a full read) start as soon as it is
           // unpacked and its checksum matched, while the other parts are still unpacking.
-          const res = await archiveMod.extractArchive(loc.file, work, {
-            only: (p) => selected.has(p.name), signal: ctx.signal,
-            onPart: (p, file) => {
-              if (p.kind === 'database') { if (!dumpCheck) dumpCheck = settle(checkDump(file, manifest!)); return; }
-              // A folder's own tar is listed and checked as soon as it is unpacked, while the rest unpacks.
-              const listing = listFolderPart(ctx, name, p, file);
-              listing.catch(() => undefined);
-              listings.set(p.name, listing);
-            },
-          }).catch(async (err: unknown) => { await dumpCheck; throw err; });
+          const res = await archiveMod
+            .extractArchive(loc.file, work, {
+              only: (p) => selected.has(p.name),
+              signal: ctx.signal,
+              onPart: (p, file) => {
+                if (p.kind === 'database') {
+                  if (!dumpCheck) dumpCheck = settle(checkDump(file, manifest!));
+                  return;
+                }
+                // A folder's own tar is listed and checked as soon as it is unpacked, while the rest unpacks.
+                const listing = listFolderPart(ctx, name, p, file);
+                listing.catch(() => undefined);
+                listings.set(p.name, listing);
+              },
+            })
+            .catch(async (err: unknown) => {
+              await dumpCheck;
+              throw err;
+            });
           files = res.files;
           for (const [part, listing] of listings) names.set(part, await listing);
-          if (manifest.legacy) ctx.log.warn(`${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`);
+          if (manifest.legacy)
+            ctx.log.warn(
+              `${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`,
+            );
         }
       } catch (err) {
         discard();
@@ -400,7 +454,10 @@ export const restore = defineTask({
       const error = await (dumpCheck ?? settle(checkDump(files[dbPart.name]!, manifest!)));
       if (error) throw error;
     }
-    if (manifest) ctx.log.success(`${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`);
+    if (manifest)
+      ctx.log.success(
+        `${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`,
+      );
 
     // 3. Confirm.
     const targetExists = dbPart ? await pg.databaseExists(ctx, t, target) : false;
@@ -411,7 +468,9 @@ export const restore = defineTask({
       `Restore ${name}${manifest ? ` (taken ${manifest.createdAt}${manifest.appEnv ? ` in APP_ENV=${manifest.appEnv}` : ''}, ${formatBytes(size)})` : ''}`,
       `  into database ${target} on ${pg.describeTarget(t)}, APP_ENV=${ctx.env.appEnv}${ctx.opts.as ? ' (--as)' : ''}`,
       `  parts: ${partNames.join(', ')}`,
-      targetExists || !dbPart ? `  the current ${partNames.join(', ')} will be REPLACED${safety ? ' (a safety backup is taken first)' : skipSafety ? ' (no safety backup: --no-safety-backup)' : ''}` : `  database ${target} does not exist yet: it will be created`,
+      targetExists || !dbPart
+        ? `  the current ${partNames.join(', ')} will be REPLACED${safety ? ' (a safety backup is taken first)' : skipSafety ? ' (no safety backup: --no-safety-backup)' : ''}`
+        : `  database ${target} does not exist yet: it will be created`,
     ];
     await ctx.confirm({ message: lines.join('\n'), typed: target, requireForce: ctx.env.appEnv === 'production', force: ctx.opts.force });
 
@@ -446,10 +505,17 @@ export const restore = defineTask({
       if (project && appServices.length) {
         const { containerStates } = await import('./compose.ts');
         const states = await (earlyStates ?? containerStates(ctx.probe, project, appServices));
-        stopped = dry ? appServices : [...new Set(states.filter((s) => s.status === 'running' || s.status === 'restarting').map((s) => s.service))];
+        stopped = dry
+          ? appServices
+          : [...new Set(states.filter((s) => s.status === 'running' || s.status === 'restarting').map((s) => s.service))];
         if (stopped.length) {
           ctx.log.step(`stopping ${stopped.join(', ')} (the database keeps running)`);
-          undo.push({ what: `start ${stopped.join(', ')}`, run: async () => { await safe.runner.run({ argv: compose.start(project, stopped) }); } });
+          undo.push({
+            what: `start ${stopped.join(', ')}`,
+            run: async () => {
+              await safe.runner.run({ argv: compose.start(project, stopped) });
+            },
+          });
           await ctx.runner.run({ argv: compose.stop(project, stopped) });
         }
       }
@@ -458,7 +524,20 @@ export const restore = defineTask({
       const plans: FolderPlan[] = [];
       for (const part of otherParts) {
         const file = files[part.name] ?? path.join(work, part.file);
-        plans.push(await planFolder(ctx, safe, { part, file, project, name, stamp, undo, commit, fromDb: manifest?.database || undefined, toDb: target, names: names.get(part.name) }));
+        plans.push(
+          await planFolder(ctx, safe, {
+            part,
+            file,
+            project,
+            name,
+            stamp,
+            undo,
+            commit,
+            fromDb: manifest?.database || undefined,
+            toDb: target,
+            names: names.get(part.name),
+          }),
+        );
       }
       staging = Promise.all(plans.map((pl) => pl.stage()));
       staging.catch(() => undefined);
@@ -468,31 +547,49 @@ export const restore = defineTask({
         const temp = sideDatabaseName(target, 'restore', stamp);
         // A previous copy kept by an earlier restore in the same second (--keep-old) keeps its name: this one gets _2, _3, …
         let old = sideDatabaseName(target, 'old', stamp);
-        for (let n = 2; targetExists && !dry && (await pg.databaseExists(ctx, t, old)); n++) old = sideDatabaseName(target, 'old', `${stamp}_${n}`);
+        for (let n = 2; targetExists && !dry && (await pg.databaseExists(ctx, t, old)); n++)
+          old = sideDatabaseName(target, 'old', `${stamp}_${n}`);
         ctx.log.step(`restoring the database into ${temp} (pg_restore -j ${jobs})`);
         undo.push({ what: `drop ${temp}`, run: () => pg.dropDatabase(safe, t, temp, { force: true }) });
         await pg.createDatabase(ctx, t, temp, t.user);
         const t0 = Date.now();
-        if (dry) await ctx.runner.run(pg.clientCmd(t.mode === 'compose' ? project : undefined, t, 'pg_restore', pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump })));
+        if (dry)
+          await ctx.runner.run(
+            pg.clientCmd(
+              t.mode === 'compose' ? project : undefined,
+              t,
+              'pg_restore',
+              pg.pgRestoreArgs({ database: temp, role: t.user, jobs, file: dump }),
+            ),
+          );
         else await pg.restoreDump(ctx, t, { file: dump, database: temp, jobs, format: 'custom' });
         ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
         ctx.log.step(`swapping ${temp} in as ${target}`);
         if (targetExists) {
           await pg.swapDatabases(ctx, t, { live: target, incoming: temp, aside: old, serverMajor });
-          undo.push({ what: `put ${target} back`, run: async () => {
-            const failed = sideDatabaseName(target, 'failed', stamp);
-            if (await pg.databaseExists(safe, t, target)) {
-              await pg.terminateSessions(safe, t, target);
-              await pg.renameDatabase(safe, t, target, failed);
-              undo.push({ what: `drop ${failed}`, run: () => pg.dropDatabase(safe, t, failed, { force: true }) });
-            }
-            await pg.renameDatabase(safe, t, old, target);
-          } });
+          undo.push({
+            what: `put ${target} back`,
+            run: async () => {
+              const failed = sideDatabaseName(target, 'failed', stamp);
+              if (await pg.databaseExists(safe, t, target)) {
+                await pg.terminateSessions(safe, t, target);
+                await pg.renameDatabase(safe, t, target, failed);
+                undo.push({ what: `drop ${failed}`, run: () => pg.dropDatabase(safe, t, failed, { force: true }) });
+              }
+              await pg.renameDatabase(safe, t, old, target);
+            },
+          });
         } else {
           await pg.renameDatabase(ctx, t, temp, target);
         }
-        if (targetExists && !keepOld) commit.push(async () => { await pg.dropDatabase(safe, t, old, { force: true }); });
-        if (targetExists && keepOld) commit.push(async () => { ctx.log.info(`the previous database is kept as ${old}`); });
+        if (targetExists && !keepOld)
+          commit.push(async () => {
+            await pg.dropDatabase(safe, t, old, { force: true });
+          });
+        if (targetExists && keepOld)
+          commit.push(async () => {
+            ctx.log.info(`the previous database is kept as ${old}`);
+          });
       }
 
       await staging;
@@ -506,10 +603,16 @@ export const restore = defineTask({
         await upAndWait(ctx, stopped);
         undo.splice(0, undo.findIndex((u) => u.what.startsWith('start ')) + 1);
         if (ctx.config.healthCheck && stopped.includes(ctx.config.healthCheck.service)) {
-          await ctx.runner.run({ argv: compose.exec(project, ctx.config.healthCheck.service, ctx.config.healthCheck.command), stdout: 'ignore', stderr: 'capture' });
+          await ctx.runner.run({
+            argv: compose.exec(project, ctx.config.healthCheck.service, ctx.config.healthCheck.command),
+            stdout: 'ignore',
+            stderr: 'capture',
+          });
         }
       } else if (appServices.length && !stopped.length) {
-        ctx.log.info(`${appServices.join(', ')} ${appServices.length > 1 ? 'were' : 'was'} not running: not started (start the stack: tasks dev)`);
+        ctx.log.info(
+          `${appServices.join(', ')} ${appServices.length > 1 ? 'were' : 'was'} not running: not started (start the stack: tasks dev)`,
+        );
       }
       if (dbPart && !dry) {
         const n = await pg.psqlQuery(ctx, t, 'SELECT count(*) FROM pg_catalog.pg_class', { database: target });
@@ -523,7 +626,9 @@ export const restore = defineTask({
         const oldNote = dbPart && targetExists ? `; the previous database is kept as ${sideDatabaseName(target, 'old', stamp)}` : '';
         throw new TaskError(`restored ${name}, but the application is unhealthy: ${(err as Error).message.split('\n')[0]}${oldNote}`, {
           exitCode: ExitCode.unhealthy,
-          hint: back ? `roll back with: ${back}` : `see the logs (tasks logs); no safety backup was taken${oldNote ? ', rename the kept database back to roll back' : ''}`,
+          hint: back
+            ? `roll back with: ${back}`
+            : `see the logs (tasks logs); no safety backup was taken${oldNote ? ', rename the kept database back to roll back' : ''}`,
           cause: err,
         });
       }
@@ -536,14 +641,20 @@ export const restore = defineTask({
         }
       }
       if (err instanceof TaskError) {
-        throw new TaskError(`${err.message}; nothing was changed (the previous state is back)`, { exitCode: err.exitCode, hint: err.hint, cause: err });
+        throw new TaskError(`${err.message}; nothing was changed (the previous state is back)`, {
+          exitCode: err.exitCode,
+          hint: err.hint,
+          cause: err,
+        });
       }
       throw err;
     }
     // Dropping the previous database and removing the previous folders do not depend on each other.
     await Promise.all(commit.map((c) => c().catch((e: unknown) => ctx.log.warn(`cleanup after the restore: ${(e as Error).message}`))));
     fs.rmSync(work, { recursive: true, force: true });
-    ctx.log.success(`${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`);
+    ctx.log.success(
+      `${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`,
+    );
   },
 });
 
@@ -552,13 +663,19 @@ function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest):
   if (manifest.legacy) return;
   const project = ctx.env.get('COMPOSE_PROJECT_NAME');
   const problems: string[] = [];
-  if (project && manifest.project && manifest.project !== project) problems.push(`it was taken from project ${manifest.project}, this is ${project}`);
-  if (manifest.appEnv && manifest.appEnv !== ctx.env.appEnv) problems.push(`it was taken in APP_ENV=${manifest.appEnv}, this is APP_ENV=${ctx.env.appEnv}`);
-  if (problems.length && !ctx.opts.force) throw refused(`${name}: ${problems.join('; ')}: refused`, 'pass --force if this is really the backup to restore here');
+  if (project && manifest.project && manifest.project !== project)
+    problems.push(`it was taken from project ${manifest.project}, this is ${project}`);
+  if (manifest.appEnv && manifest.appEnv !== ctx.env.appEnv)
+    problems.push(`it was taken in APP_ENV=${manifest.appEnv}, this is APP_ENV=${ctx.env.appEnv}`);
+  if (problems.length && !ctx.opts.force)
+    throw refused(`${name}: ${problems.join('; ')}: refused`, 'pass --force if this is really the backup to restore here');
   for (const p of problems) ctx.log.warn(`${name}: ${p} (accepted by --force)`);
 }
 
-interface FolderPlan { stage: () => Promise<void>; swap: () => Promise<void> }
+interface FolderPlan {
+  stage: () => Promise<void>;
+  swap: () => Promise<void>;
+}
 
 const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(part.format).includes('gz');
 
@@ -568,7 +685,11 @@ const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(par
  * so it runs before anything is touched.
  */
 async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
-  const r = await ctx.probe.run({ argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'], stdout: 'capture', stderr: 'capture' });
+  const r = await ctx.probe.run({
+    argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'],
+    stdout: 'capture',
+    stderr: 'capture',
+  });
   const names: string[] = [];
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
@@ -579,51 +700,94 @@ async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPa
     if (type === 'l') [n, target] = n.split(' -> ') as [string, string];
     if (type === 'h') [n, target] = n.split(' link to ') as [string, string];
     const norm = n.replace(/^(\.\/)+/, '');
-    const bad = norm.startsWith('/') ? 'absolute path'
-      : norm.split('/').includes('..') ? 'path leaves the folder'
-      : (type === 'l' && target !== undefined && (target.startsWith('/') || path.posix.normalize(path.posix.join(path.posix.dirname(norm), target)).startsWith('..'))) ? `link to ${target} points outside`
-      : (type === 'h' && target !== undefined && (target.startsWith('/') || target.split('/').includes('..'))) ? `hard link to ${target} points outside`
-      : !['-', 'd', 'l', 'h'].includes(type) ? `not a regular file (${type})` : undefined;
-    if (bad) throw new TaskError(`${backup}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
+    const bad = norm.startsWith('/')
+      ? 'absolute path'
+      : norm.split('/').includes('..')
+        ? 'path leaves the folder'
+        : type === 'l' &&
+            target !== undefined &&
+            (target.startsWith('/') || path.posix.normalize(path.posix.join(path.posix.dirname(norm), target)).startsWith('..'))
+          ? `link to ${target} points outside`
+          : type === 'h' && target !== undefined && (target.startsWith('/') || target.split('/').includes('..'))
+            ? `hard link to ${target} points outside`
+            : !['-', 'd', 'l', 'h'].includes(type)
+              ? `not a regular file (${type})`
+              : undefined;
+    if (bad)
+      throw new TaskError(`${backup}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
     names.push(n);
   }
   return names;
 }
 
 /** A folder part (volume in a service, or a path on the host): staged beside the folder, swapped in later, the previous entries kept until the end. */
-async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
-  part: ManifestPart; file: string; project: import('./compose.ts').ComposeProject | undefined; name: string; stamp: string;
-  undo: Undo[]; commit: Array<() => Promise<void>>; fromDb?: string; toDb: string;
-  /** The part's member names (listFolderPart), read during the verification; none in a dry run. */
-  names?: string[];
-}): Promise<FolderPlan> {
+async function planFolder(
+  ctx: TaskContext,
+  safe: TaskContext,
+  o: {
+    part: ManifestPart;
+    file: string;
+    project: import('./compose.ts').ComposeProject | undefined;
+    name: string;
+    stamp: string;
+    undo: Undo[];
+    commit: Array<() => Promise<void>>;
+    fromDb?: string;
+    toDb: string;
+    /** The part's member names (listFolderPart), read during the verification; none in a dry run. */
+    names?: string[];
+  },
+): Promise<FolderPlan> {
   const { part, file, project } = o;
   const gz = isGzipPart(part) ? '1' : '';
   const cfg = ctx.config.backupParts.find((p) => p.name === part.name);
   const isVolume = part.kind === 'volume';
-  const dest = isVolume ? (part.path ?? (cfg?.kind === 'volume' ? cfg.path : undefined)) : path.resolve(ctx.root, part.path ?? (cfg?.kind === 'path' ? cfg.path : part.name));
-  if (!dest) throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, { exitCode: ExitCode.usage });
+  const dest = isVolume
+    ? (part.path ?? (cfg?.kind === 'volume' ? cfg.path : undefined))
+    : path.resolve(ctx.root, part.path ?? (cfg?.kind === 'path' ? cfg.path : part.name));
+  if (!dest)
+    throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, {
+      exitCode: ExitCode.usage,
+    });
   const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
   const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
   // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
   if (o.names) {
-    layout = folderLayout(o.names, path.posix.basename(isVolume ? dest : part.path ?? part.name), part.name === 'filestore' || /filestore/.test(dest) ? (o.fromDb || o.toDb) : undefined);
+    layout = folderLayout(
+      o.names,
+      path.posix.basename(isVolume ? dest : (part.path ?? part.name)),
+      part.name === 'filestore' || /filestore/.test(dest) ? o.fromDb || o.toDb : undefined,
+    );
   }
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
   const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
-  const work = isVolume ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}` : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
+  const work = isVolume
+    ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}`
+    : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
   const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
   const { compose } = await import('./compose.ts');
-  if (isVolume && (!project || !service)) throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
+  if (isVolume && (!project || !service))
+    throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
   // Volumes: a one-off root container of the service with the volume mounted (works whether the app runs or not).
   const run = (_c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
     const argv = ['bash', '-c', script, 'bash', ...a];
-    return { argv: isVolume ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' }) : argv, stdin: stdin ?? 'ignore', stderr: 'capture' };
+    return {
+      argv: isVolume ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' }) : argv,
+      stdin: stdin ?? 'ignore',
+      stderr: 'capture',
+    };
   };
-  o.undo.push({ what: `put the previous ${part.name} back`, run: async () => { await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work])); } });
-  o.commit.push(async () => { await safe.runner.run(run(safe, 'rm -rf -- "$1"', [work])); });
+  o.undo.push({
+    what: `put the previous ${part.name} back`,
+    run: async () => {
+      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work]));
+    },
+  });
+  o.commit.push(async () => {
+    await safe.runner.run(run(safe, 'rm -rf -- "$1"', [work]));
+  });
   return {
     stage: async () => {
       ctx.log.step(`unpacking ${part.name} beside ${where}${owner ? ` (owner ${owner})` : ''}`);
@@ -637,4 +801,3 @@ async function planFolder(ctx: TaskContext, safe: TaskContext, o: {
 }
 
 export const restoreTasks: AnyTask[] = [restore];
-

@@ -20,7 +20,10 @@ export interface RetentionPolicy {
   monthly?: number;
 }
 
-export interface Decision { name: string; reason: string }
+export interface Decision {
+  name: string;
+  reason: string;
+}
 export interface PrunePlan {
   keep: Decision[];
   delete: Decision[];
@@ -48,7 +51,9 @@ export function planPrune(backups: readonly BackupEntry[], p: RetentionPolicy): 
   const sorted = [...backups].sort((a, b) => b.time.getTime() - a.time.getTime() || (a.name < b.name ? 1 : -1));
   const good = sorted.filter((b) => b.good);
   const reasons = new Map<string, string>();
-  const keep = (name: string, reason: string) => { if (!reasons.has(name)) reasons.set(name, reason); };
+  const keep = (name: string, reason: string) => {
+    if (!reasons.has(name)) reasons.set(name, reason);
+  };
 
   const future = sorted.find((b) => b.time.getTime() - p.now.getTime() > FUTURE_TOLERANCE);
   if (future) {
@@ -60,7 +65,7 @@ export function planPrune(backups: readonly BackupEntry[], p: RetentionPolicy): 
   }
 
   const keepMin = Math.max(1, Math.floor(p.keepMin));
-  good.slice(0, keepMin).forEach((b, i) => keep(b.name, `one of the newest ${keepMin} good backups (#${i + 1})`));
+  for (const [i, b] of good.slice(0, keepMin).entries()) keep(b.name, `one of the newest ${keepMin} good backups (#${i + 1})`);
 
   const cutoff = p.now.getTime() - Math.max(0, p.retentionDays) * DAY;
   if (p.retentionDays > 0) for (const b of sorted) if (b.time.getTime() > cutoff) keep(b.name, `younger than ${p.retentionDays} days`);
@@ -84,7 +89,11 @@ export function planPrune(backups: readonly BackupEntry[], p: RetentionPolicy): 
   for (const b of sorted) {
     const r = reasons.get(b.name);
     if (r) out.keep.push({ name: b.name, reason: r });
-    else out.delete.push({ name: b.name, reason: b.good ? `older than ${p.retentionDays} days` : `failed or incomplete, older than ${p.retentionDays} days` });
+    else
+      out.delete.push({
+        name: b.name,
+        reason: b.good ? `older than ${p.retentionDays} days` : `failed or incomplete, older than ${p.retentionDays} days`,
+      });
   }
   return out;
 }

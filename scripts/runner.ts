@@ -29,7 +29,11 @@ export interface Result {
 }
 
 /** The process launcher; the default uses zx. Tests may pass their own (see test/unit/runner.test.ts). */
-export type Exec = (cmd: Cmd, env: Record<string, string>, signal: AbortSignal | undefined) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null }>;
+export type Exec = (
+  cmd: Cmd,
+  env: Record<string, string>,
+  signal: AbortSignal | undefined,
+) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null }>;
 
 export interface Runner {
   run(cmd: Cmd): Promise<Result>;
@@ -86,9 +90,16 @@ export const zxExec: Exec = async (cmd, env, signal) => {
     let stdin: 'inherit' | 'ignore' | 'pipe' | number = 'ignore';
     let input: string | Readable | undefined;
     if (cmd.stdin === 'inherit') stdin = 'inherit';
-    else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin && cmd.stdin.until) { stdin = 'pipe'; input = followFile(cmd.stdin.file, cmd.stdin.until, signal); }
-    else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin) { stdin = fs.openSync(cmd.stdin.file, 'r'); fds.push(stdin); }
-    else if (typeof cmd.stdin === 'object') { stdin = 'pipe'; input = cmd.stdin.text; }
+    else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin && cmd.stdin.until) {
+      stdin = 'pipe';
+      input = followFile(cmd.stdin.file, cmd.stdin.until, signal);
+    } else if (typeof cmd.stdin === 'object' && 'file' in cmd.stdin) {
+      stdin = fs.openSync(cmd.stdin.file, 'r');
+      fds.push(stdin);
+    } else if (typeof cmd.stdin === 'object') {
+      stdin = 'pipe';
+      input = cmd.stdin.text;
+    }
     let stdout: 'inherit' | 'ignore' | 'pipe' | number = 'inherit';
     if (cmd.stdout === 'capture') stdout = 'pipe';
     else if (cmd.stdout === 'ignore') stdout = 'ignore';
@@ -126,7 +137,14 @@ export const zxExec: Exec = async (cmd, env, signal) => {
  */
 export function followFile(file: string, until: Promise<unknown>, signal?: AbortSignal): Readable {
   let settled = false;
-  until.then(() => { settled = true; }, () => { settled = true; });
+  until.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   const pause = () => new Promise((r) => setTimeout(r, 25));
   async function* chunks(): AsyncGenerator<Buffer> {
     let fh: fs.promises.FileHandle | undefined;
@@ -183,7 +201,7 @@ export function createRunner(opts: RunnerOptions): Runner {
       if (dryRun) return { code: 0, stdout: '', stderr: '', dryRun: true };
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const childEnv = cleanEnv(env, cmd.env);
-      let r;
+      let r: Awaited<ReturnType<Exec>>;
       try {
         r = await exec({ ...cmd, cwd: cmd.cwd ?? opts.cwd }, childEnv, opts.signal);
       } catch (err) {
@@ -194,7 +212,10 @@ export function createRunner(opts: RunnerOptions): Runner {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const ok = cmd.okCodes ?? [0];
       if (r.code === 127 && /command not found|No such file/.test(r.stderr)) {
-        throw new TaskError(`${cmd.argv[0]}: command not found`, { exitCode: ExitCode.prerequisite, hint: `install ${cmd.argv[0]} or add it to PATH (PATH=${childEnv.PATH ?? ''})` });
+        throw new TaskError(`${cmd.argv[0]}: command not found`, {
+          exitCode: ExitCode.prerequisite,
+          hint: `install ${cmd.argv[0]} or add it to PATH (PATH=${childEnv.PATH ?? ''})`,
+        });
       }
       if (!ok.includes(r.code)) throw new CommandError(display(cmd), cmd.argv, r.code, opts.log.mask(r.stderr ?? ''));
       if (cmd.stderr === undefined || cmd.stderr === 'capture') {

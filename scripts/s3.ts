@@ -1,6 +1,6 @@
 // S3 / R2 through the aws CLI: settings from the env, pure argv builders (cp, put-object, ls, rm, head-object), and upload with retries and a check of what arrived.
 import { CommandError, ExitCode, TaskError } from './errors.ts';
-import type { Cmd, Runner } from './runner.ts';
+import type { Cmd, Result, Runner } from './runner.ts';
 
 export interface S3Settings {
   bucket: string;
@@ -35,7 +35,13 @@ export function missingCredentials(get: Get, home: string | undefined, exists: (
   if (get('AWS_ACCESS_KEY_ID') && get('AWS_SECRET_ACCESS_KEY')) return undefined;
   if (get('AWS_ACCESS_KEY_ID') && !get('AWS_SECRET_ACCESS_KEY')) return 'AWS_SECRET_ACCESS_KEY is not set (AWS_ACCESS_KEY_ID is)';
   if (get('AWS_PROFILE')) return undefined;
-  if (get('AWS_SHARED_CREDENTIALS_FILE') || get('AWS_CONTAINER_CREDENTIALS_FULL_URI') || get('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI') || get('AWS_WEB_IDENTITY_TOKEN_FILE')) return undefined;
+  if (
+    get('AWS_SHARED_CREDENTIALS_FILE') ||
+    get('AWS_CONTAINER_CREDENTIALS_FULL_URI') ||
+    get('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI') ||
+    get('AWS_WEB_IDENTITY_TOKEN_FILE')
+  )
+    return undefined;
   if (home && exists(`${home}/.aws/credentials`)) return undefined;
   return 'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE';
 }
@@ -72,24 +78,82 @@ export const s3 = {
   /** Upload or download one file (aws uses multipart for big files: the object exists only once complete). */
   cp: (s: S3Settings, from: string, to: string) => ['aws', ...globalArgs(s), 's3', 'cp', from, to, ...quietFlags(s)],
   /** Upload one file in a single PUT: the object appears whole or not at all, and its ETag is the MD5 of the bytes. */
-  putObject: (s: S3Settings, file: string, key: string) => ['aws', ...globalArgs(s), 's3api', 'put-object', '--bucket', s.bucket, '--key', key, '--body', file, '--output', 'json'],
+  putObject: (s: S3Settings, file: string, key: string) => [
+    'aws',
+    ...globalArgs(s),
+    's3api',
+    'put-object',
+    '--bucket',
+    s.bucket,
+    '--key',
+    key,
+    '--body',
+    file,
+    '--output',
+    'json',
+  ],
   /** Every object under the prefix, as JSON (the CLI follows pagination). */
-  ls: (s: S3Settings) => ['aws', ...globalArgs(s), 's3api', 'list-objects-v2', '--bucket', s.bucket, '--prefix', s.prefix, '--output', 'json'],
+  ls: (s: S3Settings) => [
+    'aws',
+    ...globalArgs(s),
+    's3api',
+    'list-objects-v2',
+    '--bucket',
+    s.bucket,
+    '--prefix',
+    s.prefix,
+    '--output',
+    'json',
+  ],
   rm: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3', 'rm', s3Url(s, key), '--only-show-errors'],
-  headObject: (s: S3Settings, key: string) => ['aws', ...globalArgs(s), 's3api', 'head-object', '--bucket', s.bucket, '--key', key, '--output', 'json'],
+  headObject: (s: S3Settings, key: string) => [
+    'aws',
+    ...globalArgs(s),
+    's3api',
+    'head-object',
+    '--bucket',
+    s.bucket,
+    '--key',
+    key,
+    '--output',
+    'json',
+  ],
 };
 
-export interface RemoteObject { key: string; name: string; size: number; modified: string }
+export interface RemoteObject {
+  key: string;
+  name: string;
+  size: number;
+  modified: string;
+}
 
 /** Turns an aws failure into exit code 8 naming aws's own code (1 transfer failed, 2 skipped, 254 refused by the service, 255 other). */
 export function awsFailure(what: string, err: unknown): TaskError {
   if (err instanceof CommandError) {
-    const meaning = err.exitCode === 1 ? 'a transfer failed' : err.exitCode === 2 ? 'files were skipped' : err.exitCode === 254 ? 'the service refused the request' : err.exitCode === 255 ? 'command or connection error' : 'failed';
+    const meaning =
+      err.exitCode === 1
+        ? 'a transfer failed'
+        : err.exitCode === 2
+          ? 'files were skipped'
+          : err.exitCode === 254
+            ? 'the service refused the request'
+            : err.exitCode === 255
+              ? 'command or connection error'
+              : 'failed';
     const last = err.stderrTail.trim().split('\n').filter(Boolean).slice(-1)[0];
-    return new TaskError(`${what}: aws exited with code ${err.exitCode} (${meaning})${last ? `: ${last}` : ''}`, { exitCode: ExitCode.uploadFailed, hint: err.hint, cause: err });
+    return new TaskError(`${what}: aws exited with code ${err.exitCode} (${meaning})${last ? `: ${last}` : ''}`, {
+      exitCode: ExitCode.uploadFailed,
+      hint: err.hint,
+      cause: err,
+    });
   }
   if (err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm)) return err;
-  if (err instanceof TaskError) return new TaskError(`${what}: ${err.message}`, { exitCode: err.exitCode === ExitCode.prerequisite ? ExitCode.prerequisite : ExitCode.uploadFailed, hint: err.hint, cause: err });
+  if (err instanceof TaskError)
+    return new TaskError(`${what}: ${err.message}`, {
+      exitCode: err.exitCode === ExitCode.prerequisite ? ExitCode.prerequisite : ExitCode.uploadFailed,
+      hint: err.hint,
+      cause: err,
+    });
   return new TaskError(`${what}: ${(err as Error).message}`, { exitCode: ExitCode.uploadFailed, cause: err });
 }
 
@@ -100,7 +164,7 @@ function awsCmd(s: S3Settings, runner: Runner, argv: string[], extra: Partial<Cm
 }
 
 export async function listRemote(runner: Runner, s: S3Settings): Promise<RemoteObject[]> {
-  let r;
+  let r: Result;
   try {
     r = await runner.run(awsCmd(s, runner, s3.ls(s), { stdout: 'capture', stderr: 'capture' }));
   } catch (err) {
@@ -110,7 +174,12 @@ export async function listRemote(runner: Runner, s: S3Settings): Promise<RemoteO
   const parsed = JSON.parse(r.stdout) as { Contents?: Array<{ Key: string; Size: number; LastModified?: string }> };
   return (parsed.Contents ?? [])
     .filter((o) => o.Key.startsWith(s.prefix) && o.Key.endsWith('.tar.gz') && !o.Key.slice(s.prefix.length).includes('/'))
-    .map((o) => ({ key: o.Key, name: o.Key.slice(s.prefix.length).replace(/\.tar\.gz$/, ''), size: o.Size, modified: o.LastModified ?? '' }));
+    .map((o) => ({
+      key: o.Key,
+      name: o.Key.slice(s.prefix.length).replace(/\.tar\.gz$/, ''),
+      size: o.Size,
+      modified: o.LastModified ?? '',
+    }));
 }
 
 /** Size of an object, or undefined when it does not exist. */
@@ -135,7 +204,9 @@ export const SINGLE_PUT_MAX = 200 * 1024 * 1024;
 /** The ETag of a put-object answer when it is a plain MD5 (not multipart "…-N", not a KMS-encrypted object's). */
 export function md5Etag(putObjectJson: string): string | undefined {
   try {
-    const etag = String((JSON.parse(putObjectJson) as { ETag?: unknown }).ETag ?? '').replace(/"/g, '').toLowerCase();
+    const etag = String((JSON.parse(putObjectJson) as { ETag?: unknown }).ETag ?? '')
+      .replace(/"/g, '')
+      .toLowerCase();
     return /^[0-9a-f]{32}$/.test(etag) ? etag : undefined;
   } catch {
     return undefined;
@@ -156,7 +227,14 @@ export interface UploadOptions {
  * the file's MD5 when one PUT carried it, otherwise (multipart, an ETag that is not an MD5) the object's size.
  * Returns how it was checked.
  */
-export async function uploadFile(runner: Runner, s: S3Settings, file: string, key: string, size: number, o: UploadOptions = {}): Promise<'md5' | 'size' | 'dry-run'> {
+export async function uploadFile(
+  runner: Runner,
+  s: S3Settings,
+  file: string,
+  key: string,
+  size: number,
+  o: UploadOptions = {},
+): Promise<'md5' | 'size' | 'dry-run'> {
   const attempts = o.attempts ?? 3;
   const backoff = o.backoffMs ?? ((n: number) => 2000 * n);
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -174,7 +252,10 @@ export async function uploadFile(runner: Runner, s: S3Settings, file: string, ke
         if (runner.dryRun) return 'dry-run';
       }
       const remote = await remoteSize(runner, s, key);
-      if (remote !== size) throw new TaskError(`upload of ${url} incomplete: the object has ${remote ?? 'no'} bytes, the file ${size}`, { exitCode: ExitCode.uploadFailed });
+      if (remote !== size)
+        throw new TaskError(`upload of ${url} incomplete: the object has ${remote ?? 'no'} bytes, the file ${size}`, {
+          exitCode: ExitCode.uploadFailed,
+        });
       return 'size';
     } catch (err) {
       if (isInterrupt(err)) throw err;
@@ -187,7 +268,10 @@ export async function uploadFile(runner: Runner, s: S3Settings, file: string, ke
       }
     }
   }
-  throw new TaskError(`${last!.message} (after ${attempts} attempts); the backup stays local`, { exitCode: ExitCode.uploadFailed, hint: last!.hint });
+  throw new TaskError(`${last!.message} (after ${attempts} attempts); the backup stays local`, {
+    exitCode: ExitCode.uploadFailed,
+    hint: last!.hint,
+  });
 }
 
 export async function downloadFile(runner: Runner, s: S3Settings, key: string, file: string): Promise<void> {

@@ -13,7 +13,10 @@ export async function upAndWait(ctx: TaskContext, services: string[] = [], extra
   const p = await ctx.compose();
   await ctx.runner.run({ argv: compose.up(p, { services, wait: true, build: extra.build }), stdin: 'ignore' });
   // Dry run: nothing was started, so the real containers' state says nothing (stopped ones would fail the wait).
-  if (ctx.runner.dryRun) { ctx.log.info('[dry-run] would wait until the services are healthy'); return; }
+  if (ctx.runner.dryRun) {
+    ctx.log.info('[dry-run] would wait until the services are healthy');
+    return;
+  }
   if (p.flavor === 'v1') {
     ctx.log.step('waiting for services to be healthy');
     await waitHealthy(ctx.probe, p, services, waitMs(ctx));
@@ -22,13 +25,18 @@ export async function upAndWait(ctx: TaskContext, services: string[] = [], extra
 
 /** The shipped stack's URLs with ${VAR} from the environment. */
 export function expandUrls(urls: Record<string, string>, env: (k: string) => string | undefined): string[] {
-  return Object.entries(urls).map(([name, u]) => `${name}: ${u.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, k: string, d?: string) => env(k) ?? d ?? '')}`);
+  return Object.entries(urls).map(
+    ([name, u]) => `${name}: ${u.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, k: string, d?: string) => env(k) ?? d ?? '')}`,
+  );
 }
 
 export async function printStatus(ctx: TaskContext): Promise<boolean> {
   const p = await ctx.compose();
   const states = await containerStates(ctx.probe, p);
-  if (!states.length) { ctx.out.write('no containers: the stack is not running (start it: tasks dev)\n'); return false; }
+  if (!states.length) {
+    ctx.out.write('no containers: the stack is not running (start it: tasks dev)\n');
+    return false;
+  }
   const rows = states.map((s) => [s.service, s.status, s.health === 'none' ? '-' : s.health, s.id]);
   const widths = [0, 1, 2].map((i) => Math.max(...[['SERVICE', 'STATE', 'HEALTH'][i]!, ...rows.map((r) => r[i]!)].map((x) => x.length)));
   ctx.out.write(`${['SERVICE', 'STATE', 'HEALTH', 'CONTAINER'].map((h, i) => (i < 3 ? h.padEnd(widths[i]! + 2) : h)).join('')}\n`);
@@ -76,7 +84,9 @@ export const stackTasks: AnyTask[] = [
     name: 'stop',
     description: 'Stop every service (containers and volumes kept)',
     group: 'stack',
-    async run(ctx) { await ctx.runner.run({ argv: compose.stop(await ctx.compose()) }); },
+    async run(ctx) {
+      await ctx.runner.run({ argv: compose.stop(await ctx.compose()) });
+    },
   }),
   defineTask({
     name: 'down',
@@ -100,14 +110,18 @@ export const stackTasks: AnyTask[] = [
     description: 'Restart services (all, or the ones named)',
     group: 'stack',
     args: { services: { description: 'services to restart (default: all)', variadic: true } },
-    async run(ctx) { await ctx.runner.run({ argv: compose.restart(await ctx.compose(), ctx.args.services) }); },
+    async run(ctx) {
+      await ctx.runner.run({ argv: compose.restart(await ctx.compose(), ctx.args.services) });
+    },
   }),
   defineTask({
     name: 'status',
     aliases: ['ps'],
     description: 'State and health of each service',
     group: 'stack',
-    async run(ctx) { await printStatus(ctx); },
+    async run(ctx) {
+      await printStatus(ctx);
+    },
   }),
   defineTask({
     name: 'logs',
@@ -120,7 +134,14 @@ export const stackTasks: AnyTask[] = [
     },
     example: 'tasks logs odoo -f',
     async run(ctx) {
-      await ctx.runner.run({ argv: compose.logs(await ctx.compose(), { services: ctx.args.service ? [ctx.args.service] : [], follow: ctx.opts.follow, tail: ctx.opts.tail }), stderr: 'inherit' });
+      await ctx.runner.run({
+        argv: compose.logs(await ctx.compose(), {
+          services: ctx.args.service ? [ctx.args.service] : [],
+          follow: ctx.opts.follow,
+          tail: ctx.opts.tail,
+        }),
+        stderr: 'inherit',
+      });
     },
   }),
   defineTask({
@@ -128,14 +149,18 @@ export const stackTasks: AnyTask[] = [
     description: 'Build the images of services that have a build section',
     group: 'stack',
     args: { services: { description: 'services (default: all)', variadic: true } },
-    async run(ctx) { await ctx.runner.run({ argv: compose.build(await ctx.compose(), ctx.args.services), stderr: 'inherit' }); },
+    async run(ctx) {
+      await ctx.runner.run({ argv: compose.build(await ctx.compose(), ctx.args.services), stderr: 'inherit' });
+    },
   }),
   defineTask({
     name: 'pull',
     description: 'Pull the images of the stack',
     group: 'stack',
     args: { services: { description: 'services (default: all)', variadic: true } },
-    async run(ctx) { await ctx.runner.run({ argv: compose.pull(await ctx.compose(), ctx.args.services), stderr: 'inherit' }); },
+    async run(ctx) {
+      await ctx.runner.run({ argv: compose.pull(await ctx.compose(), ctx.args.services), stderr: 'inherit' });
+    },
   }),
   defineTask({
     name: 'health',
@@ -151,7 +176,10 @@ export const stackTasks: AnyTask[] = [
           await ctx.runner.run({ argv: compose.exec(p, service, command), stdout: 'ignore', stderr: 'capture' });
         } catch (err) {
           if (!(err instanceof CommandError)) throw err;
-          throw new TaskError(`the ${service} health check failed (exit ${err.exitCode})`, { exitCode: ExitCode.unhealthy, hint: `see: tasks logs-${service}` });
+          throw new TaskError(`the ${service} health check failed (exit ${err.exitCode})`, {
+            exitCode: ExitCode.unhealthy,
+            hint: `see: tasks logs-${service}`,
+          });
         }
       }
       ctx.log.success('healthy');
@@ -170,8 +198,14 @@ export function serviceTasks(services: ServiceInfo[]): AnyTask[] {
       example: s.name === 'db' ? `tasks shell-db -- psql -U odoo -c 'select 1'` : `tasks shell-${s.name} -- ls /`,
       async run(ctx) {
         const p = await ctx.compose();
-        const cmd = ctx.args.command.length ? ctx.args.command : ['sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'];
-        await ctx.runner.run({ argv: compose.exec(p, s.name, cmd, { tty: ctx.interactive && Boolean(ctx.out.isTTY) }), stdin: 'inherit', stderr: 'inherit' });
+        const cmd = ctx.args.command.length
+          ? ctx.args.command
+          : ['sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'];
+        await ctx.runner.run({
+          argv: compose.exec(p, s.name, cmd, { tty: ctx.interactive && Boolean(ctx.out.isTTY) }),
+          stdin: 'inherit',
+          stderr: 'inherit',
+        });
       },
     }),
     defineTask({
@@ -183,14 +217,19 @@ export function serviceTasks(services: ServiceInfo[]): AnyTask[] {
         tail: { type: 'string', description: 'lines from the end', default: '200', placeholder: 'n' },
       },
       async run(ctx) {
-        await ctx.runner.run({ argv: compose.logs(await ctx.compose(), { services: [s.name], follow: ctx.opts.follow, tail: ctx.opts.tail }), stderr: 'inherit' });
+        await ctx.runner.run({
+          argv: compose.logs(await ctx.compose(), { services: [s.name], follow: ctx.opts.follow, tail: ctx.opts.tail }),
+          stderr: 'inherit',
+        });
       },
     }),
     defineTask({
       name: `${s.name}-restart`,
       description: `Restart ${s.name} only`,
       group: 'services',
-      async run(ctx) { await ctx.runner.run({ argv: compose.restart(await ctx.compose(), [s.name]) }); },
+      async run(ctx) {
+        await ctx.runner.run({ argv: compose.restart(await ctx.compose(), [s.name]) });
+      },
     }),
     defineTask({
       name: `${s.name}-rebuild`,
@@ -207,7 +246,9 @@ export function serviceTasks(services: ServiceInfo[]): AnyTask[] {
       name: `${s.name}-stop`,
       description: `Stop ${s.name} only`,
       group: 'services',
-      async run(ctx) { await ctx.runner.run({ argv: compose.stop(await ctx.compose(), [s.name]) }); },
+      async run(ctx) {
+        await ctx.runner.run({ argv: compose.stop(await ctx.compose(), [s.name]) });
+      },
     }),
   ]);
 }

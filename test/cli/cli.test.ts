@@ -35,7 +35,8 @@ describe('tasks (the CLI)', () => {
     expect(r.code).toBe(0);
     for (const group of ['stack:', 'services:', 'database:', 'backups:', 'setup:']) expect(r.stdout).toContain(`\n${group}\n`);
     expect(r.stdout).toMatch(/\n {2}dev +Start the stack/);
-    if (!hasCompose) throw new Error('docker compose (or docker-compose) is needed to generate service targets: install it (the CI script does)');
+    if (!hasCompose)
+      throw new Error('docker compose (or docker-compose) is needed to generate service targets: install it (the CI script does)');
     for (const t of ['shell-odoo', 'logs-db', 'odoo-restart', 'odoo-rebuild', 'db-stop']) expect(r.stdout).toContain(`  ${t} `);
     expect(tasks(['--list']).stdout).toBe(r.stdout);
   });
@@ -64,9 +65,14 @@ describe('tasks (the CLI)', () => {
 
   it('in dry-run prints the compose command with the password masked and runs nothing', () => {
     const secret = 'Sup3r-Secret-Pw';
-    const r = tasks(['shell-db', '--dry-run', '--', 'psql', `postgres://odoo:${secret}@db/odoo`, '-c', 'select 1'], { POSTGRES_PASSWORD: secret, COMPOSE_PROJECT_NAME: 'clitest' });
+    const r = tasks(['shell-db', '--dry-run', '--', 'psql', `postgres://odoo:${secret}@db/odoo`, '-c', 'select 1'], {
+      POSTGRES_PASSWORD: secret,
+      COMPOSE_PROJECT_NAME: 'clitest',
+    });
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml exec -T db psql postgres:\/\/odoo:\*\*\*@db\/odoo -c 'select 1'/);
+    expect(r.stderr).toMatch(
+      /\[dry-run\] \$ docker(-compose| compose) --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml exec -T db psql postgres:\/\/odoo:\*\*\*@db\/odoo -c 'select 1'/,
+    );
     expect(r.stderr + r.stdout).not.toContain(secret);
   });
 

@@ -30,25 +30,34 @@ beforeAll(() => {
   // `tasks` on PATH, as after `npm link` / `npm install -g`.
   bin = path.join(dir, '.bin');
   fs.mkdirSync(bin);
-  fs.writeFileSync(path.join(bin, 'tasks'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(dir, 'bin/tasks.mjs')}" "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, 'tasks'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(dir, 'bin/tasks.mjs')}" "$@"\n`, {
+    mode: 0o755,
+  });
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 describe('tasks completion', () => {
   it('__complete prints every task name, the generated service targets included', () => {
     const r = sh(['tasks', '__complete']);
     expect(r.code).toBe(0);
     const words = r.stdout.trim().split('\n');
-    for (const w of ['dev', 'doctor', 'setup', 'shell-odoo', 'odoo-restart', 'logs-db', 'db-rebuild', 'ps', 'help']) expect(words).toContain(w);
+    for (const w of ['dev', 'doctor', 'setup', 'shell-odoo', 'odoo-restart', 'logs-db', 'db-rebuild', 'ps', 'help'])
+      expect(words).toContain(w);
     expect(words).not.toContain('__complete');
   });
 
-  it('bash: <Tab> after `tasks odoo-` offers the odoo service targets, and a task\'s flags after `-`', () => {
+  it("bash: <Tab> after `tasks odoo-` offers the odoo service targets, and a task's flags after `-`", () => {
     const script = sh(['tasks', 'completion', 'bash']);
     expect(script.code).toBe(0);
     fs.writeFileSync(path.join(dir, 'c.bash'), script.stdout);
     const tab = (line: string) => {
-      const r = sh(['bash', '-c', `source c.bash; COMP_WORDS=(${line}); COMP_CWORD=$(( \${#COMP_WORDS[@]} - 1 )); _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`]);
+      const r = sh([
+        'bash',
+        '-c',
+        `source c.bash; COMP_WORDS=(${line}); COMP_CWORD=$(( \${#COMP_WORDS[@]} - 1 )); _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ]);
       expect(r.stderr).toBe('');
       return r.stdout.trim().split('\n').sort();
     };
@@ -64,10 +73,32 @@ describe('tasks completion', () => {
     fs.writeFileSync(path.join(dir, 'c.zsh'), sh(['tasks', 'completion', 'zsh']).stdout);
     const env = { PATH: process.env.PATH!, HOME: dir };
     const alias = `alias tasks="${process.execPath} ${path.join(dir, 'bin/tasks.mjs')}"`;
-    const bash = spawnSync('bash', ['-c', `shopt -s expand_aliases\n${alias}\nsource c.bash\nCOMP_WORDS=(tasks shell-o); COMP_CWORD=1; _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`], { cwd: dir, env, encoding: 'utf8' });
+    const bash = spawnSync(
+      'bash',
+      [
+        '-c',
+        `shopt -s expand_aliases\n${alias}\nsource c.bash\nCOMP_WORDS=(tasks shell-o); COMP_CWORD=1; _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ],
+      { cwd: dir, env, encoding: 'utf8' },
+    );
     expect(bash.stdout.trim()).toBe('shell-odoo');
     if (!has('zsh')) throw new Error('zsh is needed for this test: apt-get install zsh');
-    const zsh = spawnSync('zsh', ['-f', '-c', [alias, 'autoload -Uz compinit && compinit -u -D', 'source c.zsh', 'compadd() { [[ $1 == -a ]] && print -l ${(P)2} }', 'words=(tasks odoo-re); CURRENT=2; PREFIX=odoo-re', '_tasks_complete | grep "^odoo-re"'].join('\n')], { cwd: dir, env, encoding: 'utf8' });
+    const zsh = spawnSync(
+      'zsh',
+      [
+        '-f',
+        '-c',
+        [
+          alias,
+          'autoload -Uz compinit && compinit -u -D',
+          'source c.zsh',
+          'compadd() { [[ $1 == -a ]] && print -l ${(P)2} }',
+          'words=(tasks odoo-re); CURRENT=2; PREFIX=odoo-re',
+          '_tasks_complete | grep "^odoo-re"',
+        ].join('\n'),
+      ],
+      { cwd: dir, env, encoding: 'utf8' },
+    );
     expect(zsh.stdout.trim().split('\n').sort()).toEqual(['odoo-rebuild', 'odoo-restart']);
   });
 
@@ -78,7 +109,13 @@ describe('tasks completion', () => {
     if (!has('fish')) throw new Error('fish is needed for this test: apt-get install fish');
     fs.writeFileSync(path.join(dir, 'c.fish'), script.stdout);
     const r = sh(['fish', '--no-config', '-c', 'source c.fish; complete -C "tasks odoo-re"']);
-    expect(r.stdout.trim().split('\n').map((l) => l.split('\t')[0]).sort()).toEqual(['odoo-rebuild', 'odoo-restart']);
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t')[0])
+        .sort(),
+    ).toEqual(['odoo-rebuild', 'odoo-restart']);
   });
 
   it('zsh: the script loads under compinit and, asked for `tasks shell-`, offers the service targets', () => {
@@ -88,13 +125,18 @@ describe('tasks completion', () => {
     if (!has('zsh')) throw new Error('zsh is needed for this test: apt-get install zsh');
     fs.writeFileSync(path.join(dir, 'c.zsh'), script.stdout);
     // Run the completion function with compadd replaced by a printer (compadd only works inside the line editor).
-    const r = sh(['zsh', '-f', '-c', [
-      'autoload -Uz compinit && compinit -u -D',
-      'source c.zsh',
-      'compadd() { [[ $1 == -a ]] && print -l ${(P)2} }',
-      'words=(tasks shell-); CURRENT=2; PREFIX=shell-',
-      '_tasks_complete | grep "^shell-"',
-    ].join('\n')]);
+    const r = sh([
+      'zsh',
+      '-f',
+      '-c',
+      [
+        'autoload -Uz compinit && compinit -u -D',
+        'source c.zsh',
+        'compadd() { [[ $1 == -a ]] && print -l ${(P)2} }',
+        'words=(tasks shell-); CURRENT=2; PREFIX=shell-',
+        '_tasks_complete | grep "^shell-"',
+      ].join('\n'),
+    ]);
     expect(r.stdout.trim().split('\n').sort()).toEqual(['shell-adminer', 'shell-db', 'shell-odoo']);
   });
 

@@ -16,11 +16,26 @@ const dirs: string[] = [];
 function project(env: Record<string, string>, o: { mode?: number } = {}): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'doctor-'));
   dirs.push(dir);
-  for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds', 'storage']) {
+  for (const f of [
+    'tasks.ts',
+    'package.json',
+    'tsconfig.json',
+    '.env.template',
+    'bin',
+    'scripts',
+    'compose',
+    'addons',
+    'seeds',
+    'storage',
+  ]) {
     if (fs.existsSync(path.join(repo, f))) fs.cpSync(path.join(repo, f), path.join(dir, f), { recursive: true });
   }
   fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
-  const text = renderEnvFromTemplate(fs.readFileSync(path.join(dir, '.env.template'), 'utf8'), { COMPOSE_PROJECT_NAME: `doctor${process.pid}`, POSTGRES_PASSWORD: 'pw-0123456789abcdef', ...env });
+  const text = renderEnvFromTemplate(fs.readFileSync(path.join(dir, '.env.template'), 'utf8'), {
+    COMPOSE_PROJECT_NAME: `doctor${process.pid}`,
+    POSTGRES_PASSWORD: 'pw-0123456789abcdef',
+    ...env,
+  });
   fs.writeFileSync(path.join(dir, '.env'), text, { mode: o.mode ?? 0o600 });
   fs.chmodSync(path.join(dir, '.env'), o.mode ?? 0o600);
   return dir;
@@ -37,7 +52,10 @@ function tasks(dir: string, args: string[], env: Record<string, string> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-interface Report { ok: boolean; checks: Array<{ name: string; ok: boolean; status: string; message: string; fix?: string }> }
+interface Report {
+  ok: boolean;
+  checks: Array<{ name: string; ok: boolean; status: string; message: string; fix?: string }>;
+}
 const check = (r: Report, name: string) => r.checks.find((c) => c.name === name)!;
 
 /** A port nobody listens on. */
@@ -49,11 +67,15 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describe('tasks doctor', () => {
   let healthyDir = '';
-  beforeAll(() => { healthyDir = project({}); });
+  beforeAll(() => {
+    healthyDir = project({});
+  });
 
   it('with no docker binary on PATH says so with the install hint and exits 6', () => {
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'onlynode-'));
@@ -71,7 +93,11 @@ describe('tasks doctor', () => {
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'enginedown-'));
     dirs.push(bin);
     // The one fault that cannot be produced without stopping this machine's daemon: docker answers like a stopped engine.
-    fs.writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\necho "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2\nexit 1\n', { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(bin, 'docker'),
+      '#!/bin/sh\necho "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     const r = tasks(healthyDir, ['doctor', '--json'], { PATH: `${bin}:${process.env.PATH}` });
     expect(r.code).toBe(6);
     const report = JSON.parse(r.stdout) as Report;
@@ -108,7 +134,13 @@ describe('tasks doctor', () => {
 
   it('reports an unreachable S3 endpoint (a closed port) with the endpoint to check', async () => {
     const port = await closedPort();
-    const dir = project({ S3_BUCKET: 'backups', S3_ENDPOINT: `http://127.0.0.1:${port}`, S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+    const dir = project({
+      S3_BUCKET: 'backups',
+      S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      S3_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    });
     const r = tasks(dir, ['doctor', '--json']);
     expect(r.code).toBe(6);
     const s3 = check(JSON.parse(r.stdout) as Report, 's3');
@@ -127,7 +159,9 @@ describe('tasks doctor', () => {
     expect(r.code).toBe(6);
     const report = JSON.parse(r.stdout) as Report;
     expect(check(report, 'last-backup').ok).toBe(false);
-    expect(check(report, 'last-backup').message).toBe(`last backup ${old} is 10.0 days old; the schedule "0 2 * * *" runs at least every 24.0 hours`);
+    expect(check(report, 'last-backup').message).toBe(
+      `last backup ${old} is 10.0 days old; the schedule "0 2 * * *" runs at least every 24.0 hours`,
+    );
     expect(check(report, 'last-backup').fix).toContain('tasks backup');
     const cron = check(report, 'cron');
     expect(cron.ok).toBe(false);
@@ -151,7 +185,14 @@ describe('tasks doctor', () => {
   it('passes on a healthy setup: Docker running here, a reachable bucket (real s3rver), a recent backup', async () => {
     const s3 = inject('s3');
     const prefix = `doctor-${process.pid}/`;
-    const dir = project({ S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey });
+    const dir = project({
+      S3_BUCKET: s3.bucket,
+      S3_PREFIX: prefix,
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: s3.region,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    });
     fs.mkdirSync(path.join(dir, 'backup'));
     const name = backupName(`doctor${process.pid}`, new Date(Date.now() - 3600_000));
     fs.writeFileSync(path.join(dir, 'backup', `${name}.tar.gz`), 'x'.repeat(4096));

@@ -40,11 +40,33 @@ if (!docker.available) {
 
     it('backs up the database through exec -T, the filestore as uid 101, addons; members and manifest check out', async () => {
       // Filestore files written by the application user (uid 101), as Odoo writes attachments.
-      const mk = await p.run(['shell-odoo', '--', 'sh', '-c', 'mkdir -p /var/lib/odoo/filestore/odoo/3f && printf "%s" "attachment bytes" > /var/lib/odoo/filestore/odoo/3f/3f2a && head -c 200000 /dev/urandom > /var/lib/odoo/filestore/odoo/3f/photo && id -u'], {});
+      const mk = await p.run(
+        [
+          'shell-odoo',
+          '--',
+          'sh',
+          '-c',
+          'mkdir -p /var/lib/odoo/filestore/odoo/3f && printf "%s" "attachment bytes" > /var/lib/odoo/filestore/odoo/3f/3f2a && head -c 200000 /dev/urandom > /var/lib/odoo/filestore/odoo/3f/photo && id -u',
+        ],
+        {},
+      );
       expect(mk.code, show(mk)).toBe(0);
       const who = await p.compose(['exec', '-T', 'odoo', 'sh', '-c', 'stat -c %u:%g /var/lib/odoo/filestore/odoo/3f/3f2a']);
       expect(who.stdout.trim()).toBe('101:101');
-      const sql = await p.compose(['exec', '-T', 'db', 'psql', '-U', p.env.POSTGRES_USER ?? 'odoo', '-d', p.env.POSTGRES_DB ?? 'odoo', '-v', 'ON_ERROR_STOP=1', '-c', "CREATE TABLE e2e_note (id int primary key, body text); INSERT INTO e2e_note SELECT g, 'note ' || g FROM generate_series(1, 500) g;"]);
+      const sql = await p.compose([
+        'exec',
+        '-T',
+        'db',
+        'psql',
+        '-U',
+        p.env.POSTGRES_USER ?? 'odoo',
+        '-d',
+        p.env.POSTGRES_DB ?? 'odoo',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-c',
+        "CREATE TABLE e2e_note (id int primary key, body text); INSERT INTO e2e_note SELECT g, 'note ' || g FROM generate_series(1, 500) g;",
+      ]);
       expect(sql.code, show(sql)).toBe(0);
 
       const r = await p.run(['backup']);
@@ -60,7 +82,13 @@ if (!docker.available) {
       expect(m.serverVersion).toMatch(/^15\./);
       expect(Object.keys(m.images).sort()).toEqual(['db', 'odoo']);
       expect(m.images.db).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect(m.parts.find((x) => x.name === 'filestore')).toMatchObject({ kind: 'volume', service: 'odoo', path: '/var/lib/odoo/filestore', owner: '101:101', format: 'tar' });
+      expect(m.parts.find((x) => x.name === 'filestore')).toMatchObject({
+        kind: 'volume',
+        service: 'odoo',
+        path: '/var/lib/odoo/filestore',
+        owner: '101:101',
+        format: 'tar',
+      });
 
       const out = path.join(work, 'x');
       const ex = await extractArchive(archive, out);

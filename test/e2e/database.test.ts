@@ -33,7 +33,9 @@ if (!docker.available) {
       const r = await p.run(['dev']);
       if (r.code !== 0) throw new Error(show(r));
     });
-    afterAll(async () => { await p?.cleanup(); });
+    afterAll(async () => {
+      await p?.cleanup();
+    });
 
     it('migrate creates the schema, seed loads customers, products and orders, and a second seed adds no duplicates', async () => {
       const m = await p.run(['migrate']);

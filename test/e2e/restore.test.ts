@@ -7,12 +7,18 @@ import { expectOneError } from '../harness/expect.ts';
 const docker = inject('docker');
 const show = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
-interface Container { id: string; status: string; startedAt: string; health: string }
+interface Container {
+  id: string;
+  status: string;
+  startedAt: string;
+  health: string;
+}
 
 async function containers(p: TestProject): Promise<Record<string, Container>> {
   const ps = await p.docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${p.name}`]);
   const ids = ps.stdout.split('\n').filter(Boolean);
-  const fmt = '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+  const fmt =
+    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await p.docker(['inspect', '--format', fmt, ...ids]);
   const out: Record<string, Container> = {};
   for (const line of r.stdout.split('\n').filter(Boolean)) {
@@ -29,9 +35,15 @@ async function sh(p: TestProject, service: string, script: string, user?: string
 }
 
 /** sha256 and owner of every file under the filestore of one database. */
-const filestore = (p: TestProject, db: string) => sh(p, 'odoo', `cd /var/lib/odoo/filestore/${db} && find . -type f -exec sha256sum {} + | sort -k2 && find . -printf '%U:%G %y %p\\n' | sort -k3`);
+const filestore = (p: TestProject, db: string) =>
+  sh(
+    p,
+    'odoo',
+    `cd /var/lib/odoo/filestore/${db} && find . -type f -exec sha256sum {} + | sort -k2 && find . -printf '%U:%G %y %p\\n' | sort -k3`,
+  );
 
-const sql = (p: TestProject, query: string, db?: string) => sh(p, 'db', `psql -XAtq -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "${db ?? '$POSTGRES_DB'}" -c "${query}"`);
+const sql = (p: TestProject, query: string, db?: string) =>
+  sh(p, 'db', `psql -XAtq -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "${db ?? '$POSTGRES_DB'}" -c "${query}"`);
 
 if (!docker.available) {
   it('end-to-end restore tests need a Docker engine', () => {
@@ -48,16 +60,30 @@ if (!docker.available) {
       db = p.env.POSTGRES_DB ?? 'odoo';
       const up = await p.run(['dev']);
       if (up.code !== 0) throw new Error(`tasks dev failed\n${show(up)}`);
-      await sql(p, 'CREATE TABLE partner (id serial primary key, name text); INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g');
+      await sql(
+        p,
+        'CREATE TABLE partner (id serial primary key, name text); INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g',
+      );
       // Attachments written by the app itself (uid 101), as Odoo does.
-      await sh(p, 'odoo', `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03`);
+      await sh(
+        p,
+        'odoo',
+        `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03`,
+      );
       filesAtBackup = await filestore(p, db);
       expect(filesAtBackup).toMatch(/^101:101 f \.\/ab\/ab01$/m);
       const b = await p.run(['backup']);
       if (b.code !== 0) throw new Error(`tasks backup failed\n${show(b)}`);
-      backup = b.stdout.trim().split('\n').pop()!.replace(/^.*\//, '').replace(/\.tar\.gz$/, '');
+      backup = b.stdout
+        .trim()
+        .split('\n')
+        .pop()!
+        .replace(/^.*\//, '')
+        .replace(/\.tar\.gz$/, '');
     }, 600_000);
-    afterAll(async () => { await p?.cleanup(); });
+    afterAll(async () => {
+      await p?.cleanup();
+    });
 
     it('puts rows and filestore back (same hashes, uid 101), stopping and starting only the app', async () => {
       await sql(p, 'DELETE FROM partner WHERE id > 1000; CREATE TABLE junk (x int)');
@@ -78,8 +104,13 @@ if (!docker.available) {
       expect(r.stderr).toMatch(/stopping odoo \(the database keeps running\)/);
       expect(r.stderr).toMatch(/safety backup: \S+_backup_\S+/);
       // Stop, unpack the filestore beside the live one while pg_restore runs, swap it in, start.
-      const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) => r.stderr.indexOf(s));
-      expect(order.every((i) => i >= 0), r.stderr).toBe(true);
+      const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) =>
+        r.stderr.indexOf(s),
+      );
+      expect(
+        order.every((i) => i >= 0),
+        r.stderr,
+      ).toBe(true);
       expect([...order].sort((a, b) => a - b)).toEqual(order);
     });
 
@@ -94,14 +125,18 @@ if (!docker.available) {
     it('an archive made like the old backup.sh (database.dump, filestore.tar.gz of the folder, addons.tar.gz, backup.info) restores, filestore owned by 101', async () => {
       const legacy = 'odoo_backup_2025-06-01_02-00-00';
       // Built inside the app container the way backup.sh did it, then copied out with docker cp.
-      await sh(p, 'odoo', [
-        'set -e; rm -rf /tmp/l; mkdir /tmp/l; cd /tmp/l',
-        `PGPASSWORD="$PASSWORD" pg_dump -Fc -h "$HOST" -U "$USER" -d ${db} -f database.dump`,
-        'tar czf filestore.tar.gz -C /var/lib/odoo filestore',
-        'tar czf addons.tar.gz -C /mnt/extra-addons .',
-        `printf 'Backup date: 2025-06-01 02:00:00\\nDatabase: ${db}\\n' > backup.info`,
-        `tar czf /tmp/${legacy}.tar.gz database.dump filestore.tar.gz addons.tar.gz backup.info`,
-      ].join('\n'));
+      await sh(
+        p,
+        'odoo',
+        [
+          'set -e; rm -rf /tmp/l; mkdir /tmp/l; cd /tmp/l',
+          `PGPASSWORD="$PASSWORD" pg_dump -Fc -h "$HOST" -U "$USER" -d ${db} -f database.dump`,
+          'tar czf filestore.tar.gz -C /var/lib/odoo filestore',
+          'tar czf addons.tar.gz -C /mnt/extra-addons .',
+          `printf 'Backup date: 2025-06-01 02:00:00\\nDatabase: ${db}\\n' > backup.info`,
+          `tar czf /tmp/${legacy}.tar.gz database.dump filestore.tar.gz addons.tar.gz backup.info`,
+        ].join('\n'),
+      );
       const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
       const cp = await p.docker(['cp', `${id}:/tmp/${legacy}.tar.gz`, `${p.dir}/backup/${legacy}.tar.gz`]);
       expect(cp.code, show(cp)).toBe(0);

@@ -23,15 +23,20 @@ if (!docker.available) {
   describe('tasks setup on a fresh clone', () => {
     let p: TestProject;
     // No .env: the settings a server would put in it come from the environment, as on a fresh clone.
-    beforeAll(async () => { p = await makeProject({ docker, writeEnv: false }); });
-    afterAll(async () => { await p?.cleanup(); });
+    beforeAll(async () => {
+      p = await makeProject({ docker, writeEnv: false });
+    });
+    afterAll(async () => {
+      await p?.cleanup();
+    });
 
     it('writes .env, checks, falls back to the local images when the pull fails, starts, waits healthy and prints the status', async () => {
       expect(fs.existsSync(path.join(p.dir, '.env'))).toBe(false);
       // Cron is left out here: it would write this machine's real crontab (the cron tasks have their own tests).
       const r = await p.run(['setup', '--no-backup', '--no-cron']);
       expect(r.code, show(r)).toBe(0);
-      for (const step of ['1/7 environment', '2/7 doctor', '3/7 pull images', '4/7 start and wait until healthy', '7/7 status']) expect(r.stderr).toContain(step);
+      for (const step of ['1/7 environment', '2/7 doctor', '3/7 pull images', '4/7 start and wait until healthy', '7/7 status'])
+        expect(r.stderr).toContain(step);
       expect(r.stderr).toContain('skipped (--no-backup)');
       expect(fs.statSync(path.join(p.dir, '.env')).mode & 0o777).toBe(0o600);
       expect(fs.readFileSync(path.join(p.dir, '.env'), 'utf8')).toMatch(/^POSTGRES_PASSWORD=[A-Za-z0-9_-]{40,}$/m);
@@ -56,7 +61,7 @@ if (!docker.available) {
       expect(r.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
     });
 
-    it('the full setup installs this project\'s cron block once and takes the first backup; doctor then sees both', async () => {
+    it("the full setup installs this project's cron block once and takes the first backup; doctor then sees both", async () => {
       const marker = `# BEGIN ${p.name} tasks`;
       try {
         for (let i = 0; i < 2; i++) {
@@ -65,7 +70,9 @@ if (!docker.available) {
         }
         const crontab = spawnCrontab();
         expect(crontab.split('\n').filter((l) => l === marker)).toHaveLength(1);
-        const backups = fs.readdirSync(path.join(p.dir, 'backup')).filter((f) => f.startsWith(`${p.name}_backup_`) && f.endsWith('.tar.gz'));
+        const backups = fs
+          .readdirSync(path.join(p.dir, 'backup'))
+          .filter((f) => f.startsWith(`${p.name}_backup_`) && f.endsWith('.tar.gz'));
         expect(backups.length).toBeGreaterThanOrEqual(1);
         const d = await p.run(['doctor', '--json']);
         const report = JSON.parse(d.stdout) as { checks: Array<{ name: string; ok: boolean; status: string; message: string }> };

@@ -7,14 +7,21 @@ import { makeProject, type TestProject } from '../harness/project.ts';
 
 const docker = inject('docker');
 
-interface Container { service: string; id: string; status: string; startedAt: string; health: string }
+interface Container {
+  service: string;
+  id: string;
+  status: string;
+  startedAt: string;
+  health: string;
+}
 
 /** Every container of the project (running or not), by compose's labels: the same for compose v1 and v2. */
 async function containers(p: TestProject): Promise<Record<string, Container>> {
   const ps = await p.docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${p.name}`]);
   const ids = ps.stdout.split('\n').filter(Boolean);
   if (!ids.length) return {};
-  const fmt = '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+  const fmt =
+    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await p.docker(['inspect', '--format', fmt, ...ids]);
   const out: Record<string, Container> = {};
   for (const line of r.stdout.split('\n').filter(Boolean)) {
@@ -38,8 +45,12 @@ if (!docker.available) {
 } else {
   describe('the shipped stack on a real Docker engine', () => {
     let p: TestProject;
-    beforeAll(async () => { p = await makeProject({ docker }); });
-    afterAll(async () => { await p?.cleanup(); });
+    beforeAll(async () => {
+      p = await makeProject({ docker });
+    });
+    afterAll(async () => {
+      await p?.cleanup();
+    });
 
     it('`dev` brings db and odoo up to healthy, prints the URL, and the app answers on the published port', async () => {
       const r = await p.run(['dev']);
@@ -68,7 +79,17 @@ if (!docker.available) {
     });
 
     it('`shell-db -- psql ...` runs a command in the db service with no TTY and prints its output', async () => {
-      const r = await p.run(['shell-db', '--', 'psql', '-U', p.env.POSTGRES_USER ?? 'odoo', '-d', p.env.POSTGRES_DB ?? 'odoo', '-c', 'select 1 as one']);
+      const r = await p.run([
+        'shell-db',
+        '--',
+        'psql',
+        '-U',
+        p.env.POSTGRES_USER ?? 'odoo',
+        '-d',
+        p.env.POSTGRES_DB ?? 'odoo',
+        '-c',
+        'select 1 as one',
+      ]);
       expect(r.code, show(r)).toBe(0);
       expect(r.stdout).toMatch(/^\s*one\s*$/m);
       expect(r.stdout).toMatch(/^\s*1\s*$/m);
@@ -115,12 +136,18 @@ if (!docker.available) {
       const touch = await p.run(['shell-odoo', '--', 'touch', marker]);
       expect(touch.code, show(touch)).toBe(0);
       let r = await p.run(['health']);
-      for (let i = 0; i < 20 && r.code === 0; i++) { await new Promise((s) => setTimeout(s, 500)); r = await p.run(['health']); }
+      for (let i = 0; i < 20 && r.code === 0; i++) {
+        await new Promise((s) => setTimeout(s, 500));
+        r = await p.run(['health']);
+      }
       expect(r.code, show(r)).toBe(7);
       expect(r.stderr).toMatch(/error: the odoo health check failed/);
       const rm = await p.run(['shell-odoo', '--', 'rm', '-f', marker]);
       expect(rm.code, show(rm)).toBe(0);
-      for (let i = 0; i < 20 && r.code !== 0; i++) { await new Promise((s) => setTimeout(s, 500)); r = await p.run(['health']); }
+      for (let i = 0; i < 20 && r.code !== 0; i++) {
+        await new Promise((s) => setTimeout(s, 500));
+        r = await p.run(['health']);
+      }
       expect(r.code, show(r)).toBe(0);
     });
 
@@ -181,7 +208,15 @@ if (!docker.available) {
       const env = { COMPOSE_FILE: 'compose/compose.yaml:compose/compose.dev.yaml:compose/extra.yaml' };
       const r = await p.run(['--list'], { env });
       expect(r.code, show(r)).toBe(0);
-      for (const t of ['shell-mailcatcher', 'logs-mailcatcher', 'mailcatcher-restart', 'mailcatcher-rebuild', 'mailcatcher-stop', 'shell-odoo']) expect(r.stdout).toContain(`  ${t} `);
+      for (const t of [
+        'shell-mailcatcher',
+        'logs-mailcatcher',
+        'mailcatcher-restart',
+        'mailcatcher-rebuild',
+        'mailcatcher-stop',
+        'shell-odoo',
+      ])
+        expect(r.stdout).toContain(`  ${t} `);
       const without = await p.run(['--list']);
       expect(without.stdout).not.toContain('mailcatcher');
     });
@@ -191,7 +226,10 @@ if (!docker.available) {
       const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-nodocker-'));
       try {
         for (const tool of ['docker-compose']) {
-          const real = (process.env.PATH ?? '').split(':').map((d) => path.join(d, tool)).find((f) => fs.existsSync(f));
+          const real = (process.env.PATH ?? '')
+            .split(':')
+            .map((d) => path.join(d, tool))
+            .find((f) => fs.existsSync(f));
           if (real) fs.symlinkSync(real, path.join(bin, tool));
         }
         const r = await p.run(['status'], { env: { PATH: bin } });
@@ -207,8 +245,12 @@ if (!docker.available) {
 
   describe('`dev` on a fresh checkout (no .env)', () => {
     let p: TestProject;
-    beforeAll(async () => { p = await makeProject({ docker, writeEnv: false }); });
-    afterAll(async () => { await p?.cleanup(); });
+    beforeAll(async () => {
+      p = await makeProject({ docker, writeEnv: false });
+    });
+    afterAll(async () => {
+      await p?.cleanup();
+    });
 
     it('`npx tsx tasks.ts dev` creates .env (mode 0600, generated secrets), brings the stack up, and the secret reaches both services', async () => {
       expect(fs.existsSync(path.join(p.dir, '.env'))).toBe(false);

@@ -11,7 +11,8 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const imagesDir = path.join(import.meta.dirname, 'images');
 /** Helper B's minimal Odoo schema; until it exists, the stand-in applies this placeholder. */
 const schemaFile = path.join(repo, 'test/fixtures/odoo-min-schema.sql');
-const PLACEHOLDER_SCHEMA = 'CREATE TABLE IF NOT EXISTS ir_module_module(id serial primary key, name varchar not null unique, state varchar);\n';
+const PLACEHOLDER_SCHEMA =
+  'CREATE TABLE IF NOT EXISTS ir_module_module(id serial primary key, name varchar not null unique, state varchar);\n';
 const LOCK_DIR = '/var/tmp/compose-tasks-images.lock';
 
 /** Marks this test run's compose projects, so stop() removes them and nothing of a concurrent run (see project.ts). */
@@ -35,7 +36,11 @@ export function recipeHash(): { base: string; images: string } {
     }
   };
   walk(imagesDir);
-  const base = crypto.createHash('sha256').update(`bookworm\0minbase\0${fs.readFileSync(path.join(imagesDir, 'packages.txt'), 'utf8')}`).digest('hex').slice(0, 12);
+  const base = crypto
+    .createHash('sha256')
+    .update(`bookworm\0minbase\0${fs.readFileSync(path.join(imagesDir, 'packages.txt'), 'utf8')}`)
+    .digest('hex')
+    .slice(0, 12);
   const h = crypto.createHash('sha256').update(base);
   for (const f of files) h.update(`${path.relative(imagesDir, f)}\0`).update(fs.readFileSync(f));
   h.update(schemaText());
@@ -43,29 +48,46 @@ export function recipeHash(): { base: string; images: string } {
 }
 
 function schemaText(): string {
-  try { return fs.readFileSync(schemaFile, 'utf8'); } catch { return PLACEHOLDER_SCHEMA; }
+  try {
+    return fs.readFileSync(schemaFile, 'utf8');
+  } catch {
+    return PLACEHOLDER_SCHEMA;
+  }
 }
 
 /** The Debian mirror apt already uses (deb822 sources first, then sources.list). */
 export function aptMirror(): string {
-  for (const f of ['/etc/apt/sources.list.d/debian.sources', ...safeList('/etc/apt/sources.list.d').filter((f) => f.endsWith('.sources')).map((f) => path.join('/etc/apt/sources.list.d', f))]) {
+  for (const f of [
+    '/etc/apt/sources.list.d/debian.sources',
+    ...safeList('/etc/apt/sources.list.d')
+      .filter((f) => f.endsWith('.sources'))
+      .map((f) => path.join('/etc/apt/sources.list.d', f)),
+  ]) {
     try {
       for (const block of fs.readFileSync(f, 'utf8').split(/\n\s*\n/)) {
         const uris = /^URIs:\s*(\S+)/m.exec(block)?.[1];
         const suites = /^Suites:\s*(.+)$/m.exec(block)?.[1] ?? '';
         if (uris && /(^|\s)bookworm(\s|$)/.test(suites)) return uris;
       }
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   try {
     const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/m.exec(fs.readFileSync('/etc/apt/sources.list', 'utf8'));
     if (m) return m[1]!;
-  } catch { /* none */ }
+  } catch {
+    /* none */
+  }
   return 'http://deb.debian.org/debian';
 }
 
 function safeList(d: string): string[] {
-  try { return fs.readdirSync(d); } catch { return []; }
+  try {
+    return fs.readdirSync(d);
+  } catch {
+    return [];
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -80,15 +102,32 @@ async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
       break;
     } catch {
       let pid = 0;
-      try { pid = Number(fs.readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8')); } catch { /* being written */ }
+      try {
+        pid = Number(fs.readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8'));
+      } catch {
+        /* being written */
+      }
       let alive = true;
-      if (pid) { try { process.kill(pid, 0); } catch { alive = false; } }
-      if (!alive) { fs.rmSync(LOCK_DIR, { recursive: true, force: true }); continue; }
+      if (pid) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          alive = false;
+        }
+      }
+      if (!alive) {
+        fs.rmSync(LOCK_DIR, { recursive: true, force: true });
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`another process (pid ${pid}) holds ${LOCK_DIR} for too long`);
       await sleep(1000);
     }
   }
-  try { return await fn(); } finally { fs.rmSync(LOCK_DIR, { recursive: true, force: true }); }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(LOCK_DIR, { recursive: true, force: true });
+  }
 }
 
 async function must(argv: string[], what: string, o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
@@ -101,7 +140,8 @@ const imageExists = (tag: string) => ok(['docker', 'image', 'inspect', tag]);
 
 /** debootstrap (minbase + packages.txt) → docker import. About 45 s; then cached by tag. */
 async function buildBase(tag: string): Promise<void> {
-  if (!ok(['sh', '-c', 'command -v debootstrap'])) throw new Error('debootstrap is not installed (apt-get install debootstrap), needed to build the stand-in images');
+  if (!ok(['sh', '-c', 'command -v debootstrap']))
+    throw new Error('debootstrap is not installed (apt-get install debootstrap), needed to build the stand-in images');
   if (process.getuid?.() !== 0) throw new Error('building the stand-in images needs root (debootstrap)');
   const packages = fs.readFileSync(path.join(imagesDir, 'packages.txt'), 'utf8').split(/\s+/).filter(Boolean);
   const work = fs.mkdtempSync(path.join('/var/tmp', 'compose-tasks-rootfs-'));
@@ -109,13 +149,26 @@ async function buildBase(tag: string): Promise<void> {
   try {
     const mirror = aptMirror();
     log(`debootstrap bookworm (${packages.join(', ')}) from ${mirror}`);
-    await must(['debootstrap', '--variant=minbase', `--include=${packages.join(',')}`, 'bookworm', rootfs, mirror], 'debootstrap', { timeoutMs: 900_000 });
+    await must(['debootstrap', '--variant=minbase', `--include=${packages.join(',')}`, 'bookworm', rootfs, mirror], 'debootstrap', {
+      timeoutMs: 900_000,
+    });
     // No apt caches or lists in the image; no Debian-managed cluster (the entrypoint runs initdb itself).
     for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists', 'etc/postgresql', 'var/lib/postgresql']) {
-      for (const f of safeList(path.join(rootfs, d))) if (f !== 'partial' && f !== 'lock') fs.rmSync(path.join(rootfs, d, f), { recursive: true, force: true });
+      for (const f of safeList(path.join(rootfs, d)))
+        if (f !== 'partial' && f !== 'lock') fs.rmSync(path.join(rootfs, d, f), { recursive: true, force: true });
     }
     log(`docker import ${tag}`);
-    await must(['bash', '-c', 'set -o pipefail; tar -C "$1" -c . | docker import -c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" - "$2"', 'bash', rootfs, tag], 'docker import');
+    await must(
+      [
+        'bash',
+        '-c',
+        'set -o pipefail; tar -C "$1" -c . | docker import -c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" - "$2"',
+        'bash',
+        rootfs,
+        tag,
+      ],
+      'docker import',
+    );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -128,7 +181,9 @@ async function buildImage(recipe: string, tag: string, base: string): Promise<vo
     fs.cpSync(path.join(imagesDir, recipe), ctx, { recursive: true });
     fs.writeFileSync(path.join(ctx, 'schema.sql'), schemaText());
     log(`docker build ${tag}`);
-    await must(['docker', 'build', '-q', '--build-arg', `BASE=${base}`, '-t', tag, ctx], `docker build ${tag}`, { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    await must(['docker', 'build', '-q', '--build-arg', `BASE=${base}`, '-t', tag, ctx], `docker build ${tag}`, {
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    });
   } finally {
     fs.rmSync(ctx, { recursive: true, force: true });
   }
@@ -155,12 +210,16 @@ function removeSupersededImages(current: string[]): void {
   const r = spawnSync('docker', ['images', '--format', '{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}'], { encoding: 'utf8' });
   const repos = new Set(current.map((t) => t.slice(0, t.lastIndexOf(':'))));
   const dayAgo = Date.now() - 24 * 3600_000;
-  const old = (r.stdout ?? '').split('\n').map((l) => l.split('\t')).filter(([t = '', created = '']) => {
-    if (!t || current.includes(t) || !repos.has(t.slice(0, t.lastIndexOf(':')))) return false;
-    // "2026-11-22 05:26:37 +0000 UTC"; a copy of the project at another commit may be using a recent one.
-    const when = Date.parse(created.replace(/^(\S+) (\S+) ([+-]\d{2})(\d{2}).*$/, '$1T$2$3:$4'));
-    return Number.isFinite(when) && when < dayAgo;
-  }).map(([t]) => t!);
+  const old = (r.stdout ?? '')
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter(([t = '', created = '']) => {
+      if (!t || current.includes(t) || !repos.has(t.slice(0, t.lastIndexOf(':')))) return false;
+      // "2026-11-22 05:26:37 +0000 UTC"; a copy of the project at another commit may be using a recent one.
+      const when = Date.parse(created.replace(/^(\S+) (\S+) ([+-]\d{2})(\d{2}).*$/, '$1T$2$3:$4'));
+      return Number.isFinite(when) && when < dayAgo;
+    })
+    .map(([t]) => t!);
   // Without -f: docker refuses to remove an image a container (of a concurrent run) still uses.
   for (const tag of old) spawnSync('docker', ['rmi', tag], { stdio: 'ignore' });
 }
@@ -181,7 +240,11 @@ async function startDaemon(): Promise<string | undefined> {
     await sleep(1000);
   }
   let tail = '';
-  try { tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n'); } catch { /* none */ }
+  try {
+    tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+  } catch {
+    /* none */
+  }
   return `dockerd did not answer within 60 s (log ${logFile}):\n${tail}`;
 }
 
@@ -229,15 +292,26 @@ function registerRun(runId: string): void {
   try {
     fs.mkdirSync(RUNS_DIR, { recursive: true });
     fs.writeFileSync(path.join(RUNS_DIR, runId), String(process.pid));
-  } catch { /* cleanup of crashed runs is best effort */ }
+  } catch {
+    /* cleanup of crashed runs is best effort */
+  }
 }
 
 /** Ids of runs whose process is gone (killed before their own cleanup). */
 function deadRuns(): string[] {
   return safeList(RUNS_DIR).filter((id) => {
     let pid = 0;
-    try { pid = Number(fs.readFileSync(path.join(RUNS_DIR, id), 'utf8')); } catch { return false; /* just removed */ }
-    try { process.kill(pid, 0); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ESRCH' || !pid; }
+    try {
+      pid = Number(fs.readFileSync(path.join(RUNS_DIR, id), 'utf8'));
+    } catch {
+      return false; /* just removed */
+    }
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ESRCH' || !pid;
+    }
   });
 }
 
@@ -248,15 +322,31 @@ function deadRuns(): string[] {
 export async function removeLeftovers(runId: string | undefined): Promise<void> {
   const dead = deadRuns();
   const runs = [...(runId ? [runId] : []), ...dead];
-  const ofRun = (name: string) => runs.some((id) => name.startsWith(`${TEST_PROJECT_PREFIX}${id}`) && name.length === TEST_PROJECT_PREFIX.length + id.length + 8);
-  const r = spawnSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}'], { encoding: 'utf8' });
+  const ofRun = (name: string) =>
+    runs.some((id) => name.startsWith(`${TEST_PROJECT_PREFIX}${id}`) && name.length === TEST_PROJECT_PREFIX.length + id.length + 8);
+  const r = spawnSync(
+    'docker',
+    [
+      'ps',
+      '-a',
+      '--filter',
+      'label=com.docker.compose.project',
+      '--format',
+      '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}',
+    ],
+    { encoding: 'utf8' },
+  );
   const projects = new Set<string>();
   for (const line of (r.stdout ?? '').split('\n').filter(Boolean)) {
     const [name = '', dir = ''] = line.split('\t');
     if (!name.startsWith(TEST_PROJECT_PREFIX)) continue;
     if (ofRun(name) || (dir && !fs.existsSync(dir))) projects.add(name);
   }
-  const v = spawnSync('docker', ['volume', 'ls', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}'], { encoding: 'utf8' });
+  const v = spawnSync(
+    'docker',
+    ['volume', 'ls', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}'],
+    { encoding: 'utf8' },
+  );
   for (const name of (v.stdout ?? '').split('\n').filter(Boolean)) if (ofRun(name)) projects.add(name);
   for (const name of projects) await removeComposeProject(name);
   for (const id of [...dead, ...(runId ? [runId] : [])]) fs.rmSync(path.join(RUNS_DIR, id), { force: true });

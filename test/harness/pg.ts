@@ -68,13 +68,28 @@ export async function startPostgres(): Promise<{ info: PgInfo; stop: () => Promi
     chownSync(pwfile, 101, 104);
   }
   await mustRun(
-    [join(BIN_DIR, 'initdb'), '-D', data, '-U', 'test', `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'],
+    [
+      join(BIN_DIR, 'initdb'),
+      '-D',
+      data,
+      '-U',
+      'test',
+      `--pwfile=${pwfile}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      '--no-sync',
+    ],
     { asPostgres: true },
   );
   rmSync(pwfile, { force: true });
   const port = await freePort();
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
-  await mustRun([join(BIN_DIR, 'pg_ctl'), 'start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts], { asPostgres: true });
+  await mustRun([join(BIN_DIR, 'pg_ctl'), 'start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts], {
+    asPostgres: true,
+  });
   const info: PgInfo = { host: '127.0.0.1', port, superuser: 'test', password, dir, binDir: BIN_DIR };
   const stop = async () => {
     await run([join(BIN_DIR, 'pg_ctl'), 'stop', '-m', 'immediate', '-D', data], { asPostgres: true });
@@ -90,7 +105,22 @@ export function adminUrl(info: PgInfo, db = 'postgres'): string {
 
 /** Runs SQL as the superuser over the unix socket (trusted); returns psql -XAt output. Throws on error. */
 export async function adminQuery(info: PgInfo, db: string, sql: string): Promise<string> {
-  const out = await mustRun([join(info.binDir, 'psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1', '-h', info.dir, '-p', String(info.port), '-U', info.superuser, '-d', db, '-c', sql]);
+  const out = await mustRun([
+    join(info.binDir, 'psql'),
+    '-XAtq',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-h',
+    info.dir,
+    '-p',
+    String(info.port),
+    '-U',
+    info.superuser,
+    '-d',
+    db,
+    '-c',
+    sql,
+  ]);
   return out.trim();
 }
 
@@ -133,11 +163,16 @@ async function databaseOwner(info: PgInfo, db: string): Promise<string> {
  */
 export async function loadPagila(info: PgInfo, db: string): Promise<void> {
   const owner = await databaseOwner(info, db);
-  const schema = readFileSync(join(pagilaDir, 'pagila-schema.sql'), 'utf8').replace(/OWNER TO postgres;/g, `OWNER TO ${quoteIdent(owner)};`);
+  const schema = readFileSync(join(pagilaDir, 'pagila-schema.sql'), 'utf8').replace(
+    /OWNER TO postgres;/g,
+    `OWNER TO ${quoteIdent(owner)};`,
+  );
   const psql = [join(info.binDir, 'psql'), '-X', '-q', '-h', info.dir, '-p', String(info.port), '-U', info.superuser, '-d', db];
   const r = await run([...psql, '-f', '-'], { input: schema });
   const errors = r.stderr.split('\n').filter((l) => /ERROR:/.test(l));
-  const unexpected = errors.filter((l) => !/transaction_timeout|JSON_TABLE|films_per_customer_rental|syntax error at or near "(AS|\(|COLUMNS)"/.test(l));
+  const unexpected = errors.filter(
+    (l) => !/transaction_timeout|JSON_TABLE|films_per_customer_rental|syntax error at or near "(AS|\(|COLUMNS)"/.test(l),
+  );
   if (r.code !== 0 || errors.length > 3 || unexpected.length > 0) throw new Error(`pagila schema failed to load:\n${errors.join('\n')}`);
   await mustRun([...psql, '-v', 'ON_ERROR_STOP=1', '-f', join(pagilaDir, 'pagila-data.sql')]);
   await adminQuery(info, db, 'ANALYZE');
@@ -150,12 +185,14 @@ export interface TableFingerprint {
 
 /** For every user table: row count and md5 of its rows in a stable order (content checksum). */
 export async function tableFingerprint(info: PgInfo, db: string): Promise<Record<string, TableFingerprint>> {
-  const tables = (await adminQuery(
-    info,
-    db,
-    `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  const tables = (
+    await adminQuery(
+      info,
+      db,
+      `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1`,
-  ))
+    )
+  )
     .split('\n')
     .filter(Boolean);
   const result: Record<string, TableFingerprint> = {};
@@ -173,7 +210,20 @@ export async function tableFingerprint(info: PgInfo, db: string): Promise<Record
 
 /** `pgbench -i -s <scale>` into `db`; tables are then owned by the database owner. */
 export async function pgbenchInit(info: PgInfo, db: string, scale: number): Promise<void> {
-  await mustRun([join(info.binDir, 'pgbench'), '-i', '-q', '-s', String(scale), '-h', info.dir, '-p', String(info.port), '-U', info.superuser, db]);
+  await mustRun([
+    join(info.binDir, 'pgbench'),
+    '-i',
+    '-q',
+    '-s',
+    String(scale),
+    '-h',
+    info.dir,
+    '-p',
+    String(info.port),
+    '-U',
+    info.superuser,
+    db,
+  ]);
   const owner = await databaseOwner(info, db);
   for (const t of ['pgbench_accounts', 'pgbench_branches', 'pgbench_history', 'pgbench_tellers']) {
     await adminQuery(info, db, `ALTER TABLE public.${t} OWNER TO ${quoteIdent(owner)}`);
@@ -184,4 +234,3 @@ export async function pgbenchInit(info: PgInfo, db: string, scale: number): Prom
 export async function databaseExists(info: PgInfo, db: string): Promise<boolean> {
   return (await adminQuery(info, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${db.replace(/'/g, "''")}'`)) === '1';
 }
-

@@ -16,7 +16,11 @@ export const TEST_PROJECT_PREFIX = 'cttest';
 /** What makeProject copies from the repository (sources are copied, not symlinked: tsx resolves symlinks). */
 const COPIED = ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds'];
 
-export interface RunResult { code: number; stdout: string; stderr: string }
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export interface RunOptions {
   /** Text written to stdin (stdin is closed otherwise; never a TTY). */
@@ -71,16 +75,33 @@ export async function freePort(): Promise<number> {
 }
 
 /** Runs a command with stdin closed (or fed `input`), capturing both streams; never throws on a non-zero exit. */
-export function exec(argv: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function exec(
+  argv: string[],
+  o: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: o.cwd, env: o.env ?? process.env, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: o.cwd,
+      env: o.env ?? process.env,
+      stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     if (o.input !== undefined) child.stdin!.end(o.input);
-    const timer = setTimeout(() => { child.kill('SIGKILL'); stderr += `\n[harness] killed after ${o.timeoutMs} ms`; }, o.timeoutMs ?? 300_000);
-    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      stderr += `\n[harness] killed after ${o.timeoutMs} ms`;
+    }, o.timeoutMs ?? 300_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr });
@@ -91,7 +112,11 @@ export function exec(argv: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv;
 /** Removes every container, volume and network compose created for project `name` (by compose's labels). */
 export async function removeComposeProject(name: string): Promise<void> {
   const label = `label=com.docker.compose.project=${name}`;
-  const ids = (args: string[]) => spawnSync('docker', args, { encoding: 'utf8' }).stdout?.split('\n').map((s) => s.trim()).filter(Boolean) ?? [];
+  const ids = (args: string[]) =>
+    spawnSync('docker', args, { encoding: 'utf8' })
+      .stdout?.split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean) ?? [];
   const containers = ids(['ps', '-aq', '--filter', label]);
   if (containers.length) spawnSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore' });
   const volumes = ids(['volume', 'ls', '-q', '--filter', label]);
@@ -123,7 +148,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     ...opts.env,
   };
   const writeEnv = opts.writeEnv !== false;
-  const secrets: Record<string, string> = writeEnv && !settings.POSTGRES_PASSWORD ? { POSTGRES_PASSWORD: crypto.randomBytes(24).toString('base64url') } : {};
+  const secrets: Record<string, string> =
+    writeEnv && !settings.POSTGRES_PASSWORD ? { POSTGRES_PASSWORD: crypto.randomBytes(24).toString('base64url') } : {};
   const values = { ...settings, ...secrets };
   if (writeEnv) {
     const text = renderEnvFromTemplate(fs.readFileSync(path.join(dir, '.env.template'), 'utf8'), values);
@@ -134,7 +160,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
   // The environment of every command: the test runner's, without settings that would leak into the project, plus ours.
   const baseEnv = (): NodeJS.ProcessEnv => {
     const e: NodeJS.ProcessEnv = { ...process.env };
-    for (const k of Object.keys(e)) if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete e[k];
+    for (const k of Object.keys(e))
+      if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete e[k];
     return writeEnv ? e : { ...e, ...settings };
   };
 
@@ -146,7 +173,9 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
         const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
         if (m) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
       }
-    } catch { /* no .env (yet) */ }
+    } catch {
+      /* no .env (yet) */
+    }
     // Without a written .env, the settings are in the process environment, which wins over .env files.
     return writeEnv ? out : { ...out, ...settings };
   };
@@ -155,7 +184,9 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     const e = current();
     const flavor = (e.COMPOSE_CMD || opts.docker?.composeCmd || 'docker-compose').trim();
     const head = flavor === 'docker compose' || flavor === 'v2' ? ['docker', 'compose'] : ['docker-compose'];
-    const files = e.COMPOSE_FILE ? [] : ['compose/compose.yaml', ...(e.APP_ENV === 'development' || !e.APP_ENV ? ['compose/compose.dev.yaml'] : [])];
+    const files = e.COMPOSE_FILE
+      ? []
+      : ['compose/compose.yaml', ...(e.APP_ENV === 'development' || !e.APP_ENV ? ['compose/compose.dev.yaml'] : [])];
     return [...head, '--project-directory', dir, '-p', name, ...files.flatMap((f) => ['-f', path.join(dir, f)])];
   };
 
@@ -165,7 +196,12 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     name,
     run: (args, o = {}) => {
       const cli = o.entry === 'tsx' ? [path.join(dir, 'node_modules/tsx/dist/cli.mjs'), 'tasks.ts'] : [path.join(dir, 'bin/tasks.mjs')];
-      return exec([process.execPath, ...cli, ...args], { cwd: dir, env: { ...baseEnv(), ...o.env }, input: o.input, timeoutMs: o.timeoutMs });
+      return exec([process.execPath, ...cli, ...args], {
+        cwd: dir,
+        env: { ...baseEnv(), ...o.env },
+        input: o.input,
+        timeoutMs: o.timeoutMs,
+      });
     },
     compose: (args, o = {}) => {
       const e = current();
@@ -173,7 +209,8 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
       for (const k of Object.keys(env)) if (env[k] === '') delete env[k];
       return exec([...composeArgv(), ...args], { cwd: dir, env, input: o.input, timeoutMs: o.timeoutMs });
     },
-    docker: (args, o = {}) => exec(['docker', ...args], { cwd: dir, env: { ...process.env, ...o.env }, input: o.input, timeoutMs: o.timeoutMs }),
+    docker: (args, o = {}) =>
+      exec(['docker', ...args], { cwd: dir, env: { ...process.env, ...o.env }, input: o.input, timeoutMs: o.timeoutMs }),
     async cleanup() {
       if (opts.docker?.available) {
         await project.compose(['down', '-v', '--remove-orphans'], { timeoutMs: 120_000 }).catch(() => undefined);

@@ -18,7 +18,10 @@ export function awsEnv(info: S3Info): Record<string, string> {
 
 function runAws(info: S3Info, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn('aws', ['--endpoint-url', info.endpoint, ...args], { env: { ...process.env, ...awsEnv(info) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('aws', ['--endpoint-url', info.endpoint, ...args], {
+      env: { ...process.env, ...awsEnv(info) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -48,11 +51,20 @@ export async function startS3(): Promise<{ info: S3Info; stop: () => Promise<voi
   const bucket = 'backups';
   const bin = join(repoRoot, 'node_modules', '.bin', 's3rver');
   // Its own process: a large upload must not stall the test runner's event loop.
-  const child = spawn(bin, ['-d', dir, '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket, '--silent'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(bin, ['-d', dir, '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket, '--silent'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<number>((res) => child.on('exit', (code) => res(code ?? 1)));
-  const info: S3Info = { endpoint: `http://127.0.0.1:${port}`, bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', region: 'us-east-1', dir };
+  const info: S3Info = {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    region: 'us-east-1',
+    dir,
+  };
   const stop = async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM');

@@ -25,7 +25,18 @@ beforeAll(async () => {
   saved = spawnSync('crontab', ['-l'], { encoding: 'utf8' }).status === 0 ? crontab() : undefined;
   spawnSync('crontab', ['-'], { input: (saved ?? '') + MINE });
   const url = await createTestDatabase(pg, 'cron');
-  p = await makeProject({ env: { DATABASE_URL: url, BACKUP_CRON: '*/5 * * * *', S3_BUCKET: s3.bucket, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, S3_PREFIX: prefix, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } });
+  p = await makeProject({
+    env: {
+      DATABASE_URL: url,
+      BACKUP_CRON: '*/5 * * * *',
+      S3_BUCKET: s3.bucket,
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: s3.region,
+      S3_PREFIX: prefix,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    },
+  });
   // This stack has no Docker volume to back up: the database and addons/ only.
   const tasksFile = path.join(p.dir, 'tasks.ts');
   const text = fs.readFileSync(tasksFile, 'utf8').replace(/^\s*\{ name: 'filestore', kind: 'volume'.*\n/m, '');
@@ -41,7 +52,7 @@ afterAll(async () => {
 });
 
 describe('cron', () => {
-  it('cron-install writes one block (idempotent), the line works under cron\'s environment, cron-remove removes only it', async () => {
+  it("cron-install writes one block (idempotent), the line works under cron's environment, cron-remove removes only it", async () => {
     const first = await p.run(['cron-install']);
     expect(first.code, first.stderr).toBe(0);
     const again = await p.run(['cron-install']);
@@ -52,7 +63,9 @@ describe('cron', () => {
     expect(tab).toContain(MINE.trim());
     const line = tab.split('\n').find((l) => l.startsWith('*/5 * * * * '))!;
     expect(line).toContain(`cd ${p.dir} && PATH=`);
-    expect(line).toContain(`flock -n ${path.join(p.dir, 'backup/.cron.lock')} ${process.execPath} ${path.join(p.dir, 'bin/tasks.mjs')} backup --reason scheduled >> ${path.join(p.dir, 'backup/cron.log')} 2>&1`);
+    expect(line).toContain(
+      `flock -n ${path.join(p.dir, 'backup/.cron.lock')} ${process.execPath} ${path.join(p.dir, 'bin/tasks.mjs')} backup --reason scheduled >> ${path.join(p.dir, 'backup/cron.log')} 2>&1`,
+    );
 
     const status = await p.run(['cron-status']);
     expect(status.stdout).toContain('installed:');
@@ -60,7 +73,11 @@ describe('cron', () => {
     // Run the command part as cron does: no environment but PATH=/usr/bin:/bin and a bare HOME, no terminal, `\%` → `%`.
     const command = line.split(' ').slice(5).join(' ').replace(/\\%/g, '%');
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-cronhome-'));
-    const r = spawnSync('env', ['-i', 'PATH=/usr/bin:/bin', `HOME=${home}`, 'SHELL=/bin/sh', 'setsid', 'sh', '-c', command], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 240_000 });
+    const r = spawnSync('env', ['-i', 'PATH=/usr/bin:/bin', `HOME=${home}`, 'SHELL=/bin/sh', 'setsid', 'sh', '-c', command], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
     fs.rmSync(home, { recursive: true, force: true });
     const log = fs.readFileSync(path.join(p.dir, 'backup/cron.log'), 'utf8');
     expect(r.status, `${r.stderr}\n${log}`).toBe(0);

@@ -17,10 +17,15 @@ let url = '';
 beforeAll(async () => {
   server = http.createServer((req, res) => {
     let body = '';
-    req.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', body });
-      res.end('OK');
-    });
+    req
+      .setEncoding('utf8')
+      .on('data', (d: string) => {
+        body += d;
+      })
+      .on('end', () => {
+        seen.push({ method: req.method ?? '', url: req.url ?? '', body });
+        res.end('OK');
+      });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -54,7 +59,11 @@ describe('notifications', () => {
     seen.length = 0;
     const p = await project({ NOTIFY_URL: `${base}/notify`, HEALTHCHECK_URL: `${base}/hc/abc` });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-wrap-'));
-    fs.writeFileSync(path.join(dir, 'pg_dump'), '#!/bin/sh\n[ "$1" = --version ] && exec /usr/bin/pg_dump "$@"\necho "pg_dump: error: connection lost" >&2\nexit 1\n', { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(dir, 'pg_dump'),
+      '#!/bin/sh\n[ "$1" = --version ] && exec /usr/bin/pg_dump "$@"\necho "pg_dump: error: connection lost" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     const r = await p.run(['backup', '--only', 'db'], { env: { PATH: `${dir}:${process.env.PATH}` } });
     fs.rmSync(dir, { recursive: true, force: true });
     expect(r.code).toBe(1);

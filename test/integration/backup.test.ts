@@ -31,14 +31,27 @@ afterAll(async () => {
   for (const d of wrapDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-interface Setup { p: TestProject; prefix: string; dir: string }
+interface Setup {
+  p: TestProject;
+  prefix: string;
+  dir: string;
+}
 
 async function setup(o: { s3?: boolean; env?: Record<string, string> } = {}): Promise<Setup> {
   const prefix = `t${crypto.randomBytes(4).toString('hex')}/`;
   prefixes.push(prefix);
   const env: Record<string, string> = {
     DATABASE_URL: db.url,
-    ...(o.s3 === false ? {} : { S3_BUCKET: s3.bucket, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, S3_PREFIX: prefix, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey }),
+    ...(o.s3 === false
+      ? {}
+      : {
+          S3_BUCKET: s3.bucket,
+          S3_ENDPOINT: s3.endpoint,
+          S3_REGION: s3.region,
+          S3_PREFIX: prefix,
+          AWS_ACCESS_KEY_ID: s3.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+        }),
     ...o.env,
   };
   const p = await makeProject({ env });
@@ -55,8 +68,15 @@ function wrappers(scripts: Record<string, string>): string {
 }
 const withPath = (dir: string) => ({ PATH: `${dir}:${process.env.PATH}` });
 
-const archives = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz')).sort() : []);
-const leftovers = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-') || f.endsWith('.tmp') || f.startsWith('.verify-')) : []);
+const archives = (dir: string) =>
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.tar.gz'))
+        .sort()
+    : [];
+const leftovers = (dir: string) =>
+  fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-') || f.endsWith('.tmp') || f.startsWith('.verify-')) : [];
 
 /** An older good backup: a copy of a real archive under an old name (what retention would delete after a good run). */
 function oldCopy(s: Setup, archiveName: string, date = '2020-01-01_00-00-00'): string {
@@ -68,13 +88,24 @@ function oldCopy(s: Setup, archiveName: string, date = '2020-01-01_00-00-00'): s
 /** The real CLI as a child we can signal (same environment rules as TestProject.run). */
 function start(s: Setup, args: string[], env: Record<string, string> = {}): { child: ReturnType<typeof spawn>; done: Promise<RunResult> } {
   const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(base)) if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
-  const child = spawn(process.execPath, [path.join(s.p.dir, 'bin/tasks.mjs'), ...args], { cwd: s.p.dir, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const k of Object.keys(base))
+    if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+  const child = spawn(process.execPath, [path.join(s.p.dir, 'bin/tasks.mjs'), ...args], {
+    cwd: s.p.dir,
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const done = new Promise<RunResult>((res) => child.on('close', (code, sig) => res({ code: code ?? (sig === 'SIGKILL' ? 137 : 128), stdout, stderr })));
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const done = new Promise<RunResult>((res) =>
+    child.on('close', (code, sig) => res({ code: code ?? (sig === 'SIGKILL' ? 137 : 128), stdout, stderr })),
+  );
   return { child, done };
 }
 
@@ -87,7 +118,8 @@ async function until(what: string, fn: () => boolean, ms = 60_000): Promise<void
 }
 
 /** pg_dump that writes some real output, then waits (so a test can interrupt a backup mid-run). */
-const slowPgDump = (seconds: number) => `"${realBin('pg_dump')}" "$@" | head -c 100000\nsleep ${seconds}\nexec "${realBin('pg_dump')}" "$@"`;
+const slowPgDump = (seconds: number) =>
+  `"${realBin('pg_dump')}" "$@" | head -c 100000\nsleep ${seconds}\nexec "${realBin('pg_dump')}" "$@"`;
 
 describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
   it('pagila: backed up, uploaded, deleted locally, listed as remote, downloaded, verified with a restore test', async () => {
@@ -104,10 +136,21 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
 
     // Manifest: versions, tool, parts with sizes and checksums; flat members.
     const m = await readManifest(local);
-    expect(m).toMatchObject({ format: 'compose-tasks-backup', version: 1, project: s.p.name, database: db.name, appEnv: 'development', reason: 'manual', tool: { name: 'compose-tasks' } });
+    expect(m).toMatchObject({
+      format: 'compose-tasks-backup',
+      version: 1,
+      project: s.p.name,
+      database: db.name,
+      appEnv: 'development',
+      reason: 'manual',
+      tool: { name: 'compose-tasks' },
+    });
     expect(m.serverVersion).toMatch(/^15\./);
     expect(m.pgDumpVersion).toMatch(/^\d+/);
-    expect(m.parts.map((x) => [x.name, x.file, x.format])).toEqual([['database', 'database.dump', 'pg_dump-custom'], ['addons', 'addons.tar', 'tar']]);
+    expect(m.parts.map((x) => [x.name, x.file, x.format])).toEqual([
+      ['database', 'database.dump', 'pg_dump-custom'],
+      ['addons', 'addons.tar', 'tar'],
+    ]);
     for (const part of m.parts) expect(part.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect((await listMembers(local)).map((x) => x.name)).toEqual(['manifest.json', 'database.dump', 'addons.tar']);
 
@@ -117,7 +160,18 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
 
     // An old backup is pruned, local and remote, after a good run (keep min 1, 30 days).
     const old = oldCopy(s, file!);
-    execFileSync('aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', old, `s3://${s3.bucket}/${s.prefix}${path.basename(old)}`, '--only-show-errors'], { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_DEFAULT_REGION: s3.region } });
+    execFileSync(
+      'aws',
+      ['--endpoint-url', s3.endpoint, 's3', 'cp', old, `s3://${s3.bucket}/${s.prefix}${path.basename(old)}`, '--only-show-errors'],
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: s3.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+          AWS_DEFAULT_REGION: s3.region,
+        },
+      },
+    );
     await new Promise((r) => setTimeout(r, 1100)); // a new name (names have seconds)
     const second = await s.p.run(['backup', '--only', 'db']);
     expect(second.code, second.stderr).toBe(0);
@@ -147,7 +201,11 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     expect(v.code, v.stderr).toBe(0);
     expect(v.stderr).toMatch(/restore test passed: \d+ tables restored/);
     expect(await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${db.name}_verify_%'`)).toBe('0');
-    const after = JSON.parse((await s.p.run(['backups', '--json'])).stdout) as Array<{ name: string; lastVerified?: string; restoreTested?: boolean }>;
+    const after = JSON.parse((await s.p.run(['backups', '--json'])).stdout) as Array<{
+      name: string;
+      lastVerified?: string;
+      restoreTested?: boolean;
+    }>;
     const verified = after.find((e) => e.name === entries[1]!.name)!;
     expect(verified.restoreTested).toBe(true);
     expect(Date.now() - Date.parse(verified.lastVerified!)).toBeLessThan(10 * 60_000);
@@ -168,7 +226,18 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     buf[mid] = buf[mid]! ^ 0xff;
     fs.writeFileSync(bad, buf);
     execFileSync('sh', ['-c', 'gzip -1 < "$1" > "$1.gz"', 'sh', bad]);
-    execFileSync('aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', `${bad}.gz`, `s3://${s3.bucket}/${s.prefix}${file}`, '--only-show-errors'], { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_DEFAULT_REGION: s3.region } });
+    execFileSync(
+      'aws',
+      ['--endpoint-url', s3.endpoint, 's3', 'cp', `${bad}.gz`, `s3://${s3.bucket}/${s.prefix}${file}`, '--only-show-errors'],
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: s3.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+          AWS_DEFAULT_REGION: s3.region,
+        },
+      },
+    );
     fs.rmSync(bad, { force: true });
     fs.rmSync(`${bad}.gz`, { force: true });
     fs.rmSync(path.join(s.dir, file!));
@@ -290,7 +359,13 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       const s = await setup({ s3: false });
       const w = wrappers({ pg_dump: slowPgDump(30) });
       const first = start(s, ['backup', '--only', 'db'], withPath(w));
-      await until('the first run to hold the lock', () => fs.existsSync(path.join(s.dir, '.lock')) && fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '' && leftovers(s.dir).length > 0);
+      await until(
+        'the first run to hold the lock',
+        () =>
+          fs.existsSync(path.join(s.dir, '.lock')) &&
+          fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '' &&
+          leftovers(s.dir).length > 0,
+      );
       const t0 = Date.now();
       const second = await s.p.run(['backup', '--only', 'db']);
       expect(second.code).toBe(5);
@@ -307,11 +382,20 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       expect(archives(s.dir)).toHaveLength(1);
     });
 
-    it.each([['SIGTERM', 143], ['SIGINT', 130]] as const)('%s mid-run: temp files removed, lock released, exit %i', async (sig, code) => {
+    it.each([
+      ['SIGTERM', 143],
+      ['SIGINT', 130],
+    ] as const)('%s mid-run: temp files removed, lock released, exit %i', async (sig, code) => {
       const s = await setup({ s3: false });
       const w = wrappers({ pg_dump: slowPgDump(30) });
       const run = start(s, ['backup', '--only', 'db,addons'], withPath(w));
-      await until('the backup to be running', () => leftovers(s.dir).length > 0 && fs.existsSync(path.join(s.dir, '.lock')) && fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '');
+      await until(
+        'the backup to be running',
+        () =>
+          leftovers(s.dir).length > 0 &&
+          fs.existsSync(path.join(s.dir, '.lock')) &&
+          fs.readFileSync(path.join(s.dir, '.lock'), 'utf8').trim() !== '',
+      );
       await new Promise((r) => setTimeout(r, 500));
       run.child.kill(sig);
       const r = await run.done;
@@ -335,7 +419,11 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     }
 
     it('prune --dry-run shows exactly what it would delete, and deletes nothing', async () => {
-      const s = await withOld({ BACKUP_RETENTION_DAYS: '30', BACKUP_KEEP_MIN: '2' }, ['2020-01-01_00-00-00', '2020-02-01_00-00-00', '2020-03-01_00-00-00']);
+      const s = await withOld({ BACKUP_RETENTION_DAYS: '30', BACKUP_KEEP_MIN: '2' }, [
+        '2020-01-01_00-00-00',
+        '2020-02-01_00-00-00',
+        '2020-03-01_00-00-00',
+      ]);
       const before = archives(s.dir);
       const r = await s.p.run(['prune', '--dry-run']);
       expect(r.code, r.stderr).toBe(0);

@@ -5,10 +5,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { main } from '../../scripts/cli.ts';
-import { config, tasks, } from '../../tasks.ts';
+import { config, tasks } from '../../tasks.ts';
 import { serviceTasks } from '../../scripts/stack.ts';
 import { ExitCode } from '../../scripts/errors.ts';
-import { adminQuery, createTestDatabaseInfo, databaseExists, freePort, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import {
+  adminQuery,
+  createTestDatabaseInfo,
+  databaseExists,
+  freePort,
+  loadPagila,
+  repoRoot,
+  tableFingerprint,
+  type TestDatabase,
+} from '../harness/pg.ts';
 import { expectOneError } from '../harness/expect.ts';
 
 const pg = inject('pg');
@@ -16,10 +25,24 @@ const testConfig = { ...config, migrate: undefined, seedCommand: undefined, seed
 
 function sink() {
   let text = '';
-  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY: false };
+  return {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    get text() {
+      return text;
+    },
+    isTTY: false,
+  };
 }
 
-interface Run { code: number; stdout: string; stderr: string; root: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  root: string;
+}
 
 const roots: string[] = [];
 function makeRoot(files: Record<string, string> = {}): string {
@@ -36,15 +59,33 @@ function makeRoot(files: Record<string, string> = {}): string {
 }
 
 /** The real CLI in-process, URL mode, no terminal. */
-async function tasksRun(argv: string[], o: { url?: string; env?: Record<string, string>; root?: string; signal?: AbortSignal } = {}): Promise<Run> {
+async function tasksRun(
+  argv: string[],
+  o: { url?: string; env?: Record<string, string>; root?: string; signal?: AbortSignal } = {},
+): Promise<Run> {
   const root = o.root ?? makeRoot();
   const stdout = sink();
   const stderr = sink();
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...(o.url ? { DATABASE_URL: o.url } : {}), ...o.env };
-  const code = await main({ argv, env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: false, signal: o.signal });
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    ...(o.url ? { DATABASE_URL: o.url } : {}),
+    ...o.env,
+  };
+  const code = await main({
+    argv,
+    env,
+    root,
+    tasks,
+    serviceTasks,
+    config: testConfig,
+    stdout,
+    stderr,
+    stdinIsTTY: false,
+    signal: o.signal,
+  });
   return { code, stdout: stdout.text, stderr: stderr.text, root };
 }
-
 
 /** Databases left over from an import (temp copies named <db>_import_<pid> / <db>_old_<pid>). */
 async function leftovers(db: string): Promise<string[]> {
@@ -55,7 +96,11 @@ async function leftovers(db: string): Promise<string[]> {
 /** A small database with known content, to prove a failed operation left it alone. */
 async function smallDatabase(prefix: string): Promise<TestDatabase> {
   const d = await createTestDatabaseInfo(pg, prefix);
-  await adminQuery(pg, d.name, `SET ROLE ${d.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 250) g`);
+  await adminQuery(
+    pg,
+    d.name,
+    `SET ROLE ${d.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 250) g`,
+  );
   return d;
 }
 
@@ -99,14 +144,22 @@ describe('db-export and db-import round trips (pagila)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/imported .*pagila\.dump into pagila_dst_/);
     expect(await tableFingerprint(pg, dst.name)).toEqual(srcPrint);
-    const foreign = await adminQuery(pg, dst.name, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public','legacy') AND c.relkind IN ('r','p','v','S') AND pg_get_userbyid(c.relowner) <> '${dst.user}'`);
+    const foreign = await adminQuery(
+      pg,
+      dst.name,
+      `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public','legacy') AND c.relkind IN ('r','p','v','S') AND pg_get_userbyid(c.relowner) <> '${dst.user}'`,
+    );
     expect(foreign).toBe('0');
     expect(await leftovers(dst.name)).toEqual([]);
   });
 
   it('a dump whose owner role does not exist on the target: restored, every object owned by the app user', async () => {
     const gone = await createTestDatabaseInfo(pg, 'gone');
-    await adminQuery(pg, gone.name, `SET ROLE ${gone.user}; CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2); CREATE VIEW v AS SELECT * FROM t; CREATE SEQUENCE s; GRANT SELECT ON t TO PUBLIC`);
+    await adminQuery(
+      pg,
+      gone.name,
+      `SET ROLE ${gone.user}; CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2); CREATE VIEW v AS SELECT * FROM t; CREATE SEQUENCE s; GRANT SELECT ON t TO PUBLIC`,
+    );
     const root = makeRoot();
     const e = await tasksRun(['db-export', 'gone.dump'], { url: gone.url, root });
     expect(e.code, e.stderr).toBe(0);
@@ -116,7 +169,11 @@ describe('db-export and db-import round trips (pagila)', () => {
     const i = await tasksRun(['db-import', 'gone.dump', '--yes'], { url: dst.url, root });
     expect(i.code, i.stderr).toBe(0);
     expect(await adminQuery(pg, dst.name, 'SELECT count(*) FROM v')).toBe('2');
-    const owners = await adminQuery(pg, dst.name, `SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`);
+    const owners = await adminQuery(
+      pg,
+      dst.name,
+      `SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`,
+    );
     expect(owners).toBe(dst.user);
   });
 
@@ -148,7 +205,7 @@ describe('db-export and db-import round trips (pagila)', () => {
     });
   }
 
-  it('export checks the archive\'s table of contents before publishing it; --verify also reads every data block', async () => {
+  it("export checks the archive's table of contents before publishing it; --verify also reads every data block", async () => {
     const root = makeRoot();
     const quick = await tasksRun(['db-export', 'b.dump'], { url: src.url, root });
     expect(quick.code, quick.stderr).toBe(0);
@@ -247,7 +304,10 @@ describe('db-import bad input leaves the database as it was', () => {
   });
 
   it('a plain .sql that fails midway (stops at the first error, nothing applied)', async () => {
-    const root = makeRoot({ 'bad.sql': 'CREATE TABLE keep (id int);\nCREATE TABLE other (id int);\nINSERT INTO other VALUES (1);\nSELECT 1/0;\nCREATE TABLE never (id int);\n' });
+    const root = makeRoot({
+      'bad.sql':
+        'CREATE TABLE keep (id int);\nCREATE TABLE other (id int);\nINSERT INTO other VALUES (1);\nSELECT 1/0;\nCREATE TABLE never (id int);\n',
+    });
     const r = await tasksRun(['db-import', 'bad.sql', '--yes'], { url: target.url, root });
     expect(r.code).not.toBe(0);
     expectOneError(r, /restoring bad\.sql failed: .*division by zero/);
@@ -256,14 +316,18 @@ describe('db-import bad input leaves the database as it was', () => {
 
   it('unreachable server (closed port)', async () => {
     const port = await freePort();
-    const r = await tasksRun(['db-import', customDump, '--yes'], { url: `postgres://${target.user}:${target.password}@127.0.0.1:${port}/${target.name}` });
+    const r = await tasksRun(['db-import', customDump, '--yes'], {
+      url: `postgres://${target.user}:${target.password}@127.0.0.1:${port}/${target.name}`,
+    });
     expect(r.code).toBe(ExitCode.prerequisite);
     expectOneError(r, new RegExp(`cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${port} as ${target.user}: connection refused`));
     await unchanged();
   });
 
   it('wrong password', async () => {
-    const r = await tasksRun(['db-import', customDump, '--yes'], { url: `postgres://${target.user}:wrong-password@127.0.0.1:${pg.port}/${target.name}` });
+    const r = await tasksRun(['db-import', customDump, '--yes'], {
+      url: `postgres://${target.user}:wrong-password@127.0.0.1:${pg.port}/${target.name}`,
+    });
     expect(r.code).toBe(ExitCode.prerequisite);
     expectOneError(r, /password authentication failed/);
     expect(r.stderr).not.toContain('wrong-password');
@@ -278,10 +342,21 @@ describe('db-import bad input leaves the database as it was', () => {
   });
 
   it('database in use by a session the app user cannot end: refused, previous database kept', async () => {
-    const holder = spawn(path.join(pg.binDir, 'psql'), ['-X', '-h', pg.dir, '-p', String(pg.port), '-U', pg.superuser, '-d', target.name, '-c', 'SELECT pg_sleep(60)'], { stdio: 'ignore' });
+    const holder = spawn(
+      path.join(pg.binDir, 'psql'),
+      ['-X', '-h', pg.dir, '-p', String(pg.port), '-U', pg.superuser, '-d', target.name, '-c', 'SELECT pg_sleep(60)'],
+      { stdio: 'ignore' },
+    );
     try {
       for (let i = 0; i < 50; i++) {
-        if ((await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${target.name}' AND query LIKE '%pg_sleep%'`)) === '1') break;
+        if (
+          (await adminQuery(
+            pg,
+            'postgres',
+            `SELECT count(*) FROM pg_stat_activity WHERE datname = '${target.name}' AND query LIKE '%pg_sleep%'`,
+          )) === '1'
+        )
+          break;
         await new Promise((r) => setTimeout(r, 100));
       }
       const r = await tasksRun(['db-import', customDump, '--yes'], { url: target.url });
@@ -324,7 +399,10 @@ describe('db-import bad input leaves the database as it was', () => {
     expectOneError(r, /dumped from PostgreSQL 99\.\d+, newer than the target server PostgreSQL 15\.\d+/);
     await unchanged();
 
-    fs.writeFileSync(path.join(root, 'future.sql'), '--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 99.1\n-- Dumped by pg_dump version 99.1\n\nCREATE TABLE t (id int);\n');
+    fs.writeFileSync(
+      path.join(root, 'future.sql'),
+      '--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 99.1\n-- Dumped by pg_dump version 99.1\n\nCREATE TABLE t (id int);\n',
+    );
     const p = await tasksRun(['db-import', 'future.sql', '--yes'], { url: target.url, root });
     expect(p.code).toBe(ExitCode.prerequisite);
     expectOneError(p, /PostgreSQL 99\.1, newer than the target server PostgreSQL 15/);
@@ -335,7 +413,10 @@ describe('db-import bad input leaves the database as it was', () => {
 describe('db-export failures never leave a file under the final name', () => {
   it('a pg_dump older than the server is refused naming both versions, and nothing is written', async () => {
     // Like a real pg_dump 12 facing a newer server: it aborts by itself; the refusal names both versions.
-    const bin = fakeBin({ pg_dump: 'if [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 12.9"; exit 0; fi\necho "pg_dump: error: aborting because of server version mismatch" >&2; exit 1' });
+    const bin = fakeBin({
+      pg_dump:
+        'if [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 12.9"; exit 0; fi\necho "pg_dump: error: aborting because of server version mismatch" >&2; exit 1',
+    });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(r.code).toBe(ExitCode.prerequisite);
@@ -344,7 +425,10 @@ describe('db-export failures never leave a file under the final name', () => {
   });
 
   it('pg_dump writes half its output then fails: non-zero, nothing under the final name, no temp file', async () => {
-    const bin = fakeBin({ pg_dump: 'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n/usr/bin/pg_dump "$@" | head -c 20000\necho "pg_dump: error: connection lost" >&2\nexit 1' });
+    const bin = fakeBin({
+      pg_dump:
+        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n/usr/bin/pg_dump "$@" | head -c 20000\necho "pg_dump: error: connection lost" >&2\nexit 1',
+    });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(r.code).toBe(1);
@@ -353,7 +437,9 @@ describe('db-export failures never leave a file under the final name', () => {
   });
 
   it('pg_dump exits 0 but its output is truncated: caught, nothing under the final name', async () => {
-    const bin = fakeBin({ pg_dump: 'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n/usr/bin/pg_dump "$@" | head -c 20000\nexit 0' });
+    const bin = fakeBin({
+      pg_dump: 'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n/usr/bin/pg_dump "$@" | head -c 20000\nexit 0',
+    });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(r.code).not.toBe(0);
@@ -366,7 +452,10 @@ describe('db-export failures never leave a file under the final name', () => {
   });
 
   it('pg_dump exits 0 with its table of contents whole but the data cut short: caught by default (the last block is read)', async () => {
-    const bin = fakeBin({ pg_dump: 'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\nt=$(mktemp)\n/usr/bin/pg_dump "$@" > "$t" || exit 1\nhead -c $(( $(stat -c %s "$t") - 300 )) "$t"\nrm -f "$t"\nexit 0' });
+    const bin = fakeBin({
+      pg_dump:
+        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\nt=$(mktemp)\n/usr/bin/pg_dump "$@" > "$t" || exit 1\nhead -c $(( $(stat -c %s "$t") - 300 )) "$t"\nrm -f "$t"\nexit 0',
+    });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(r.code).not.toBe(0);
@@ -394,7 +483,8 @@ describe('secrets', () => {
     // A wrapper records what `ps` and /proc/<pid>/cmdline show for each client, then runs the real one.
     const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-argv-')), 'argv.log');
     roots.push(path.dirname(log));
-    const wrap = (tool: string) => `tr '\\0' ' ' < /proc/$$/cmdline >> ${log}; echo >> ${log}; [ -n "$PGPASSWORD" ] && echo "env:PGPASSWORD" >> ${log}; exec /usr/bin/${tool} "$@"`;
+    const wrap = (tool: string) =>
+      `tr '\\0' ' ' < /proc/$$/cmdline >> ${log}; echo >> ${log}; [ -n "$PGPASSWORD" ] && echo "env:PGPASSWORD" >> ${log}; exec /usr/bin/${tool} "$@"`;
     const bin = fakeBin({ pg_dump: wrap('pg_dump'), pg_restore: wrap('pg_restore'), psql: wrap('psql') });
     const env = { PATH: `${bin}:${process.env.PATH}` };
     const root = makeRoot();
@@ -416,8 +506,10 @@ describe('secrets', () => {
 
 describe('reset-db, seed and psql', () => {
   const seeds = {
-    'seeds/01_people.sql': 'CREATE TABLE IF NOT EXISTS people (name text primary key);\nINSERT INTO people SELECT n FROM unnest(ARRAY[\'ada\',\'linus\']) n WHERE NOT EXISTS (SELECT 1 FROM people p WHERE p.name = n);\n',
-    'seeds/02_pets.sql': 'CREATE TABLE IF NOT EXISTS pets (name text primary key, owner text references people(name));\nINSERT INTO pets VALUES (\'rex\', \'ada\') ON CONFLICT DO NOTHING;\n',
+    'seeds/01_people.sql':
+      "CREATE TABLE IF NOT EXISTS people (name text primary key);\nINSERT INTO people SELECT n FROM unnest(ARRAY['ada','linus']) n WHERE NOT EXISTS (SELECT 1 FROM people p WHERE p.name = n);\n",
+    'seeds/02_pets.sql':
+      "CREATE TABLE IF NOT EXISTS pets (name text primary key, owner text references people(name));\nINSERT INTO pets VALUES ('rex', 'ada') ON CONFLICT DO NOTHING;\n",
   };
 
   it('reset-db drops everything, recreates the database owned by the app user, then seeds', async () => {
@@ -435,13 +527,25 @@ describe('reset-db, seed and psql', () => {
     expect(await tableFingerprint(pg, d.name)).toEqual(print);
   });
 
-  it('reset-db and db-import end the app\'s own open sessions first instead of failing', async () => {
+  it("reset-db and db-import end the app's own open sessions first instead of failing", async () => {
     const d = await smallDatabase('busy');
     const root = makeRoot(seeds);
-    const open = () => spawn(path.join(pg.binDir, 'psql'), ['-X', '-h', pg.host, '-p', String(pg.port), '-U', d.user, '-d', d.name, '-c', 'SELECT pg_sleep(60)'], { stdio: 'ignore', env: { ...process.env, PGPASSWORD: d.password } });
+    const open = () =>
+      spawn(
+        path.join(pg.binDir, 'psql'),
+        ['-X', '-h', pg.host, '-p', String(pg.port), '-U', d.user, '-d', d.name, '-c', 'SELECT pg_sleep(60)'],
+        { stdio: 'ignore', env: { ...process.env, PGPASSWORD: d.password } },
+      );
     const waitOpen = async () => {
       for (let i = 0; i < 100; i++) {
-        if ((await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${d.name}' AND query LIKE '%pg_sleep%'`)) === '1') return;
+        if (
+          (await adminQuery(
+            pg,
+            'postgres',
+            `SELECT count(*) FROM pg_stat_activity WHERE datname = '${d.name}' AND query LIKE '%pg_sleep%'`,
+          )) === '1'
+        )
+          return;
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error('the session did not open');
@@ -452,20 +556,27 @@ describe('reset-db, seed and psql', () => {
       const r = await tasksRun(['reset-db', '--yes'], { url: d.url, root });
       expect(r.code, r.stderr).toBe(0);
       expect(Object.keys(await tableFingerprint(pg, d.name)).sort()).toEqual(['public.people', 'public.pets']);
-    } finally { a.kill('SIGKILL'); }
+    } finally {
+      a.kill('SIGKILL');
+    }
     const b = open();
     try {
       await waitOpen();
       const i = await tasksRun(['db-import', customDump, '--yes'], { url: d.url, root });
       expect(i.code, i.stderr).toBe(0);
       expect(await tableFingerprint(pg, d.name)).toEqual(srcPrint);
-    } finally { b.kill('SIGKILL'); }
+    } finally {
+      b.kill('SIGKILL');
+    }
   });
 
   it('a failing seed file is rolled back as a whole and stops the run', async () => {
     const d = await smallDatabase('seedfail');
     const before = await tableFingerprint(pg, d.name);
-    const root = makeRoot({ 'seeds/01_ok.sql': 'CREATE TABLE half (id int); INSERT INTO half VALUES (1);\nINSERT INTO nowhere VALUES (1);\n', 'seeds/02_never.sql': 'CREATE TABLE never (id int);\n' });
+    const root = makeRoot({
+      'seeds/01_ok.sql': 'CREATE TABLE half (id int); INSERT INTO half VALUES (1);\nINSERT INTO nowhere VALUES (1);\n',
+      'seeds/02_never.sql': 'CREATE TABLE never (id int);\n',
+    });
     const r = await tasksRun(['seed'], { url: d.url, root });
     expect(r.code).not.toBe(0);
     expectOneError(r, /seed 01_ok\.sql failed \(rolled back\): line 2: relation "nowhere" does not exist/);

@@ -23,16 +23,32 @@ const testConfig = {
   ...config,
   migrate: undefined,
   seedCommand: undefined,
-  backupParts: [{ name: 'database', kind: 'database' as const }, { name: 'addons', kind: 'path' as const, path: 'addons' }],
+  backupParts: [
+    { name: 'database', kind: 'database' as const },
+    { name: 'addons', kind: 'path' as const, path: 'addons' },
+  ],
   appServices: [],
   healthCheck: undefined,
 };
 
 function sink() {
   let text = '';
-  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY: false };
+  return {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    get text() {
+      return text;
+    },
+    isTTY: false,
+  };
 }
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 const cleanup: string[] = [];
 function tmp(prefix: string): string {
@@ -51,17 +67,37 @@ function makeRoot(): string {
   return root;
 }
 
-async function restoreRun(root: string, db: TestDatabase, argv: string[], o: { env?: Record<string, string>; tty?: boolean; answers?: unknown[] } = {}): Promise<Run> {
+async function restoreRun(
+  root: string,
+  db: TestDatabase,
+  argv: string[],
+  o: { env?: Record<string, string>; tty?: boolean; answers?: unknown[] } = {},
+): Promise<Run> {
   const stdout = sink();
   const stderr = sink();
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root',
-    APP_ENV: 'development', COMPOSE_PROJECT_NAME: PROJECT, DATABASE_URL: db.url, POSTGRES_DB: db.name, ...o.env,
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    APP_ENV: 'development',
+    COMPOSE_PROJECT_NAME: PROJECT,
+    DATABASE_URL: db.url,
+    POSTGRES_DB: db.name,
+    ...o.env,
   };
-  const code = await main({ argv, env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: Boolean(o.tty), promptAnswers: o.answers });
+  const code = await main({
+    argv,
+    env,
+    root,
+    tasks,
+    serviceTasks,
+    config: testConfig,
+    stdout,
+    stderr,
+    stdinIsTTY: Boolean(o.tty),
+    promptAnswers: o.answers,
+  });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
-
 
 function sh(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { cwd: o.cwd, env: { ...process.env, ...o.env }, encoding: 'utf8' });
@@ -77,17 +113,48 @@ function dump(db: TestDatabase, file: string): void {
 }
 
 /** A backup archive in the product's format: manifest.json + database.dump + addons.tar (written by archive.ts). */
-async function makeArchive(dir: string, name: string, dumpFile: string, addonsDir: string, edit: (m: Manifest) => void = () => undefined): Promise<string> {
+async function makeArchive(
+  dir: string,
+  name: string,
+  dumpFile: string,
+  addonsDir: string,
+  edit: (m: Manifest) => void = () => undefined,
+): Promise<string> {
   const work = tmp('ct-parts-');
   const addonsTar = path.join(work, 'addons.tar');
   sh(['tar', '-cf', addonsTar, '-C', addonsDir, '.']);
   const parts: ManifestPart[] = [
-    { name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: fs.statSync(dumpFile).size, sha256: sha256(dumpFile) },
-    { name: 'addons', kind: 'path', file: 'addons.tar', format: 'tar', path: 'addons', size: fs.statSync(addonsTar).size, sha256: sha256(addonsTar) },
+    {
+      name: 'database',
+      kind: 'database',
+      file: 'database.dump',
+      format: 'pg_dump-custom',
+      size: fs.statSync(dumpFile).size,
+      sha256: sha256(dumpFile),
+    },
+    {
+      name: 'addons',
+      kind: 'path',
+      file: 'addons.tar',
+      format: 'tar',
+      path: 'addons',
+      size: fs.statSync(addonsTar).size,
+      sha256: sha256(addonsTar),
+    },
   ];
   const manifest: Manifest = {
-    format: MANIFEST_FORMAT, version: 1, name, createdAt: new Date().toISOString(), appEnv: 'development', project: PROJECT,
-    database: 'source', serverVersion: '15.0', images: {}, tool: { name: 'compose-tasks', version: 'test' }, reason: 'manual', parts,
+    format: MANIFEST_FORMAT,
+    version: 1,
+    name,
+    createdAt: new Date().toISOString(),
+    appEnv: 'development',
+    project: PROJECT,
+    database: 'source',
+    serverVersion: '15.0',
+    images: {},
+    tool: { name: 'compose-tasks', version: 'test' },
+    reason: 'manual',
+    parts,
   };
   edit(manifest);
   const out = path.join(dir, `${name}.tar.gz`);
@@ -126,17 +193,25 @@ afterAll(() => {
 /** A small live database: faults must leave it exactly as it was. */
 async function victim(): Promise<{ db: TestDatabase; print: Awaited<ReturnType<typeof tableFingerprint>> }> {
   const db = await createTestDatabaseInfo(pg, 'rvictim');
-  await adminQuery(pg, db.name, `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g`);
+  await adminQuery(
+    pg,
+    db.name,
+    `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g`,
+  );
   return { db, print: await tableFingerprint(pg, db.name) };
 }
 
 describe('tasks restore (URL mode, real PostgreSQL)', () => {
-  it('puts pagila back after rows were deleted and a table dropped: every table\'s row count and content checksum as before; addons back', async () => {
+  it("puts pagila back after rows were deleted and a table dropped: every table's row count and content checksum as before; addons back", async () => {
     const root = makeRoot();
     const before = await tableFingerprint(pg, pagila.name);
     const name = `${PROJECT}_backup_2026-11-20_02-00-00`;
     await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
-    await adminQuery(pg, pagila.name, 'DELETE FROM payment WHERE amount > 5; DROP TABLE film_category CASCADE; UPDATE customer SET email = NULL');
+    await adminQuery(
+      pg,
+      pagila.name,
+      'DELETE FROM payment WHERE amount > 5; DROP TABLE film_category CASCADE; UPDATE customer SET email = NULL',
+    );
     expect(await tableFingerprint(pg, pagila.name)).not.toEqual(before);
 
     const r = await restoreRun(root, pagila, ['restore', name, '--yes', '--no-safety-backup', '--jobs', '2']);
@@ -145,7 +220,9 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(r.stderr).toMatch(/pg_restore .*--exit-on-error.*--jobs 2/);
     expect(r.stderr).not.toContain(pagila.password);
     // Objects are owned by the app role, the swap left no temporary or previous database behind.
-    expect(await adminQuery(pg, pagila.name, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'payment'")).toBe(pagila.user);
+    expect(await adminQuery(pg, pagila.name, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'payment'")).toBe(
+      pagila.user,
+    );
     expect(await leftovers(pagila.name)).toEqual([]);
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('from the backup');
     expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
@@ -171,7 +248,9 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
     const m = /roll back with: tasks (restore (rt_backup_\S+) --yes --no-safety-backup)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
-    const manifest = JSON.parse(spawnSync('tar', ['-xzOf', path.join(root, 'backup', `${m![2]}.tar.gz`), 'manifest.json'], { encoding: 'utf8' }).stdout) as Manifest;
+    const manifest = JSON.parse(
+      spawnSync('tar', ['-xzOf', path.join(root, 'backup', `${m![2]}.tar.gz`), 'manifest.json'], { encoding: 'utf8' }).stdout,
+    ) as Manifest;
     expect(manifest.reason).toBe('pre-restore');
 
     const back = await restoreRun(root, db, m![1]!.split(' '));
@@ -193,7 +272,14 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(left).toHaveLength(1);
     expect(left[0]).toMatch(new RegExp(`^${db.name}_old_\\d{14}$`));
     expect(await adminQuery(pg, left[0]!, 'SELECT count(*) FROM keep')).toBe('300');
-    const again = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-01-01_00-00-00.tar.gz`, '--yes', '--no-safety-backup', '--only', 'db']);
+    const again = await restoreRun(root, db, [
+      'restore',
+      `${PROJECT}_backup_2026-01-01_00-00-00.tar.gz`,
+      '--yes',
+      '--no-safety-backup',
+      '--only',
+      'db',
+    ]);
     expect(again.code, again.stderr).toBe(0);
   });
 
@@ -203,7 +289,9 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     const prefix = `restore-dl-${crypto.randomBytes(3).toString('hex')}/`;
     const name = `${PROJECT}_backup_2026-03-01_00-00-00`;
     const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
-    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], { env: awsEnv(s3) });
+    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], {
+      env: awsEnv(s3),
+    });
     const env = { S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, ...awsEnv(s3) };
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
     expect(r.code, r.stderr).toBe(0);
@@ -224,7 +312,9 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     sh(['tar', 'czf', path.join(work, 'addons.tar.gz'), '-C', addonsSrc, '.']);
     fs.writeFileSync(path.join(work, 'backup.info'), `Backup date: 2025-06-01 02:00:00\nDatabase: odoo\nOdoo version: 17\n`);
     const name = 'odoo_backup_2025-06-01_02-00-00';
-    sh(['tar', 'czf', path.join(root, 'backup', `${name}.tar.gz`), 'database.dump', 'filestore.tar.gz', 'addons.tar.gz', 'backup.info'], { cwd: work });
+    sh(['tar', 'czf', path.join(root, 'backup', `${name}.tar.gz`), 'database.dump', 'filestore.tar.gz', 'addons.tar.gz', 'backup.info'], {
+      cwd: work,
+    });
 
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--only', 'db,addons']);
     expect(r.code, r.stderr).toBe(0);
@@ -270,7 +360,9 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     fs.writeSync(fd, b, 0, 1, 5000);
     fs.closeSync(fd);
     const name = `${PROJECT}_backup_2026-04-01_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, bad, addonsSrc, (m) => { m.parts[0]!.sha256 = sha256(pagilaDump); });
+    await makeArchive(path.join(root, 'backup'), name, bad, addonsSrc, (m) => {
+      m.parts[0]!.sha256 = sha256(pagilaDump);
+    });
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
     expect(r.code).toBe(ExitCode.refused);
     expectOneError(r, /database\.dump \(part database\) has sha256 .* the manifest says/);
@@ -301,7 +393,19 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     for (const [i, [kind, py]] of kinds.entries()) {
       const name = `${PROJECT}_backup_2026-04-1${i}_00-00-00`;
       const file = path.join(root, 'backup', `${name}.tar.gz`);
-      const manifest = { format: MANIFEST_FORMAT, version: 1, name, createdAt: new Date().toISOString(), appEnv: 'development', project: PROJECT, database: 'x', images: {}, tool: { name: 't', version: '1' }, reason: 'manual', parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 4, sha256: '' }] };
+      const manifest = {
+        format: MANIFEST_FORMAT,
+        version: 1,
+        name,
+        createdAt: new Date().toISOString(),
+        appEnv: 'development',
+        project: PROJECT,
+        database: 'x',
+        images: {},
+        tool: { name: 't', version: '1' },
+        reason: 'manual',
+        parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 4, sha256: '' }],
+      };
       const script = [
         'import tarfile, io, sys, json',
         't = tarfile.open(sys.argv[1], "w:gz", format=tarfile.GNU_FORMAT)',
@@ -313,7 +417,14 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
       sh(['python3', '-c', script, file, JSON.stringify(manifest)]);
       const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
       expect(r.code, `${kind}: ${r.stderr}`).toBe(ExitCode.refused);
-      expectOneError(r, kind === 'symlink' ? /refused: database\.dump: link to \// : kind === 'dotdot' ? /refused: \.\.\/x: path leaves the folder/ : /refused: \/etc\/x: absolute path/);
+      expectOneError(
+        r,
+        kind === 'symlink'
+          ? /refused: database\.dump: link to \//
+          : kind === 'dotdot'
+            ? /refused: \.\.\/x: path leaves the folder/
+            : /refused: \/etc\/x: absolute path/,
+      );
       expect(fs.existsSync(path.join(root, 'x'))).toBe(false);
       expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.startsWith('.') && f !== '.lock')).toEqual([]);
     }
@@ -343,7 +454,9 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-03_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.serverVersion = '99.1'; });
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+      m.serverVersion = '99.1';
+    });
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
     expect(r.code).toBe(ExitCode.prerequisite);
     expectOneError(r, /dumped from PostgreSQL 99\.1, newer than the target server PostgreSQL 15/);
@@ -354,7 +467,10 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-04_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.appEnv = 'production'; m.project = 'other'; });
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+      m.appEnv = 'production';
+      m.project = 'other';
+    });
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
     expect(r.code).toBe(ExitCode.refused);
     expectOneError(r, /taken from project other, this is rt; it was taken in APP_ENV=production, this is APP_ENV=development: refused/);
@@ -367,7 +483,9 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-10_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => { m.appEnv = 'production'; });
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+      m.appEnv = 'production';
+    });
     const env = { APP_ENV: 'production' };
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
     expect(r.code, r.stderr).toBe(ExitCode.refused);
@@ -417,12 +535,16 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
     // Fault injection: a pg_restore that loads the schema for real, then dies (only when it writes to a database).
     const bin = tmp('ct-fakebin-');
-    fs.writeFileSync(path.join(bin, 'pg_restore'), [
-      '#!/bin/bash',
-      `real=${path.join(pg.binDir, 'pg_restore')}`,
-      'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; echo "pg_restore: error: could not execute query: server closed the connection unexpectedly" >&2; exit 1 ;; esac',
-      'exec "$real" "$@"',
-    ].join('\n'), { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(bin, 'pg_restore'),
+      [
+        '#!/bin/bash',
+        `real=${path.join(pg.binDir, 'pg_restore')}`,
+        'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; echo "pg_restore: error: could not execute query: server closed the connection unexpectedly" >&2; exit 1 ;; esac',
+        'exec "$real" "$@"',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(r.code).toBe(1);
     expectOneError(r, /server closed the connection unexpectedly.*nothing was changed/);
@@ -438,21 +560,41 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
     // A pg_restore that loads the schema for real, then hangs (so the interrupt lands mid-restore).
     const bin = tmp('ct-fakebin-');
-    fs.writeFileSync(path.join(bin, 'pg_restore'), [
-      '#!/bin/bash',
-      `real=${path.join(pg.binDir, 'pg_restore')}`,
-      'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; touch "$MARK"; exec sleep 60 ;; esac',
-      'exec "$real" "$@"',
-    ].join('\n'), { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(bin, 'pg_restore'),
+      [
+        '#!/bin/bash',
+        `real=${path.join(pg.binDir, 'pg_restore')}`,
+        'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; touch "$MARK"; exec sleep 60 ;; esac',
+        'exec "$real" "$@"',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
     const mark = path.join(bin, 'started');
     const stdout = sink();
     const stderr = sink();
     const ac = new AbortController();
     const env: Record<string, string> = {
-      PATH: `${bin}:${process.env.PATH}`, HOME: process.env.HOME ?? '/root', MARK: mark,
-      APP_ENV: 'development', COMPOSE_PROJECT_NAME: PROJECT, DATABASE_URL: db.url, POSTGRES_DB: db.name,
+      PATH: `${bin}:${process.env.PATH}`,
+      HOME: process.env.HOME ?? '/root',
+      MARK: mark,
+      APP_ENV: 'development',
+      COMPOSE_PROJECT_NAME: PROJECT,
+      DATABASE_URL: db.url,
+      POSTGRES_DB: db.name,
     };
-    const running = main({ argv: ['restore', name, '--yes', '--no-safety-backup'], env, root, tasks, serviceTasks, config: testConfig, stdout, stderr, stdinIsTTY: false, signal: ac.signal });
+    const running = main({
+      argv: ['restore', name, '--yes', '--no-safety-backup'],
+      env,
+      root,
+      tasks,
+      serviceTasks,
+      config: testConfig,
+      stdout,
+      stderr,
+      stdinIsTTY: false,
+      signal: ac.signal,
+    });
     for (let i = 0; i < 600 && !fs.existsSync(mark); i++) await new Promise((r) => setTimeout(r, 100));
     expect(fs.existsSync(mark), stderr.text).toBe(true);
     ac.abort('SIGINT');
@@ -472,11 +614,20 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const name = `${PROJECT}_backup_2026-04-08_00-00-00`;
     const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
     expect(fs.statSync(made).size).toBeGreaterThan(512 * 1024);
-    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], { env: awsEnv(s3) });
+    sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], {
+      env: awsEnv(s3),
+    });
     const small = tmp('ct-tmpfs-');
     sh(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
     try {
-      const env = { BACKUP_DIR: small, S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, ...awsEnv(s3) };
+      const env = {
+        BACKUP_DIR: small,
+        S3_BUCKET: s3.bucket,
+        S3_PREFIX: prefix,
+        S3_ENDPOINT: s3.endpoint,
+        S3_REGION: s3.region,
+        ...awsEnv(s3),
+      };
       const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
       expect(r.code).toBe(ExitCode.prerequisite);
       expectOneError(r, new RegExp(`not enough free space in ${small} to download ${name}: .* needed, .* free`));

@@ -5,22 +5,58 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { checkArchive, md5InWorker, extractArchive, hashFile, listMembers, readManifest, tarHeader, chunkLevel, writeArchive, writeFragment } from '../../scripts/archive.ts';
+import {
+  checkArchive,
+  md5InWorker,
+  extractArchive,
+  hashFile,
+  listMembers,
+  readManifest,
+  tarHeader,
+  chunkLevel,
+  writeArchive,
+  writeFragment,
+} from '../../scripts/archive.ts';
 import { ExitCode } from '../../scripts/errors.ts';
 import type { Manifest } from '../../scripts/manifest.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'archive-'));
 
-async function build(dir: string, files: Record<string, Buffer>, tweak: (m: Manifest) => void = () => undefined): Promise<{ archive: string; manifest: Manifest }> {
+async function build(
+  dir: string,
+  files: Record<string, Buffer>,
+  tweak: (m: Manifest) => void = () => undefined,
+): Promise<{ archive: string; manifest: Manifest }> {
   const parts = [];
   for (const [name, data] of Object.entries(files)) {
     fs.writeFileSync(path.join(dir, name), data);
-    parts.push({ name: name.split('.')[0]!, kind: name.endsWith('.dump') ? 'database' : 'path', file: name, format: name.endsWith('.dump') ? 'pg_dump-custom' : 'tar', ...(await hashFile(path.join(dir, name))) });
+    parts.push({
+      name: name.split('.')[0]!,
+      kind: name.endsWith('.dump') ? 'database' : 'path',
+      file: name,
+      format: name.endsWith('.dump') ? 'pg_dump-custom' : 'tar',
+      ...(await hashFile(path.join(dir, name))),
+    });
   }
-  const manifest = { format: 'compose-tasks-backup', version: 1, name: 'odoo_backup_2026-01-02_03-04-05', createdAt: '2026-01-02T03:04:05.000Z', appEnv: 'development', project: 'odoo', database: 'odoo', images: {}, tool: { name: 'compose-tasks', version: '0.1.0' }, reason: 'manual', parts } as Manifest;
+  const manifest = {
+    format: 'compose-tasks-backup',
+    version: 1,
+    name: 'odoo_backup_2026-01-02_03-04-05',
+    createdAt: '2026-01-02T03:04:05.000Z',
+    appEnv: 'development',
+    project: 'odoo',
+    database: 'odoo',
+    images: {},
+    tool: { name: 'compose-tasks', version: '0.1.0' },
+    reason: 'manual',
+    parts,
+  } as Manifest;
   tweak(manifest);
   const archive = path.join(dir, 'odoo_backup_2026-01-02_03-04-05.tar.gz');
-  await writeArchive(archive, [{ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 }, ...Object.keys(files).map((f) => ({ name: f, file: path.join(dir, f), level: 0 as const }))]);
+  await writeArchive(archive, [
+    { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 },
+    ...Object.keys(files).map((f) => ({ name: f, file: path.join(dir, f), level: 0 as const })),
+  ]);
   return { archive, manifest };
 }
 
@@ -55,7 +91,11 @@ describe('archive', () => {
     fs.mkdirSync(out);
     execFileSync('tar', ['-xzf', archive, '-C', out]);
     expect(fs.readFileSync(path.join(out, 'database.dump')).equals(dump)).toBe(true);
-    expect((await listMembers(archive)).map((m) => [m.name, m.size])).toEqual([['manifest.json', expect.any(Number)], ['database.dump', 300_000], ['addons.tar', 5000]]);
+    expect((await listMembers(archive)).map((m) => [m.name, m.size])).toEqual([
+      ['manifest.json', expect.any(Number)],
+      ['database.dump', 300_000],
+      ['addons.tar', 5000],
+    ]);
   });
 
   it('does not deflate already compressed data (random bytes cost ~nothing extra) and compresses text', async () => {
@@ -67,13 +107,23 @@ describe('archive', () => {
 
   it('a folder mixing media and text has its text chunks deflated and its media stored; gzip and tar read it whole', async () => {
     const dir = tmp();
-    const chunks = [crypto.randomBytes(1 << 20), Buffer.from('<p>invoice</p>\n'.repeat(70_000)).subarray(0, 1 << 20), crypto.randomBytes(1 << 20), Buffer.from('x,y\n'.repeat(1 << 18))];
+    const chunks = [
+      crypto.randomBytes(1 << 20),
+      Buffer.from('<p>invoice</p>\n'.repeat(70_000)).subarray(0, 1 << 20),
+      crypto.randomBytes(1 << 20),
+      Buffer.from('x,y\n'.repeat(1 << 18)),
+    ];
     const content = Buffer.concat(chunks);
-    async function* stream() { for (const c of chunks) yield c; }
+    async function* stream() {
+      for (const c of chunks) yield c;
+    }
     const frag = path.join(dir, 'filestore.tar.gz-member');
     await writeFragment(frag, 'filestore.tar', stream());
     const out = path.join(dir, 'a.tar.gz');
-    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from('{}'), level: 1 }, { name: 'filestore.tar', fragment: frag }]);
+    await writeArchive(out, [
+      { name: 'manifest.json', data: Buffer.from('{}'), level: 1 },
+      { name: 'filestore.tar', fragment: frag },
+    ]);
     const size = fs.statSync(out).size;
     expect(size).toBeGreaterThan(2 << 20); // the two random MB are in it as they are
     expect(size).toBeLessThan((2 << 20) + 200_000); // the two text MB shrank to almost nothing
@@ -89,16 +139,36 @@ describe('archive', () => {
     // Mixed media and text, in uneven chunks, ending off a 512-byte boundary (the member needs padding).
     const chunks = [crypto.randomBytes(700_000), Buffer.from('<p>invoice</p>\n'.repeat(40_000)), crypto.randomBytes(123_457)];
     const content = Buffer.concat(chunks);
-    async function* stream() { for (const c of chunks) yield c; }
+    async function* stream() {
+      for (const c of chunks) yield c;
+    }
     const frag = path.join(dir, 'filestore.tar.gz-member');
     const got = await writeFragment(frag, 'filestore.tar', stream());
     expect(got).toEqual({ size: content.length, sha256: crypto.createHash('sha256').update(content).digest('hex') });
     const dump = path.join(dir, 'database.dump');
     fs.writeFileSync(dump, crypto.randomBytes(5000));
-    const manifest = { format: 'compose-tasks-backup', version: 1, name: 'odoo_backup_2026-01-02_03-04-05', createdAt: '2026-01-02T03:04:05.000Z', appEnv: 'development', project: 'odoo', database: 'odoo', images: {}, tool: { name: 'compose-tasks', version: '0.1.0' }, reason: 'manual',
-      parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', ...(await hashFile(dump)) }, { name: 'filestore', kind: 'path', file: 'filestore.tar', format: 'tar', ...got }] } as Manifest;
+    const manifest = {
+      format: 'compose-tasks-backup',
+      version: 1,
+      name: 'odoo_backup_2026-01-02_03-04-05',
+      createdAt: '2026-01-02T03:04:05.000Z',
+      appEnv: 'development',
+      project: 'odoo',
+      database: 'odoo',
+      images: {},
+      tool: { name: 'compose-tasks', version: '0.1.0' },
+      reason: 'manual',
+      parts: [
+        { name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', ...(await hashFile(dump)) },
+        { name: 'filestore', kind: 'path', file: 'filestore.tar', format: 'tar', ...got },
+      ],
+    } as Manifest;
     const out = path.join(dir, 'odoo_backup_2026-01-02_03-04-05.tar.gz');
-    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 }, { name: 'database.dump', file: dump, level: 0 }, { name: 'filestore.tar', fragment: frag }]);
+    await writeArchive(out, [
+      { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 },
+      { name: 'database.dump', file: dump, level: 0 },
+      { name: 'filestore.tar', fragment: frag },
+    ]);
     execFileSync('gzip', ['-t', out]);
     // The header rewritten in place carries the real size.
     expect(execFileSync('tar', ['-tvzf', out], { encoding: 'utf8' })).toMatch(new RegExp(`${content.length} .* filestore\\.tar`));
@@ -106,7 +176,11 @@ describe('archive', () => {
     fs.mkdirSync(x);
     execFileSync('tar', ['-xzf', out, '-C', x]);
     expect(fs.readFileSync(path.join(x, 'filestore.tar')).equals(content)).toBe(true);
-    expect((await checkArchive(out)).members.map((m) => [m.name, m.size])).toEqual([['manifest.json', JSON.stringify(manifest).length], ['database.dump', 5000], ['filestore.tar', content.length]]);
+    expect((await checkArchive(out)).members.map((m) => [m.name, m.size])).toEqual([
+      ['manifest.json', JSON.stringify(manifest).length],
+      ['database.dump', 5000],
+      ['filestore.tar', content.length],
+    ]);
     // The text was deflated, the random bytes stored.
     expect(fs.statSync(frag).size).toBeLessThan(823_457 + 100_000);
     expect(fs.statSync(frag).size).toBeGreaterThan(823_457);
@@ -128,7 +202,11 @@ describe('archive', () => {
     fs.writeFileSync(rnd, Buffer.alloc(2_000_000, 'a')); // compressible, but marked level 0: it must be stored as is
     fs.writeFileSync(txt, 'hello world\n'.repeat(200_000)); // 2.4 MB of text, level 1
     const out = path.join(dir, 'a.tar.gz');
-    await writeArchive(out, [{ name: 'manifest.json', data: Buffer.from('{}'), level: 1 }, { name: 'rnd', file: rnd, level: 0 }, { name: 'txt', file: txt, level: 1 }]);
+    await writeArchive(out, [
+      { name: 'manifest.json', data: Buffer.from('{}'), level: 1 },
+      { name: 'rnd', file: rnd, level: 0 },
+      { name: 'txt', file: txt, level: 1 },
+    ]);
     const size = fs.statSync(out).size;
     expect(size).toBeGreaterThan(2_000_000); // the level-0 part is stored, not deflated
     expect(size).toBeLessThan(2_150_000); // the text part is deflated
@@ -150,7 +228,9 @@ describe('archive', () => {
 
   it('refuses a part whose sha256 differs from the manifest', async () => {
     const dir = tmp();
-    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => { m.parts[0]!.sha256 = '0'.repeat(64); });
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => {
+      m.parts[0]!.sha256 = '0'.repeat(64);
+    });
     const err = await checkArchive(archive).catch((e) => e);
     expect(err.exitCode).toBe(ExitCode.refused);
     expect(err.message).toMatch(/database.dump.*sha256/);
@@ -161,7 +241,9 @@ describe('archive', () => {
 
   it('refuses a part whose size differs from the manifest, and a truncated archive', async () => {
     const dir = tmp();
-    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => { m.parts[0]!.size = 9_999; });
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(10_000) }, (m) => {
+      m.parts[0]!.size = 9_999;
+    });
     await expect(checkArchive(archive)).rejects.toThrow(/10000 bytes, the manifest says 9999/);
     const good = await build(tmp(), { 'database.dump': crypto.randomBytes(200_000) });
     const cut = path.join(dir, 'cut_backup_2026-01-02_03-04-05.tar.gz');
@@ -170,13 +252,60 @@ describe('archive', () => {
   });
 
   it('rejects ../, absolute paths, links and unexpected members before extracting anything', async () => {
-    const manifest = Buffer.from(JSON.stringify({ format: 'compose-tasks-backup', version: 1, name: 'n', parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }], images: {} }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        format: 'compose-tasks-backup',
+        version: 1,
+        name: 'n',
+        parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }],
+        images: {},
+      }),
+    );
     const cases: Array<[string, Array<{ name: string; data?: Buffer; type?: string; link?: string }>, RegExp]> = [
-      ['dotdot', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: '../evil', data: Buffer.from('x') }], /leaves the folder/],
-      ['absolute', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: '/etc/evil', data: Buffer.from('x') }], /absolute path/],
-      ['symlink', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', type: '2', link: '/etc/passwd' }], /link to \/etc\/passwd/],
-      ['hardlink', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: 'other', type: '1', link: 'database.dump' }], /link/],
-      ['unexpected', [{ name: 'manifest.json', data: manifest }, { name: 'database.dump', data: Buffer.from('x') }, { name: 'run-me.sh', data: Buffer.from('x') }], /unexpected member run-me.sh/],
+      [
+        'dotdot',
+        [
+          { name: 'manifest.json', data: manifest },
+          { name: 'database.dump', data: Buffer.from('x') },
+          { name: '../evil', data: Buffer.from('x') },
+        ],
+        /leaves the folder/,
+      ],
+      [
+        'absolute',
+        [
+          { name: 'manifest.json', data: manifest },
+          { name: 'database.dump', data: Buffer.from('x') },
+          { name: '/etc/evil', data: Buffer.from('x') },
+        ],
+        /absolute path/,
+      ],
+      [
+        'symlink',
+        [
+          { name: 'manifest.json', data: manifest },
+          { name: 'database.dump', type: '2', link: '/etc/passwd' },
+        ],
+        /link to \/etc\/passwd/,
+      ],
+      [
+        'hardlink',
+        [
+          { name: 'manifest.json', data: manifest },
+          { name: 'database.dump', data: Buffer.from('x') },
+          { name: 'other', type: '1', link: 'database.dump' },
+        ],
+        /link/,
+      ],
+      [
+        'unexpected',
+        [
+          { name: 'manifest.json', data: manifest },
+          { name: 'database.dump', data: Buffer.from('x') },
+          { name: 'run-me.sh', data: Buffer.from('x') },
+        ],
+        /unexpected member run-me.sh/,
+      ],
       ['missing', [{ name: 'manifest.json', data: manifest }], /database.dump \(part database\) is missing/],
     ];
     for (const [label, members, re] of cases) {

@@ -4,7 +4,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  compose, composeBase, composeFiles, detectFlavor, effectiveComposeFiles, explainDockerError, parseConfig, type ComposeProject,
+  compose,
+  composeBase,
+  composeFiles,
+  detectFlavor,
+  effectiveComposeFiles,
+  explainDockerError,
+  parseConfig,
+  type ComposeProject,
 } from '../../scripts/compose.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
 import type { Cmd, Runner } from '../../scripts/runner.ts';
@@ -25,8 +32,24 @@ describe('compose argv', () => {
     expect(compose.up(v2, { wait: true })).toEqual([...V2, 'up', '-d', '--wait']);
     expect(compose.up(v1, { wait: true })).toEqual([...V1, 'up', '-d']);
     expect(compose.up(v2)).toEqual([...V2, 'up', '-d']);
-    expect(compose.up(v1, { services: ['odoo'], noDeps: true, forceRecreate: true })).toEqual([...V1, 'up', '-d', '--no-deps', '--force-recreate', 'odoo']);
-    expect(compose.up(v2, { build: true, profiles: ['tools'], services: ['db', 'adminer'] })).toEqual([...V2, '--profile', 'tools', 'up', '-d', '--build', 'db', 'adminer']);
+    expect(compose.up(v1, { services: ['odoo'], noDeps: true, forceRecreate: true })).toEqual([
+      ...V1,
+      'up',
+      '-d',
+      '--no-deps',
+      '--force-recreate',
+      'odoo',
+    ]);
+    expect(compose.up(v2, { build: true, profiles: ['tools'], services: ['db', 'adminer'] })).toEqual([
+      ...V2,
+      '--profile',
+      'tools',
+      'up',
+      '-d',
+      '--build',
+      'db',
+      'adminer',
+    ]);
   });
 
   it('down keeps volumes unless asked', () => {
@@ -46,8 +69,9 @@ describe('compose argv', () => {
   it('exec adds -T (no TTY: binary-safe, works under cron) unless a terminal is wanted', () => {
     expect(compose.exec(v1, 'db', ['pg_dump', '-Fc', 'odoo'])).toEqual([...V1, 'exec', '-T', 'db', 'pg_dump', '-Fc', 'odoo']);
     expect(compose.exec(v2, 'odoo', ['bash'], { tty: true })).toEqual([...V2, 'exec', 'odoo', 'bash']);
-    expect(compose.exec(v2, 'odoo', ['tar', '-C', '/var/lib/odoo', '-c', '.'], { user: 'root', workdir: '/tmp', env: { A: '1' } }))
-      .toEqual([...V2, 'exec', '-T', '--user', 'root', '--workdir', '/tmp', '-e', 'A=1', 'odoo', 'tar', '-C', '/var/lib/odoo', '-c', '.']);
+    expect(compose.exec(v2, 'odoo', ['tar', '-C', '/var/lib/odoo', '-c', '.'], { user: 'root', workdir: '/tmp', env: { A: '1' } })).toEqual(
+      [...V2, 'exec', '-T', '--user', 'root', '--workdir', '/tmp', '-e', 'A=1', 'odoo', 'tar', '-C', '/var/lib/odoo', '-c', '.'],
+    );
   });
 
   it('a command is data: arguments with spaces and quotes stay single arguments', () => {
@@ -56,15 +80,40 @@ describe('compose argv', () => {
   });
 
   it('run: --rm and -T by default, no deps, entrypoint, volumes', () => {
-    expect(compose.run(v1, 'odoo', ['odoo', '--stop-after-init'])).toEqual([...V1, 'run', '--rm', '-T', 'odoo', 'odoo', '--stop-after-init']);
-    expect(compose.run(v2, 'odoo', ['-c', 'ls'], { rm: false, tty: true, noDeps: true, user: '101:101', entrypoint: 'sh', volumes: ['/tmp/x:/x:ro'] }))
-      .toEqual([...V2, 'run', '--no-deps', '--user', '101:101', '--entrypoint', 'sh', '-v', '/tmp/x:/x:ro', 'odoo', '-c', 'ls']);
+    expect(compose.run(v1, 'odoo', ['odoo', '--stop-after-init'])).toEqual([
+      ...V1,
+      'run',
+      '--rm',
+      '-T',
+      'odoo',
+      'odoo',
+      '--stop-after-init',
+    ]);
+    expect(
+      compose.run(v2, 'odoo', ['-c', 'ls'], {
+        rm: false,
+        tty: true,
+        noDeps: true,
+        user: '101:101',
+        entrypoint: 'sh',
+        volumes: ['/tmp/x:/x:ro'],
+      }),
+    ).toEqual([...V2, 'run', '--no-deps', '--user', '101:101', '--entrypoint', 'sh', '-v', '/tmp/x:/x:ro', 'odoo', '-c', 'ls']);
     expect(compose.run(v2, 'odoo', [], { entrypoint: '' })).toEqual([...V2, 'run', '--rm', '-T', '--entrypoint', '', 'odoo']);
   });
 
   it('logs: no colours, follow, tail, timestamps, one service', () => {
     expect(compose.logs(v1)).toEqual([...V1, 'logs', '--no-color']);
-    expect(compose.logs(v2, { services: ['odoo'], follow: true, tail: '50', timestamps: true })).toEqual([...V2, 'logs', '--no-color', '--follow', '--tail', '50', '--timestamps', 'odoo']);
+    expect(compose.logs(v2, { services: ['odoo'], follow: true, tail: '50', timestamps: true })).toEqual([
+      ...V2,
+      'logs',
+      '--no-color',
+      '--follow',
+      '--tail',
+      '50',
+      '--timestamps',
+      'odoo',
+    ]);
   });
 
   it('config: v2 JSON with every profile; v1 YAML (it has no --format)', () => {
@@ -99,8 +148,14 @@ describe('which compose files apply', () => {
   });
   it('the files compose will read: -f files, else COMPOSE_FILE split on the path separator, relative to the root', () => {
     expect(effectiveComposeFiles({ root: '/srv/app', files: ['compose/compose.yaml'] }, {})).toEqual(['/srv/app/compose/compose.yaml']);
-    expect(effectiveComposeFiles({ root: '/srv/app', files: [] }, { COMPOSE_FILE: 'compose/compose.yaml:/etc/extra.yaml' })).toEqual(['/srv/app/compose/compose.yaml', '/etc/extra.yaml']);
-    expect(effectiveComposeFiles({ root: '/srv/app', files: [] }, { COMPOSE_FILE: 'a.yaml;b.yaml', COMPOSE_PATH_SEPARATOR: ';' })).toEqual(['/srv/app/a.yaml', '/srv/app/b.yaml']);
+    expect(effectiveComposeFiles({ root: '/srv/app', files: [] }, { COMPOSE_FILE: 'compose/compose.yaml:/etc/extra.yaml' })).toEqual([
+      '/srv/app/compose/compose.yaml',
+      '/etc/extra.yaml',
+    ]);
+    expect(effectiveComposeFiles({ root: '/srv/app', files: [] }, { COMPOSE_FILE: 'a.yaml;b.yaml', COMPOSE_PATH_SEPARATOR: ';' })).toEqual([
+      '/srv/app/a.yaml',
+      '/srv/app/b.yaml',
+    ]);
   });
 });
 
@@ -139,7 +194,11 @@ volumes:
   const v2Json = JSON.stringify({
     name: 'odoo',
     services: {
-      db: { image: 'postgres:15', healthcheck: { test: ['CMD-SHELL', 'pg_isready'] }, ports: [{ mode: 'ingress', host_ip: '127.0.0.1', target: 5432, published: '5432', protocol: 'tcp' }] },
+      db: {
+        image: 'postgres:15',
+        healthcheck: { test: ['CMD-SHELL', 'pg_isready'] },
+        ports: [{ mode: 'ingress', host_ip: '127.0.0.1', target: 5432, published: '5432', protocol: 'tcp' }],
+      },
       worker: { build: { context: '/srv/app/worker' }, healthcheck: { disable: true } },
       adminer: { image: 'adminer:4', profiles: ['tools'] },
     },
@@ -208,7 +267,9 @@ describe('detecting the compose flavor', () => {
   });
 
   it('prefers v2, falls back to v1, and caches the answer', async () => {
-    expect(await detectFlavor(fakeProbe({ 'docker compose version --short': 0, 'docker-compose version --short': 0 }), { PATH })).toBe('v2');
+    expect(await detectFlavor(fakeProbe({ 'docker compose version --short': 0, 'docker-compose version --short': 0 }), { PATH })).toBe(
+      'v2',
+    );
     const cache = fs.mkdtempSync(path.join(tmp, 'cache-'));
     const probe = fakeProbe({ 'docker-compose version --short': 0 });
     expect(await detectFlavor(probe, { PATH }, cache)).toBe('v1');
@@ -226,21 +287,44 @@ describe('detecting the compose flavor', () => {
 
   it('no docker on PATH: says Docker is not installed (exit 6), even when COMPOSE_CMD is set', async () => {
     const empty = fs.mkdtempSync(path.join(tmp, 'empty-'));
-    const err = await detectFlavor(fakeProbe({ 'docker-compose version --short': 0 }), { PATH: empty, COMPOSE_CMD: 'docker-compose' }).catch((e: unknown) => e);
+    const err = await detectFlavor(fakeProbe({ 'docker-compose version --short': 0 }), {
+      PATH: empty,
+      COMPOSE_CMD: 'docker-compose',
+    }).catch((e: unknown) => e);
     expect((err as TaskError).exitCode).toBe(ExitCode.prerequisite);
     expect((err as TaskError).message).toBe('Docker is not installed: no `docker` command on PATH');
   });
 
   it('a daemon that is down becomes one line naming it (exit 6); other failures pass through', () => {
-    const down = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, "Couldn't connect to Docker daemon at http+docker://localhost - is it running?");
+    const down = new CommandError(
+      'docker-compose ps',
+      ['docker-compose', 'ps'],
+      1,
+      "Couldn't connect to Docker daemon at http+docker://localhost - is it running?",
+    );
     const e = explainDockerError(down) as TaskError;
     expect(e.message).toBe('the Docker engine is not running');
     expect(e.exitCode).toBe(ExitCode.prerequisite);
-    const v1Down = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))");
+    const v1Down = new CommandError(
+      'docker-compose ps',
+      ['docker-compose', 'ps'],
+      1,
+      "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))",
+    );
     expect((explainDockerError(v1Down) as TaskError).message).toBe('the Docker engine is not running');
-    const v2Down = new CommandError('docker compose ps', ['docker', 'compose', 'ps'], 1, 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?');
+    const v2Down = new CommandError(
+      'docker compose ps',
+      ['docker', 'compose', 'ps'],
+      1,
+      'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
+    );
     expect((explainDockerError(v2Down) as TaskError).exitCode).toBe(ExitCode.prerequisite);
-    const denied = new CommandError('docker compose ps', ['docker', 'compose', 'ps'], 1, 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock');
+    const denied = new CommandError(
+      'docker compose ps',
+      ['docker', 'compose', 'ps'],
+      1,
+      'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock',
+    );
     expect((explainDockerError(denied) as TaskError).message).toBe('no permission to use the Docker engine');
     const other = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, 'no such service: x');
     expect(explainDockerError(other)).toBe(other);

@@ -10,7 +10,13 @@ import { serviceTasks } from '../../scripts/stack.ts';
 import { tasks } from '../../tasks.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
-const docFiles = ['README.md', ...fs.readdirSync(path.join(repo, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const docFiles = [
+  'README.md',
+  ...fs
+    .readdirSync(path.join(repo, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 /** Task names: the static registry plus the targets generated for every service of the shipped compose files. */
 function knownNames(): Set<string> {
@@ -26,15 +32,19 @@ function knownNames(): Set<string> {
 /** Code in a markdown file: fenced blocks and inline `spans` (prose may say "tasks" freely). */
 function codeOf(md: string): string[] {
   const out: string[] = [];
-  const rest = md.replace(/```[^\n]*\n([\s\S]*?)```/g, (_, body: string) => { out.push(body); return ''; });
+  const rest = md.replace(/```[^\n]*\n([\s\S]*?)```/g, (_, body: string) => {
+    out.push(body);
+    return '';
+  });
   for (const m of rest.matchAll(/`([^`\n]+)`/g)) out.push(m[1]!);
   return out;
 }
 
 /** `tasks <name>`, `npx tsx tasks.ts <name>`, `npm run tasks -- <name>`, `bin/tasks.mjs <name>`; also `tasks help <name>`. */
-export function mentionedTasks(md: string): string[] {
+function mentionedTasks(md: string): string[] {
   const names: string[] = [];
-  const re = /(?:^|[\s;(|&$'"])(?:npx tsx tasks\.ts|npm run tasks --|(?:\S*\/)?bin\/tasks\.mjs|tasks)\s+(?:(?:-[-\w]+(?:\s+(?:development|staging|production))?)\s+)*(help\s+)?([a-z][\w-]*)(?![\w<>-])/g;
+  const re =
+    /(?:^|[\s;(|&$'"])(?:npx tsx tasks\.ts|npm run tasks --|(?:\S*\/)?bin\/tasks\.mjs|tasks)\s+(?:(?:-[-\w]+(?:\s+(?:development|staging|production))?)\s+)*(help\s+)?([a-z][\w-]*)(?![\w<>-])/g;
   for (const code of codeOf(md)) {
     for (const m of code.matchAll(re)) {
       names.push(m[2]!);
@@ -66,7 +76,8 @@ describe('docs', () => {
   });
 
   it('finds task mentions in every form the docs use, and only in code', () => {
-    const md = 'Prose about tasks that run. `tasks dev`, `npx tsx tasks.ts setup --env production`, `npm run tasks -- backup`, `./bin/tasks.mjs --env staging doctor`, `tasks help restore`\n```sh\ntasks -n reset-db --yes\n0 2 * * * flock -n x /usr/bin/node /srv/app/bin/tasks.mjs backup\n```\n';
+    const md =
+      'Prose about tasks that run. `tasks dev`, `npx tsx tasks.ts setup --env production`, `npm run tasks -- backup`, `./bin/tasks.mjs --env staging doctor`, `tasks help restore`\n```sh\ntasks -n reset-db --yes\n0 2 * * * flock -n x /usr/bin/node /srv/app/bin/tasks.mjs backup\n```\n';
     expect(mentionedTasks(md)).toEqual(['reset-db', 'backup', 'dev', 'setup', 'backup', 'doctor', 'restore']);
     expect(mentionedTasks('`tasks nosuchtask`')).toEqual(['nosuchtask']);
     expect(mentionedTasks('`tasks shell-<service>`, `tasks <service>-restart`, `tasks help <task>`')).toEqual(['help']);
@@ -74,25 +85,37 @@ describe('docs', () => {
 
   it("the README's example task really works: listed, explained, and its command printed in dry-run", () => {
     const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
-    const snippet = /```ts\n(defineTask\(\{\n  name: 'db-size'[\s\S]*?)```/.exec(readme)?.[1];
+    const snippet = /```ts\n(defineTask\(\{\n {2}name: 'db-size'[\s\S]*?)```/.exec(readme)?.[1];
     expect(snippet, 'README: the ```ts block with the db-size example').toBeTruthy();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-task-'));
     try {
-      for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds']) fs.cpSync(path.join(repo, f), path.join(dir, f), { recursive: true });
+      for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds'])
+        fs.cpSync(path.join(repo, f), path.join(dir, f), { recursive: true });
       fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
       const src = fs.readFileSync(path.join(dir, 'tasks.ts'), 'utf8');
       const anchor = 'const myTasks: AnyTask[] = [\n';
       expect(src).toContain(anchor);
       fs.writeFileSync(path.join(dir, 'tasks.ts'), src.replace(anchor, `${anchor}${snippet!.replace(/^/gm, '  ')}`));
-      const run = (args: string[]) => spawnSync(process.execPath, [path.join(dir, 'bin/tasks.mjs'), ...args], {
-        cwd: dir, encoding: 'utf8', timeout: 60_000,
-        env: { PATH: process.env.PATH, HOME: dir, COMPOSE_PROJECT_NAME: 'readme', POSTGRES_PASSWORD: 'pw-readme-1234', COMPOSE_CMD: 'docker-compose' },
-      });
+      const run = (args: string[]) =>
+        spawnSync(process.execPath, [path.join(dir, 'bin/tasks.mjs'), ...args], {
+          cwd: dir,
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: {
+            PATH: process.env.PATH,
+            HOME: dir,
+            COMPOSE_PROJECT_NAME: 'readme',
+            POSTGRES_PASSWORD: 'pw-readme-1234',
+            COMPOSE_CMD: 'docker-compose',
+          },
+        });
       const list = run(['--list']);
       expect(list.stdout).toMatch(/\n {2}db-size +Size of the application database\n/);
       expect(run(['help', 'db-size']).stdout).toContain('--raw');
       const dry = run(['db-size', '--raw', '--dry-run']);
-      expect(dry.stderr).toMatch(/\[dry-run\] \$ docker-compose --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml exec -T db psql -U odoo -d odoo -tAc 'select pg_database_size\(current_database\(\)\)'/);
+      expect(dry.stderr).toMatch(
+        /\[dry-run\] \$ docker-compose --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml exec -T db psql -U odoo -d odoo -tAc 'select pg_database_size\(current_database\(\)\)'/,
+      );
       expect(dry.status).toBe(0);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

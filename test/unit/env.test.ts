@@ -22,7 +22,13 @@ describe('layered env files', () => {
       '.env.production': 'C=production\n',
     });
     const env = loadEnv({ root: dir, processEnv: { E: 'real' }, appEnv: 'staging' });
-    expect([env.get('A'), env.get('B'), env.get('C'), env.get('D'), env.get('E')]).toEqual(['env', 'local', 'staging', 'staging-local', 'real']);
+    expect([env.get('A'), env.get('B'), env.get('C'), env.get('D'), env.get('E')]).toEqual([
+      'env',
+      'local',
+      'staging',
+      'staging-local',
+      'real',
+    ]);
     expect(env.files).toEqual(['.env.staging.local', '.env.staging', '.env.local', '.env']);
   });
 
@@ -35,13 +41,17 @@ describe('layered env files', () => {
   });
 
   it('refuses an unknown APP_ENV with the invalid-environment exit code', () => {
-    expect(() => loadEnv({ root: project({}), processEnv: {}, appEnv: 'prod' })).toThrow(expect.objectContaining({ exitCode: ExitCode.invalidEnv, message: expect.stringContaining('development, staging, production') }));
+    expect(() => loadEnv({ root: project({}), processEnv: {}, appEnv: 'prod' })).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.invalidEnv, message: expect.stringContaining('development, staging, production') }),
+    );
   });
 
   it('expands ${VAR} references, with the real environment winning', () => {
     const dir = project({ '.env': 'POSTGRES_USER=odoo\nHOST=db\nDATABASE_URL=postgres://${POSTGRES_USER}@${HOST}:5432/x\n' });
     expect(loadEnv({ root: dir, processEnv: {} }).get('DATABASE_URL')).toBe('postgres://odoo@db:5432/x');
-    expect(loadEnv({ root: dir, processEnv: { HOST: 'managed.example' } }).get('DATABASE_URL')).toBe('postgres://odoo@managed.example:5432/x');
+    expect(loadEnv({ root: dir, processEnv: { HOST: 'managed.example' } }).get('DATABASE_URL')).toBe(
+      'postgres://odoo@managed.example:5432/x',
+    );
   });
 
   it('uses the template defaults for keys no file sets, but never a secret', () => {
@@ -102,7 +112,9 @@ describe('env-init', () => {
 
   it('refuses to overwrite an existing .env and leaves it as it was', () => {
     const dir = project({ '.env.template': '# p\n# @secret\nPOSTGRES_PASSWORD=\n', '.env': 'POSTGRES_PASSWORD=mine\n' });
-    expect(() => initEnvFile(dir)).toThrow(expect.objectContaining({ exitCode: ExitCode.refused, message: '.env already exists; not overwriting it' }));
+    expect(() => initEnvFile(dir)).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.refused, message: '.env already exists; not overwriting it' }),
+    );
     expect(fs.readFileSync(path.join(dir, '.env'), 'utf8')).toBe('POSTGRES_PASSWORD=mine\n');
   });
 

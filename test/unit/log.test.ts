@@ -3,10 +3,18 @@ import { createLogger, formatBytes, maskSecrets, secretsFromEnv } from '../../sc
 
 describe('masking', () => {
   it('masks passwords inside URLs and known secret values', () => {
-    expect(maskSecrets('pg_dump postgres://app:p%40ss@h/db and key=abcd1234', ['abcd1234'])).toBe('pg_dump postgres://app:***@h/db and key=***');
+    expect(maskSecrets('pg_dump postgres://app:p%40ss@h/db and key=abcd1234', ['abcd1234'])).toBe(
+      'pg_dump postgres://app:***@h/db and key=***',
+    );
   });
   it('takes secrets from password, secret, token and key variables and URL credentials', () => {
-    const s = secretsFromEnv({ POSTGRES_PASSWORD: 'pw12345', AWS_SECRET_ACCESS_KEY: 'sk-abcdef', AWS_ACCESS_KEY_ID: 'AKIAPUBLIC', DATABASE_URL: 'postgres://u:urlpass@h/d', APP_ENV: 'production' });
+    const s = secretsFromEnv({
+      POSTGRES_PASSWORD: 'pw12345',
+      AWS_SECRET_ACCESS_KEY: 'sk-abcdef',
+      AWS_ACCESS_KEY_ID: 'AKIAPUBLIC',
+      DATABASE_URL: 'postgres://u:urlpass@h/d',
+      APP_ENV: 'production',
+    });
     expect(s).toEqual(expect.arrayContaining(['pw12345', 'sk-abcdef', 'urlpass']));
     expect(s).not.toContain('production');
     expect(s).not.toContain('AKIAPUBLIC');

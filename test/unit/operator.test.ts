@@ -51,10 +51,13 @@ describe('small helpers', () => {
     fs.writeFileSync(path.join(dir, `${newer}.tar.gz`), 'nn');
     fs.writeFileSync(path.join(dir, `${older}.tar.gz`), 'o'); // written last: newest mtime
     fs.writeFileSync(path.join(dir, 'notes.tar.gz'), 'x');
-    expect(localBackups(dir).map((b) => [b.name, b.size])).toEqual([[newer, 2], [older, 1]]);
+    expect(localBackups(dir).map((b) => [b.name, b.size])).toEqual([
+      [newer, 2],
+      [older, 1],
+    ]);
     fs.rmSync(dir, { recursive: true });
   });
-  it('completionWords lists tasks and aliases, hides hidden ones, and gives a task\'s flags', () => {
+  it("completionWords lists tasks and aliases, hides hidden ones, and gives a task's flags", () => {
     const words = completionWords(tasks).trim().split('\n');
     expect(words).toContain('status');
     expect(words).toContain('ps');
@@ -70,16 +73,40 @@ describe('storage-reset and storage-seed (development object storage, real aws C
   let root = '';
   beforeAll(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'storage-'));
-    for (const f of ['.env.template', 'compose', 'addons', 'seeds', 'storage']) fs.cpSync(path.join(repo, f), path.join(root, f), { recursive: true });
-    const env = { COMPOSE_PROJECT_NAME: 'storage', POSTGRES_PASSWORD: 'pw-storage-123', S3_BUCKET: s3.bucket, S3_PREFIX: prefix, DEV_S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-    fs.writeFileSync(path.join(root, '.env'), renderEnvFromTemplate(fs.readFileSync(path.join(root, '.env.template'), 'utf8'), env), { mode: 0o600 });
+    for (const f of ['.env.template', 'compose', 'addons', 'seeds', 'storage'])
+      fs.cpSync(path.join(repo, f), path.join(root, f), { recursive: true });
+    const env = {
+      COMPOSE_PROJECT_NAME: 'storage',
+      POSTGRES_PASSWORD: 'pw-storage-123',
+      S3_BUCKET: s3.bucket,
+      S3_PREFIX: prefix,
+      DEV_S3_ENDPOINT: s3.endpoint,
+      S3_REGION: s3.region,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    };
+    fs.writeFileSync(path.join(root, '.env'), renderEnvFromTemplate(fs.readFileSync(path.join(root, '.env.template'), 'utf8'), env), {
+      mode: 0o600,
+    });
   });
-  afterAll(async () => { await clearPrefix(s3, prefix); fs.rmSync(root, { recursive: true, force: true }); });
+  afterAll(async () => {
+    await clearPrefix(s3, prefix);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
 
   async function run(argv: string[]) {
     let stdout = '';
     let stderr = '';
-    const code = await main({ argv, env: { PATH: process.env.PATH, HOME: os.tmpdir(), AWS_EC2_METADATA_DISABLED: 'true' }, root, tasks, config, stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, stdinIsTTY: false });
+    const code = await main({
+      argv,
+      env: { PATH: process.env.PATH, HOME: os.tmpdir(), AWS_EC2_METADATA_DISABLED: 'true' },
+      root,
+      tasks,
+      config,
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      stdinIsTTY: false,
+    });
     return { code, stdout, stderr };
   }
 

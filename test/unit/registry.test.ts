@@ -10,15 +10,38 @@ const config = defineConfig({ composeFiles: [], devComposeFiles: [], seedsDir: '
 
 function sink(isTTY = false) {
   let text = '';
-  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY };
+  return {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    get text() {
+      return text;
+    },
+    isTTY,
+  };
 }
 
-async function run(tasks: AnyTask[], argv: string[], o: { env?: Record<string, string>; files?: Record<string, string>; tty?: boolean; signal?: AbortSignal } = {}) {
+async function run(
+  tasks: AnyTask[],
+  argv: string[],
+  o: { env?: Record<string, string>; files?: Record<string, string>; tty?: boolean; signal?: AbortSignal } = {},
+) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-'));
   for (const [f, t] of Object.entries(o.files ?? {})) fs.writeFileSync(path.join(root, f), t, { mode: 0o600 });
   const stdout = sink();
   const stderr = sink();
-  const code = await main({ argv, env: { PATH: process.env.PATH, ...o.env }, root, tasks, config, stdout, stderr, stdinIsTTY: Boolean(o.tty), signal: o.signal });
+  const code = await main({
+    argv,
+    env: { PATH: process.env.PATH, ...o.env },
+    root,
+    tasks,
+    config,
+    stdout,
+    stderr,
+    stdinIsTTY: Boolean(o.tty),
+    signal: o.signal,
+  });
   return { code, stdout: stdout.text, stderr: stderr.text, root };
 }
 
@@ -26,10 +49,41 @@ describe('the task registry', () => {
   it('runs a dependency once per invocation even when several tasks need it', async () => {
     const ran: string[] = [];
     const tasks = [
-      defineTask({ name: 'build', description: 'b', group: 'stack', async run() { ran.push('build'); } }),
-      defineTask({ name: 'api', description: 'a', group: 'stack', deps: ['build'], async run() { ran.push('api'); } }),
-      defineTask({ name: 'web', description: 'w', group: 'stack', deps: ['build'], async run() { ran.push('web'); } }),
-      defineTask({ name: 'all', description: 'all', group: 'stack', deps: ['api', 'web'], async run() { ran.push('all'); } }),
+      defineTask({
+        name: 'build',
+        description: 'b',
+        group: 'stack',
+        async run() {
+          ran.push('build');
+        },
+      }),
+      defineTask({
+        name: 'api',
+        description: 'a',
+        group: 'stack',
+        deps: ['build'],
+        async run() {
+          ran.push('api');
+        },
+      }),
+      defineTask({
+        name: 'web',
+        description: 'w',
+        group: 'stack',
+        deps: ['build'],
+        async run() {
+          ran.push('web');
+        },
+      }),
+      defineTask({
+        name: 'all',
+        description: 'all',
+        group: 'stack',
+        deps: ['api', 'web'],
+        async run() {
+          ran.push('all');
+        },
+      }),
     ];
     expect((await run(tasks, ['all'])).code).toBe(0);
     expect(ran).toEqual(['build', 'api', 'web', 'all']);
@@ -38,7 +92,9 @@ describe('the task registry', () => {
   it('types arguments and options from the definition', async () => {
     let seen: unknown;
     const t = defineTask({
-      name: 'greet', description: 'g', group: 'custom',
+      name: 'greet',
+      description: 'g',
+      group: 'custom',
       args: { who: { description: 'who', required: true }, rest: { description: 'more', variadic: true } },
       options: { loud: { type: 'boolean', short: 'l', description: 'loud' }, times: { type: 'string', description: 'n', default: '1' } },
       async run(ctx) {
@@ -55,7 +111,15 @@ describe('the task registry', () => {
 
   it('gives a --no-x option to the task as noX=true', async () => {
     const seen: unknown[] = [];
-    const t = defineTask({ name: 'setup', description: 's', group: 'setup', options: { noBackup: { type: 'boolean', description: 'skip' } }, async run(ctx) { seen.push({ ...ctx.opts }); } });
+    const t = defineTask({
+      name: 'setup',
+      description: 's',
+      group: 'setup',
+      options: { noBackup: { type: 'boolean', description: 'skip' } },
+      async run(ctx) {
+        seen.push({ ...ctx.opts });
+      },
+    });
     await run([t], ['setup', '--no-backup']);
     await run([t], ['setup']);
     expect(seen).toEqual([{ noBackup: true }, { noBackup: false }]);
@@ -63,7 +127,15 @@ describe('the task registry', () => {
 
   it('exits 2 on a missing argument or an unknown option, running nothing', async () => {
     let ran = false;
-    const t = defineTask({ name: 'imp', description: 'i', group: 'database', args: { file: { description: 'f', required: true } }, async run() { ran = true; } });
+    const t = defineTask({
+      name: 'imp',
+      description: 'i',
+      group: 'database',
+      args: { file: { description: 'f', required: true } },
+      async run() {
+        ran = true;
+      },
+    });
     const missing = await run([t], ['imp']);
     expect(missing.code).toBe(ExitCode.usage);
     expect(missing.stderr).toContain("missing required argument 'file'");
@@ -72,7 +144,14 @@ describe('the task registry', () => {
   });
 
   it('passes a child process exit code through', async () => {
-    const t = defineTask({ name: 'fail', description: 'f', group: 'custom', async run(ctx) { await ctx.runner.run({ argv: ['sh', '-c', 'echo "broken pipe" >&2; exit 42'] }); } });
+    const t = defineTask({
+      name: 'fail',
+      description: 'f',
+      group: 'custom',
+      async run(ctx) {
+        await ctx.runner.run({ argv: ['sh', '-c', 'echo "broken pipe" >&2; exit 42'] });
+      },
+    });
     const r = await run([t], ['fail']);
     expect(r.code).toBe(42);
     expect(r.stderr).toContain('error: sh exited with code 42: broken pipe');
@@ -80,7 +159,15 @@ describe('the task registry', () => {
 
   it('refuses a confirmation with no terminal (exit 3) before doing anything; --yes confirms', async () => {
     let dropped = false;
-    const t = defineTask({ name: 'drop', description: 'd', group: 'database', async run(ctx) { await ctx.confirm({ message: 'Drop everything' }); dropped = true; } });
+    const t = defineTask({
+      name: 'drop',
+      description: 'd',
+      group: 'database',
+      async run(ctx) {
+        await ctx.confirm({ message: 'Drop everything' });
+        dropped = true;
+      },
+    });
     const r = await run([t], ['drop']);
     expect(r.code).toBe(ExitCode.refused);
     expect(r.stderr).toContain('pass --yes to confirm without a terminal');
@@ -91,7 +178,9 @@ describe('the task registry', () => {
 
   it('validates the environment against the template and reports every problem, naming the file', async () => {
     const t = defineTask({ name: 'needs', description: 'n', group: 'custom', async run() {} });
-    const r = await run([t], ['needs'], { files: { '.env.template': '# p\n# @secret\nPOSTGRES_PASSWORD=\n# n\n# @int\nKEEP=3\n', '.env': 'KEEP=x\n' } });
+    const r = await run([t], ['needs'], {
+      files: { '.env.template': '# p\n# @secret\nPOSTGRES_PASSWORD=\n# n\n# @int\nKEEP=3\n', '.env': 'KEEP=x\n' },
+    });
     expect(r.code).toBe(ExitCode.invalidEnv);
     expect(r.stderr).toContain('POSTGRES_PASSWORD is missing; KEEP must be a whole number');
     expect(r.stderr).toContain('fix .env');
@@ -112,9 +201,13 @@ describe('the task registry', () => {
     const ac = new AbortController();
     let cleaned = false;
     const t = defineTask({
-      name: 'long', description: 'l', group: 'custom',
+      name: 'long',
+      description: 'l',
+      group: 'custom',
       async run(ctx) {
-        ctx.onCleanup(() => { cleaned = true; });
+        ctx.onCleanup(() => {
+          cleaned = true;
+        });
         setTimeout(() => ac.abort('SIGINT'), 100);
         await ctx.runner.run({ argv: ['sleep', '30'] });
       },
@@ -125,7 +218,14 @@ describe('the task registry', () => {
   });
 
   it('prints every command in dry-run and runs none', async () => {
-    const t = defineTask({ name: 'mk', description: 'm', group: 'custom', async run(ctx) { await ctx.runner.run({ argv: ['touch', path.join(ctx.root, 'made')] }); } });
+    const t = defineTask({
+      name: 'mk',
+      description: 'm',
+      group: 'custom',
+      async run(ctx) {
+        await ctx.runner.run({ argv: ['touch', path.join(ctx.root, 'made')] });
+      },
+    });
     const r = await run([t], ['-n', 'mk']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(`[dry-run] $ touch ${path.join(r.root, 'made')}`);
@@ -135,7 +235,14 @@ describe('the task registry', () => {
   it('lists tasks grouped, and shows a task help with its example', async () => {
     const tasks = [
       defineTask({ name: 'dev', description: 'Start it', group: 'stack', async run() {} }),
-      defineTask({ name: 'backup', description: 'Back it up', group: 'backups', example: 'tasks backup --only db', options: { only: { type: 'string', description: 'parts' } }, async run() {} }),
+      defineTask({
+        name: 'backup',
+        description: 'Back it up',
+        group: 'backups',
+        example: 'tasks backup --only db',
+        options: { only: { type: 'string', description: 'parts' } },
+        async run() {},
+      }),
     ];
     const list = await run(tasks, []);
     expect(list.stdout).toMatch(/stack:\n {2}dev +Start it\n\nbackups:\n {2}backup +Back it up/);

@@ -4,8 +4,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { STAGE_SCRIPT, SWAP_BACK_SCRIPT, SWAP_SCRIPT, bareName, folderLayout, nearestNames, newestName, restoreJobs, restoreStamp, rollbackCommand, selectParts, sideDatabaseName } from '../../scripts/restore.ts';
-import { TaskError } from '../../scripts/errors.ts';
+import {
+  STAGE_SCRIPT,
+  SWAP_BACK_SCRIPT,
+  SWAP_SCRIPT,
+  bareName,
+  folderLayout,
+  nearestNames,
+  newestName,
+  restoreJobs,
+  restoreStamp,
+  rollbackCommand,
+  selectParts,
+  sideDatabaseName,
+} from '../../scripts/restore.ts';
+import type { TaskError } from '../../scripts/errors.ts';
 
 describe('names', () => {
   it('stamps and side databases fit PostgreSQL identifiers', () => {
@@ -22,28 +35,50 @@ describe('names', () => {
   });
 
   it('nearest names: by time when the name has a date, else by edit distance', () => {
-    const names = ['odoo_backup_2026-05-01_02-00-00', 'odoo_backup_2026-05-06_02-00-00', 'odoo_backup_2025-01-01_02-00-00', 'other_backup_2026-05-05_02-00-00'];
-    expect(nearestNames('odoo_backup_2026-05-05_02-00-00', names, 2)).toEqual(['odoo_backup_2026-05-06_02-00-00', 'odoo_backup_2026-05-01_02-00-00']);
+    const names = [
+      'odoo_backup_2026-05-01_02-00-00',
+      'odoo_backup_2026-05-06_02-00-00',
+      'odoo_backup_2025-01-01_02-00-00',
+      'other_backup_2026-05-05_02-00-00',
+    ];
+    expect(nearestNames('odoo_backup_2026-05-05_02-00-00', names, 2)).toEqual([
+      'odoo_backup_2026-05-06_02-00-00',
+      'odoo_backup_2026-05-01_02-00-00',
+    ]);
     expect(nearestNames('odoo_bakup', ['odoo_backup', 'zzz', 'odoo_back'], 1)).toEqual(['odoo_backup']);
   });
 
   it('newest by the time in the name, never the file time', () => {
-    expect(newestName(['odoo_backup_2026-01-02_00-00-00', 'odoo_backup_2026-03-01_00-00-00', 'odoo_backup_2026-02-01_00-00-00', 'junk'])).toBe('odoo_backup_2026-03-01_00-00-00');
+    expect(
+      newestName(['odoo_backup_2026-01-02_00-00-00', 'odoo_backup_2026-03-01_00-00-00', 'odoo_backup_2026-02-01_00-00-00', 'junk']),
+    ).toBe('odoo_backup_2026-03-01_00-00-00');
     expect(newestName(['junk'])).toBeUndefined();
   });
 
   it('the rollback command restores the safety backup without taking another one', () => {
-    expect(rollbackCommand('odoo_backup_2026-01-01_00-00-00')).toBe('tasks restore odoo_backup_2026-01-01_00-00-00 --yes --no-safety-backup');
+    expect(rollbackCommand('odoo_backup_2026-01-01_00-00-00')).toBe(
+      'tasks restore odoo_backup_2026-01-01_00-00-00 --yes --no-safety-backup',
+    );
   });
 });
 
 describe('options', () => {
-  const parts = [{ name: 'database', kind: 'database' as const }, { name: 'filestore', kind: 'volume' as const }, { name: 'addons', kind: 'path' as const }];
+  const parts = [
+    { name: 'database', kind: 'database' as const },
+    { name: 'filestore', kind: 'volume' as const },
+    { name: 'addons', kind: 'path' as const },
+  ];
   it('--only picks parts (db means the database part); unknown parts are a usage error naming the ones there are', () => {
     expect([...selectParts(undefined, parts)]).toEqual(['database', 'filestore', 'addons']);
     expect([...selectParts('db,addons', parts)]).toEqual(['database', 'addons']);
-    expect(() => selectParts('files', parts)).toThrow(/--only files: this backup has no part "files" \(it has: database, filestore, addons\)/);
-    try { selectParts('x', parts); } catch (e) { expect((e as TaskError).exitCode).toBe(2); }
+    expect(() => selectParts('files', parts)).toThrow(
+      /--only files: this backup has no part "files" \(it has: database, filestore, addons\)/,
+    );
+    try {
+      selectParts('x', parts);
+    } catch (e) {
+      expect((e as TaskError).exitCode).toBe(2);
+    }
   });
 
   it('--jobs defaults to min(4, cores) and must be a whole number', () => {
@@ -95,7 +130,8 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
     expect(spawnSync('tar', ['-cf', tar, '-C', src, '.']).status).toBe(0);
     return { base, dest, tar, work: path.join(base, '.restore-1') };
   }
-  const bash = (script: string, args: string[], stdin?: string) => spawnSync('bash', ['-c', script, 'bash', ...args], { input: stdin ? fs.readFileSync(stdin) : undefined, encoding: 'utf8' });
+  const bash = (script: string, args: string[], stdin?: string) =>
+    spawnSync('bash', ['-c', script, 'bash', ...args], { input: stdin ? fs.readFileSync(stdin) : undefined, encoding: 'utf8' });
   /** Stage (the live folder untouched), then swap. */
   function swapIn(tar: string, dest: string, work: string, from: string, to: string, mode: 'entries' | 'whole') {
     const staged = bash(STAGE_SCRIPT, [dest, work, '0', '', from, to, '', ''], tar);

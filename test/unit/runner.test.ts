@@ -8,7 +8,16 @@ import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
 
 function sink() {
   let text = '';
-  return { write: (s: string) => { text += s; return true; }, get text() { return text; }, isTTY: false };
+  return {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    get text() {
+      return text;
+    },
+    isTTY: false,
+  };
 }
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));
 
@@ -48,7 +57,10 @@ describe('runner', () => {
     const copy = path.join(dir, 'copy.bin');
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
     // The writer: 3 MB in three steps, 150 ms apart (the reader catches up and waits at the end each time).
-    const writer = r.run({ argv: ['sh', '-c', 'for i in 1 2 3; do head -c 1048576 /dev/urandom; sleep 0.15; done'], stdout: { file: growing } });
+    const writer = r.run({
+      argv: ['sh', '-c', 'for i in 1 2 3; do head -c 1048576 /dev/urandom; sleep 0.15; done'],
+      stdout: { file: growing },
+    });
     const reader = r.run({ argv: ['cat'], stdin: { file: growing, until: writer }, stdout: { file: copy } });
     await writer;
     await reader;
@@ -61,7 +73,9 @@ describe('runner', () => {
     const big = path.join(dir, 'big.bin');
     fs.writeFileSync(big, Buffer.alloc(8 << 20, 1));
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
-    await expect(r.run({ argv: ['sh', '-c', 'head -c 10 > /dev/null; exit 3'], stdin: { file: big, until: Promise.resolve() }, stderr: 'capture' })).rejects.toMatchObject({ exitCode: 3 });
+    await expect(
+      r.run({ argv: ['sh', '-c', 'head -c 10 > /dev/null; exit 3'], stdin: { file: big, until: Promise.resolve() }, stderr: 'capture' }),
+    ).rejects.toMatchObject({ exitCode: 3 });
   });
 
   it('a followed file that never appears (its writer failed first) ends the child input instead of crashing', async () => {
@@ -69,7 +83,11 @@ describe('runner', () => {
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
     const failed = Promise.reject(new Error('pg_dump: not found'));
     failed.catch(() => undefined);
-    const res = await r.run({ argv: ['sh', '-c', 'n=$(wc -c); echo "read $n"'], stdin: { file: path.join(dir, 'never'), until: failed }, stdout: 'capture' });
+    const res = await r.run({
+      argv: ['sh', '-c', 'n=$(wc -c); echo "read $n"'],
+      stdin: { file: path.join(dir, 'never'), until: failed },
+      stdout: 'capture',
+    });
     expect(res.stdout.trim()).toBe('read 0');
   });
 
@@ -89,7 +107,11 @@ describe('runner', () => {
 
   it('gives secrets to the child through the environment, never on argv', async () => {
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
-    const res = await r.run({ argv: ['sh', '-c', 'printf %s "$PGPASSWORD"; cat /proc/$$/cmdline | tr "\\0" " "'], env: { PGPASSWORD: 'pw-in-env-only' }, stdout: 'capture' });
+    const res = await r.run({
+      argv: ['sh', '-c', 'printf %s "$PGPASSWORD"; cat /proc/$$/cmdline | tr "\\0" " "'],
+      env: { PGPASSWORD: 'pw-in-env-only' },
+      stdout: 'capture',
+    });
     expect(res.stdout.startsWith('pw-in-env-only')).toBe(true);
     expect(res.stdout.slice('pw-in-env-only'.length)).not.toContain('pw-in-env-only');
   });
@@ -114,7 +136,10 @@ describe('runner', () => {
 
   it('hands every command as data to an injected launcher (how tests observe commands)', async () => {
     const seen: Cmd[] = [];
-    const exec: Exec = async (cmd) => { seen.push(cmd); return { code: 0, stdout: 'fake', stderr: '' }; };
+    const exec: Exec = async (cmd) => {
+      seen.push(cmd);
+      return { code: 0, stdout: 'fake', stderr: '' };
+    };
     const r = createRunner({ log: createLogger({ sink: sink() }), env: {}, cwd: '/x', exec });
     const res = await r.run({ argv: ['docker', 'compose', 'ps'], stdout: 'capture' });
     expect(res.stdout).toBe('fake');
@@ -122,7 +147,8 @@ describe('runner', () => {
   });
 
   it('quotes arguments for display the way a shell would read them', () => {
-    expect(displayCommand({ argv: ['psql', '-c', "select 'a b'", '--x=1'], stdin: { file: '/tmp/a b' }, stdout: { file: '/tmp/o' } }))
-      .toBe(`psql -c 'select '\\''a b'\\''' --x=1 < '/tmp/a b' > /tmp/o`);
+    expect(displayCommand({ argv: ['psql', '-c', "select 'a b'", '--x=1'], stdin: { file: '/tmp/a b' }, stdout: { file: '/tmp/o' } })).toBe(
+      `psql -c 'select '\\''a b'\\''' --x=1 < '/tmp/a b' > /tmp/o`,
+    );
   });
 });

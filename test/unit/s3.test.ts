@@ -1,16 +1,41 @@
 import { describe, expect, it } from 'vitest';
-import { awsEnv, awsFailure, md5Etag, missingCredentials, objectKey, s3, s3Settings, s3Url, SINGLE_PUT_MAX, uploadFile, type S3Settings } from '../../scripts/s3.ts';
+import {
+  awsEnv,
+  awsFailure,
+  md5Etag,
+  missingCredentials,
+  objectKey,
+  s3,
+  s3Settings,
+  s3Url,
+  SINGLE_PUT_MAX,
+  uploadFile,
+  type S3Settings,
+} from '../../scripts/s3.ts';
 import { CommandError, ExitCode } from '../../scripts/errors.ts';
 import { createRunner, type Exec } from '../../scripts/runner.ts';
 import { createLogger } from '../../scripts/log.ts';
 
-const r2: S3Settings = { bucket: 'backups', prefix: 'odoo/', endpoint: 'https://acc.r2.cloudflarestorage.com', region: 'auto', terminal: false };
+const r2: S3Settings = {
+  bucket: 'backups',
+  prefix: 'odoo/',
+  endpoint: 'https://acc.r2.cloudflarestorage.com',
+  region: 'auto',
+  terminal: false,
+};
 const aws: S3Settings = { bucket: 'backups', prefix: '', terminal: true };
 
 describe('s3 settings', () => {
   it('reads bucket, prefix, endpoint and region from the env; no bucket means local only', () => {
     const env: Record<string, string> = { S3_BUCKET: 's3://b/', S3_PREFIX: 'p/', S3_ENDPOINT: 'http://x:9000', S3_REGION: 'auto' };
-    expect(s3Settings((k) => env[k], false)).toEqual({ bucket: 'b', prefix: 'p/', endpoint: 'http://x:9000', region: 'auto', profile: undefined, terminal: false });
+    expect(s3Settings((k) => env[k], false)).toEqual({
+      bucket: 'b',
+      prefix: 'p/',
+      endpoint: 'http://x:9000',
+      region: 'auto',
+      profile: undefined,
+      terminal: false,
+    });
     expect(s3Settings(() => undefined, false)).toBeUndefined();
   });
 
@@ -20,20 +45,58 @@ describe('s3 settings', () => {
   });
 
   it('names missing credentials', () => {
-    const none = missingCredentials(() => undefined, '/nonexistent', () => false);
+    const none = missingCredentials(
+      () => undefined,
+      '/nonexistent',
+      () => false,
+    );
     expect(none).toMatch(/AWS_ACCESS_KEY_ID.*AWS_PROFILE/);
     const env: Record<string, string> = { AWS_ACCESS_KEY_ID: 'AK' };
-    expect(missingCredentials((k) => env[k], '/h', () => false)).toMatch(/AWS_SECRET_ACCESS_KEY/);
-    expect(missingCredentials((k) => ({ ...env, AWS_SECRET_ACCESS_KEY: 's' })[k], '/h', () => false)).toBeUndefined();
-    expect(missingCredentials((k) => ({ AWS_PROFILE: 'prod' } as Record<string, string>)[k], '/h', () => false)).toBeUndefined();
-    expect(missingCredentials(() => undefined, '/h', (p) => p === '/h/.aws/credentials')).toBeUndefined();
+    expect(
+      missingCredentials(
+        (k) => env[k],
+        '/h',
+        () => false,
+      ),
+    ).toMatch(/AWS_SECRET_ACCESS_KEY/);
+    expect(
+      missingCredentials(
+        (k) => ({ ...env, AWS_SECRET_ACCESS_KEY: 's' })[k],
+        '/h',
+        () => false,
+      ),
+    ).toBeUndefined();
+    expect(
+      missingCredentials(
+        (k) => (({ AWS_PROFILE: 'prod' }) as Record<string, string>)[k],
+        '/h',
+        () => false,
+      ),
+    ).toBeUndefined();
+    expect(
+      missingCredentials(
+        () => undefined,
+        '/h',
+        (p) => p === '/h/.aws/credentials',
+      ),
+    ).toBeUndefined();
   });
 });
 
 describe('aws argv builders', () => {
   it('cp with endpoint, region and quiet flags without a terminal', () => {
     expect(s3.cp(r2, '/b/x.tar.gz', 's3://backups/odoo/x.tar.gz')).toEqual([
-      'aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3', 'cp', '/b/x.tar.gz', 's3://backups/odoo/x.tar.gz', '--no-progress', '--only-show-errors',
+      'aws',
+      '--endpoint-url',
+      'https://acc.r2.cloudflarestorage.com',
+      '--region',
+      'auto',
+      's3',
+      'cp',
+      '/b/x.tar.gz',
+      's3://backups/odoo/x.tar.gz',
+      '--no-progress',
+      '--only-show-errors',
     ]);
   });
 
@@ -42,9 +105,33 @@ describe('aws argv builders', () => {
   });
 
   it('ls, rm and head-object', () => {
-    expect(s3.ls(r2)).toEqual(['aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3api', 'list-objects-v2', '--bucket', 'backups', '--prefix', 'odoo/', '--output', 'json']);
+    expect(s3.ls(r2)).toEqual([
+      'aws',
+      '--endpoint-url',
+      'https://acc.r2.cloudflarestorage.com',
+      '--region',
+      'auto',
+      's3api',
+      'list-objects-v2',
+      '--bucket',
+      'backups',
+      '--prefix',
+      'odoo/',
+      '--output',
+      'json',
+    ]);
     expect(s3.rm(aws, 'k.tar.gz')).toEqual(['aws', 's3', 'rm', 's3://backups/k.tar.gz', '--only-show-errors']);
-    expect(s3.headObject(aws, 'k.tar.gz')).toEqual(['aws', 's3api', 'head-object', '--bucket', 'backups', '--key', 'k.tar.gz', '--output', 'json']);
+    expect(s3.headObject(aws, 'k.tar.gz')).toEqual([
+      'aws',
+      's3api',
+      'head-object',
+      '--bucket',
+      'backups',
+      '--key',
+      'k.tar.gz',
+      '--output',
+      'json',
+    ]);
   });
 
   it('never puts credentials on argv', () => {
@@ -72,13 +159,30 @@ describe('upload: one PUT up to 200 MiB, multipart above; what arrived is checke
   const quiet = () => createLogger({ sink: { write: () => true } });
   function recording(answers: (argv: readonly string[]) => { code: number; stdout: string; stderr: string }) {
     const calls: string[][] = [];
-    const exec: Exec = async (cmd) => { calls.push([...cmd.argv]); return answers(cmd.argv); };
+    const exec: Exec = async (cmd) => {
+      calls.push([...cmd.argv]);
+      return answers(cmd.argv);
+    };
     return { calls, runner: createRunner({ log: quiet(), env: {}, cwd: '/', exec }) };
   }
 
   it('put-object argv', () => {
     expect(s3.putObject(r2, '/b/x.tar.gz', 'odoo/x.tar.gz')).toEqual([
-      'aws', '--endpoint-url', 'https://acc.r2.cloudflarestorage.com', '--region', 'auto', 's3api', 'put-object', '--bucket', 'backups', '--key', 'odoo/x.tar.gz', '--body', '/b/x.tar.gz', '--output', 'json',
+      'aws',
+      '--endpoint-url',
+      'https://acc.r2.cloudflarestorage.com',
+      '--region',
+      'auto',
+      's3api',
+      'put-object',
+      '--bucket',
+      'backups',
+      '--key',
+      'odoo/x.tar.gz',
+      '--body',
+      '/b/x.tar.gz',
+      '--output',
+      'json',
     ]);
   });
 
@@ -95,21 +199,31 @@ describe('upload: one PUT up to 200 MiB, multipart above; what arrived is checke
   });
 
   it('an ETag that is not the MD5 (an encrypted object) falls back to the size check, which must pass', async () => {
-    const { calls, runner } = recording((argv) => (argv.includes('head-object') ? { code: 0, stdout: '{"ContentLength": 10}', stderr: '' } : { code: 0, stdout: '{"ETag": "\\"ffffffffffffffffffffffffffffffff\\""}', stderr: '' }));
+    const { calls, runner } = recording((argv) =>
+      argv.includes('head-object')
+        ? { code: 0, stdout: '{"ContentLength": 10}', stderr: '' }
+        : { code: 0, stdout: '{"ETag": "\\"ffffffffffffffffffffffffffffffff\\""}', stderr: '' },
+    );
     expect(await uploadFile(runner, aws, '/f', 'k', 10, { md5 })).toBe('size');
     expect(calls.map((c) => c[2])).toEqual(['put-object', 'head-object']);
   });
 
   it('a file over the cutoff goes multipart through aws s3 cp, then its size is checked', async () => {
     const big = SINGLE_PUT_MAX + 1;
-    const { calls, runner } = recording((argv) => (argv.includes('head-object') ? { code: 0, stdout: `{"ContentLength": ${big}}`, stderr: '' } : { code: 0, stdout: '', stderr: '' }));
+    const { calls, runner } = recording((argv) =>
+      argv.includes('head-object') ? { code: 0, stdout: `{"ContentLength": ${big}}`, stderr: '' } : { code: 0, stdout: '', stderr: '' },
+    );
     expect(await uploadFile(runner, aws, '/f', 'k', big, { md5 })).toBe('size');
     expect(calls.map((c) => c.slice(1, 3).join(' '))).toEqual(['s3 cp', 's3api head-object']);
   });
 });
 
 describe('aws failures', () => {
-  it.each([[1, /code 1 \(a transfer failed\)/], [2, /code 2 \(files were skipped\)/], [255, /code 255/]])('aws exit %i is an upload failure (exit 8)', (code, re) => {
+  it.each([
+    [1, /code 1 \(a transfer failed\)/],
+    [2, /code 2 \(files were skipped\)/],
+    [255, /code 255/],
+  ])('aws exit %i is an upload failure (exit 8)', (code, re) => {
     const e = awsFailure('upload', new CommandError('aws s3 cp', ['aws'], code, 'upload failed: x'));
     expect(e.exitCode).toBe(ExitCode.uploadFailed);
     expect(e.message).toMatch(re);
@@ -117,7 +231,10 @@ describe('aws failures', () => {
 
   it('uploadFile retries a bounded number of times, then fails with exit 8', async () => {
     let calls = 0;
-    const exec: Exec = async () => { calls++; return { code: 1, stdout: '', stderr: 'upload failed: connection reset' }; };
+    const exec: Exec = async () => {
+      calls++;
+      return { code: 1, stdout: '', stderr: 'upload failed: connection reset' };
+    };
     const runner = createRunner({ log: createLogger({ sink: { write: () => true } }), env: {}, cwd: '/', exec });
     const err = await uploadFile(runner, aws, '/f', 'k', 10, { attempts: 3, sleep: async () => undefined }).catch((e) => e);
     expect(calls).toBe(3);
@@ -126,7 +243,8 @@ describe('aws failures', () => {
   });
 
   it('uploadFile fails when the object size differs from the file', async () => {
-    const exec: Exec = async (cmd) => (cmd.argv.includes('head-object') ? { code: 0, stdout: '{"ContentLength": 5}', stderr: '' } : { code: 0, stdout: '', stderr: '' });
+    const exec: Exec = async (cmd) =>
+      cmd.argv.includes('head-object') ? { code: 0, stdout: '{"ContentLength": 5}', stderr: '' } : { code: 0, stdout: '', stderr: '' };
     const runner = createRunner({ log: createLogger({ sink: { write: () => true } }), env: {}, cwd: '/', exec });
     const err = await uploadFile(runner, aws, '/f', 'k', 10, { attempts: 2, sleep: async () => undefined }).catch((e) => e);
     expect(err.exitCode).toBe(ExitCode.uploadFailed);
