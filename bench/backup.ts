@@ -172,23 +172,35 @@ rm -rf "$T"`;
   const mb = (n: number) => `${(n / 1048576).toFixed(0)} MB`;
   const md = `
 Backup of a \`pgbench -i -s ${scale}\` database plus a ${filestoreMb} MB filestore (90 % random bytes like PDFs and images) and \`addons/\`,
-URL mode, uploaded to a local s3rver with the real aws CLI ${keys.length ? '' : '(no upload seen!)'}. Median of ${RUNS} runs after one untimed warm-up run of each, run order alternated; default retention (nothing to prune). ${machine()}.
+URL mode, uploaded to a local s3rver with the real aws CLI ${keys.length ? '' : '(no upload seen!)'}. \
+Median of ${RUNS} runs after one untimed warm-up run of each, run order alternated; default retention (nothing to prune). ${machine()}.
 
 | | wall time (median) | archive size | node peak RSS |
 |---|---|---|---|
-| \`tasks backup\` (dump ‖ tar compressed into its member, sha256, check, upload in one PUT checked by ETag = MD5, prune) | ${t.toFixed(1)} s | ${mb(newSize)} | ${peak.toFixed(0)} MB |
-| old backup.sh approach (pg_dump, \`tar czf\` filestore and addons, \`tar czf\` of all, \`aws s3 cp\`) | ${o.toFixed(1)} s | ${mb(oldSize)} | — |
+| \`tasks backup\` (dump ‖ tar compressed into its member, sha256, check, upload in one PUT checked by ETag = MD5, prune) \
+| ${t.toFixed(1)} s | ${mb(newSize)} | ${peak.toFixed(0)} MB |
+| old backup.sh approach (pg_dump, \`tar czf\` filestore and addons, \`tar czf\` of all, \`aws s3 cp\`) \
+| ${o.toFixed(1)} s | ${mb(oldSize)} | — |
 | ratio | **${(t / o).toFixed(2)}×** (target ≤ 0.4×) | ${(newSize / oldSize).toFixed(2)}× | target < 150 MB |
 
 All runs: tasks ${tasks.map((x) => x.toFixed(1)).join(', ')} s; old ${old.map((x) => x.toFixed(1)).join(', ')} s.
-Load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores, the benchmark's own processes included; runs alternate so both sides share any noise.
+Load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores, the benchmark's own processes included; \
+runs alternate so both sides share any noise.
 
 The floor the required order sets: the archive is checked before anything is uploaded, and the dump must be complete before the
-archive can be checked, so pg_dump (${dumpS.toFixed(1)} s, median of the timed runs) and the upload (${uploadS.toFixed(1)} s) run one after the other:
-${(dumpS + uploadS).toFixed(1)} s, ${((dumpS + uploadS) / o).toFixed(2)}× the old approach before any other step, against a target of ${(0.4 * o).toFixed(1)} s (0.4×).
-The old script's own runs show the same floor: its pg_dump took ${median(oldDump).toFixed(1)} s and its upload of a ${mb(oldSize)} archive ${median(oldUpload).toFixed(1)} s (medians),
-${(median(oldDump) + median(oldUpload)).toFixed(1)} s together, ${((median(oldDump) + median(oldUpload)) / o).toFixed(2)}× its total: any backup that checks its archive before uploading runs these two one after the other.
-${dumpS + uploadS > 0.4 * o ? 'With this S3 stand-in (s3rver, a Node process on the same 2 cores) the target cannot be met without uploading before the check.' : ''}
+archive can be checked, so pg_dump (${dumpS.toFixed(1)} s, median of the timed runs) and the upload (${uploadS.toFixed(1)} s) \
+run one after the other:
+${(dumpS + uploadS).toFixed(1)} s, ${((dumpS + uploadS) / o).toFixed(2)}× the old approach before any other step, \
+against a target of ${(0.4 * o).toFixed(1)} s (0.4×).
+The old script's own runs show the same floor: its pg_dump took ${median(oldDump).toFixed(1)} s \
+and its upload of a ${mb(oldSize)} archive ${median(oldUpload).toFixed(1)} s (medians),
+${(median(oldDump) + median(oldUpload)).toFixed(1)} s together, ${((median(oldDump) + median(oldUpload)) / o).toFixed(2)}× its total: \
+any backup that checks its archive before uploading runs these two one after the other.
+${
+  dumpS + uploadS > 0.4 * o
+    ? 'With this S3 stand-in (s3rver, a Node process on the same 2 cores) the target cannot be met without uploading before the check.'
+    : ''
+}
 
 Steps of the last \`tasks backup\` run (its own timestamped log, one-second resolution):
 
@@ -198,7 +210,8 @@ ${phases}
 
 Why: the dump is already compressed and the filestore is mostly incompressible, so the old script spends most of its time
 in gzip run twice over data it cannot shrink. \`tasks backup\` stores the dump and the media as they are
-inside the .tar.gz (stored deflate blocks) and deflates (level 1) only the 64 KB pieces of a folder that are text (judged by their byte entropy).
+inside the .tar.gz (stored deflate blocks) and deflates (level 1) only the 64 KB pieces of a folder that are text \
+(judged by their byte entropy).
 It runs pg_dump (at compression level 1, its only compression) and the filestore tar side by side, and compresses the filestore
 into its archive member while tar writes it (the member's header is rewritten in place once the size is known), so once pg_dump
 ends the archive is mostly a copy. It reads the whole dump as pg_dump writes it, and still checks every sha256 and the whole dump

@@ -128,20 +128,35 @@ try {
     ['db-import --yes', imp, 'createdb + pg_restore --no-owner --no-acl --role --exit-on-error'],
   ] as const;
   const md = [
-    `pgbench -i -s ${scale}: ${(scale * 100_000).toLocaleString('en')} accounts, database ${sizeMb} MB, custom dump ${(dumpBytes / 1048576).toFixed(0)} MB; URL mode against a local PostgreSQL 15; medians of ${RUNS}, runs alternated. ${machine()}; load average (1 min) at the end ${os.loadavg()[0]!.toFixed(1)}, the benchmark's own processes included.`,
+    `pgbench -i -s ${scale}: ${(scale * 100_000).toLocaleString('en')} accounts, database ${sizeMb} MB, ` +
+      `custom dump ${(dumpBytes / 1048576).toFixed(0)} MB; URL mode against a local PostgreSQL 15; medians of ${RUNS}, runs alternated. ` +
+      `${machine()}; load average (1 min) at the end ${os.loadavg()[0]!.toFixed(1)}, the benchmark's own processes included.`,
     '',
     '| operation | tasks (s) | by hand (s) | ratio | node peak RSS (MB) | baseline |',
     '|---|---|---|---|---|---|',
     ...rows.map(
       ([name, m, base]) =>
-        `| ${name} | ${f(median(m.tasks))} | ${f(median(m.hand))} | ${ratio(m.tasks, m.hand).toFixed(2)}× | ${Math.max(...m.peak).toFixed(0)} | \`${base}\` |`,
+        `| ${name} | ${f(median(m.tasks))} | ${f(median(m.hand))} | ${ratio(m.tasks, m.hand).toFixed(2)}× ` +
+        `| ${Math.max(...m.peak).toFixed(0)} | \`${base}\` |`,
     ),
     '',
-    `Targets: node peak RSS < 150 MB — ${peak < 150 ? 'met' : 'NOT met'} (${peak.toFixed(0)} MB, VmHWM of the node process alone, sampled every 50 ms); ` +
-      `wall time ≤ 1.1× by hand — export ${ratio(exp.tasks, exp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(exp.tasks, exp.hand).toFixed(2)}×; with --verify ${ratio(full.tasks, full.hand) <= 1.1 ? 'met' : 'NOT met'}, ${ratio(full.tasks, full.hand).toFixed(2)}×), import ${ratio(imp.tasks, imp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(imp.tasks, imp.hand).toFixed(2)}×).`,
+    `Targets: node peak RSS < 150 MB — ${peak < 150 ? 'met' : 'NOT met'} ` +
+      `(${peak.toFixed(0)} MB, VmHWM of the node process alone, sampled every 50 ms); ` +
+      `wall time ≤ 1.1× by hand — export ${ratio(exp.tasks, exp.hand) <= 1.1 ? 'met' : 'NOT met'} ` +
+      `(${ratio(exp.tasks, exp.hand).toFixed(2)}×; ` +
+      `with --verify ${ratio(full.tasks, full.hand) <= 1.1 ? 'met' : 'NOT met'}, ${ratio(full.tasks, full.hand).toFixed(2)}×), ` +
+      `import ${ratio(imp.tasks, imp.hand) <= 1.1 ? 'met' : 'NOT met'} (${ratio(imp.tasks, imp.hand).toFixed(2)}×).`,
     '',
-    'What the task does beyond the bare command: export starts Node and zx, reads the server and pg_dump versions while pg_dump runs, writes to a temp file, reads its table of contents and its last data block (`pg_restore --list`, then `--data-only -t <last table> -f /dev/null`: the file is whole) before renaming it (`--verify`: every block, `pg_restore -f /dev/null`); import reads the archive header, versions and the target side by side, restores into a new database and swaps it in (both renames in one transaction, then drops the old one). The by-hand commands are typed as a user would, through PATH (on Debian, the pg_wrapper script); the task runs the versioned binaries behind it (about 25 ms less per call). Raw runs (s): ' +
-      `export tasks ${exp.tasks.map(f).join(', ')} / --verify ${full.tasks.map(f).join(', ')} / by hand ${exp.hand.map(f).join(', ')}; import tasks ${imp.tasks.map(f).join(', ')} / by hand ${imp.hand.map(f).join(', ')}.`,
+    'What the task does beyond the bare command: export starts Node and zx, reads the server and pg_dump versions while pg_dump runs, ' +
+      'writes to a temp file, reads its table of contents and its last data block ' +
+      '(`pg_restore --list`, then `--data-only -t <last table> -f /dev/null`: the file is whole) ' +
+      'before renaming it (`--verify`: every block, `pg_restore -f /dev/null`); ' +
+      'import reads the archive header, versions and the target side by side, restores into a new database and swaps it in ' +
+      '(both renames in one transaction, then drops the old one). ' +
+      'The by-hand commands are typed as a user would, through PATH (on Debian, the pg_wrapper script); ' +
+      'the task runs the versioned binaries behind it (about 25 ms less per call). Raw runs (s): ' +
+      `export tasks ${exp.tasks.map(f).join(', ')} / --verify ${full.tasks.map(f).join(', ')} / by hand ${exp.hand.map(f).join(', ')}; ` +
+      `import tasks ${imp.tasks.map(f).join(', ')} / by hand ${imp.hand.map(f).join(', ')}.`,
   ].join('\n');
   writeSection('database', md);
   process.stdout.write(`${md}\n`);

@@ -136,25 +136,33 @@ try {
     `
 ### Restore: \`tasks restore --yes --no-safety-backup\` vs the old restore.sh steps
 
-${machine()}. Dataset: \`pgbench -i -s ${scale}\` (database ${dbSize}) + ${filestoreMb} MB incompressible filestore (host-path part) + addons; URL mode against a local PostgreSQL 15. Archive ${(archiveSize / 1e6).toFixed(0)} MB made by \`tasks backup\`. ${RUNS} runs each, alternated; medians of whole-process wall time (GNU time).
+${machine()}. Dataset: \`pgbench -i -s ${scale}\` (database ${dbSize}) + ${filestoreMb} MB incompressible filestore (host-path part) \
++ addons; URL mode against a local PostgreSQL 15. Archive ${(archiveSize / 1e6).toFixed(0)} MB made by \`tasks backup\`. \
+${RUNS} runs each, alternated; medians of whole-process wall time (GNU time).
 
 | | median wall time (s) | runs (s) | ratio |
 |---|---|---|---|
 | \`tasks restore <name> --yes --no-safety-backup\` | ${f(mt)} | ${tasks.map(f).join(', ')} | ${ratio.toFixed(2)}× |
-| old: \`tar xzf\`, \`dropdb\`, \`createdb\`, single-job \`pg_restore\`, \`tar xzf\` filestore and addons | ${f(mo)} | ${old.map(f).join(', ')} | 1.00× |
+| old: \`tar xzf\`, \`dropdb\`, \`createdb\`, single-job \`pg_restore\`, \`tar xzf\` filestore and addons \
+| ${f(mo)} | ${old.map(f).join(', ')} | 1.00× |
 | \`tasks restore <name> --yes\` (with the safety backup first), one run | ${f(safety.seconds)} | | ${(safety.seconds / mo).toFixed(2)}× |
 
-Target: at most 0.7× the old approach: **${ratio <= 0.7 ? 'met' : 'NOT met'}** (${ratio.toFixed(2)}×). Peak RSS of the tasks process: ${Math.round(Math.max(...rss) / 1024)} MB.
+Target: at most 0.7× the old approach: **${ratio <= 0.7 ? 'met' : 'NOT met'}** (${ratio.toFixed(2)}×). \
+Peak RSS of the tasks process: ${Math.round(Math.max(...rss) / 1024)} MB.
 
 What the task does that the old steps do not: checks every part's sha256 against the manifest and every member while
 unpacking (one pass over the archive), reads the dump's versions and the whole dump (\`pg_restore -f /dev/null\`) alongside the
-rest of the unpacking, restores into a new database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` and swaps it in (both renames in one transaction; the old
+rest of the unpacking, restores into a new database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` \
+and swaps it in (both renames in one transaction; the old
 database stays until the end, then its DROP forces a checkpoint), unpacks the folders beside the live ones while the database
 loads and swaps them in with the previous copies kept until success. The old steps drop the live database before knowing the dump loads.
 
-The floor: the old steps' own single-job \`pg_restore\` (the database load, timed inside each old run) took ${f(median(oldLoad))} s, ${(median(oldLoad) / mo).toFixed(2)}× of
+The floor: the old steps' own single-job \`pg_restore\` (the database load, timed inside each old run) \
+took ${f(median(oldLoad))} s, ${(median(oldLoad) / mo).toFixed(2)}× of
 the old total, and no restore of this dataset loads the database faster: 99% of the data is one table (pgbench_accounts)
-whose single COPY and primary-key build \`pg_restore -j\` cannot split${median(oldLoad) / mo > 0.7 ? ', so the 0.7× target is below what the load alone costs here' : ''}.
+whose single COPY and primary-key build \`pg_restore -j\` cannot split${
+      median(oldLoad) / mo > 0.7 ? ', so the 0.7× target is below what the load alone costs here' : ''
+    }.
 With several tables of similar size (a real Odoo database) \`-j\` does more.
 Load average (1 min) at the start and the end: ${load0} and ${os.loadavg()[0]!.toFixed(1)}.
 Run: \`npx tsx bench/restore.ts [scale] [filestoreMB] [runs]\`.

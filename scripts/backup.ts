@@ -283,7 +283,8 @@ async function producePart(
     }
     if (ran.value.code === 1)
       ctx.log.warn(
-        `backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
+        `backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ` +
+          `${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
       );
     digest = frag.value;
     // The member holds the bytes now; the plain copy is not needed any more.
@@ -468,7 +469,8 @@ export async function runBackup(
     };
     if (dryRun) {
       ctx.log.info(
-        `[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`,
+        `[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), ` +
+          `check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`,
       );
       return { name, file: final, size: 0, uploaded: false };
     }
@@ -552,7 +554,8 @@ export async function runBackup(
       }
       uploaded = true;
       ctx.log.success(
-        `uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`,
+        `uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ` +
+          `${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`,
       );
     } else {
       ctx.log.info('S3_BUCKET is not set: the backup stays local');
@@ -761,7 +764,8 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
       await pg.psqlQuery(
         ctx,
         t,
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+        'SELECT count(*) FROM information_schema.tables ' +
+          "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
         { database: db },
       ),
     );

@@ -154,8 +154,16 @@ export const compose = {
 
 // v2 / docker CLI: "Cannot connect to the Docker daemon at unix://… Is the docker daemon running?";
 // v1 (docker-py): "Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, …))".
-const DAEMON_DOWN =
-  /Cannot connect to the Docker daemon|Couldn't connect to Docker daemon|Is the docker daemon running|error during connect|Error while fetching server API version/i;
+const DAEMON_DOWN = new RegExp(
+  [
+    'Cannot connect to the Docker daemon',
+    "Couldn't connect to Docker daemon",
+    'Is the docker daemon running',
+    'error during connect',
+    'Error while fetching server API version',
+  ].join('|'),
+  'i',
+);
 const NO_PERMISSION = /permission denied while trying to connect to the Docker daemon|PermissionError\(13|Permission denied'\)/i;
 
 /** Turns a failed compose/docker command into the one line a user needs. */
@@ -354,7 +362,8 @@ export async function containerStates(runner: Runner, p: ComposeProject, service
     .filter(Boolean);
   if (!ids.length) return [];
   const fmt =
-    '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+    '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t' +
+    '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await runner.run({ argv: ['docker', 'inspect', '--format', fmt, ...ids], stdout: 'capture', stderr: 'capture' });
   return r.stdout
     .split('\n')

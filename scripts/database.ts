@@ -75,7 +75,8 @@ async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').
         .filter(Boolean);
       const line = tail.find((l) => /ERROR:|error:/.test(l)) ?? tail.at(-1) ?? '';
       throw new TaskError(
-        `seed ${path.basename(file)} failed (rolled back): ${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`,
+        `seed ${path.basename(file)} failed (rolled back): ` +
+          `${line.replace(/^psql:[^:]*:(\d+): ERROR:\s*/, 'line $1: ').replace(/^ERROR:\s*/, '')}`,
         { exitCode: e.exitCode },
       );
     }
@@ -179,7 +180,9 @@ const resetDb = defineTask({
     const t = pg.pgTarget(c);
     const server = await pg.serverVersion(c, t);
     await ctx.confirm({
-      message: `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) and recreates it empty: all its data is lost`,
+      message:
+        `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
+        'and recreates it empty: all its data is lost',
       ...(prod ? { typed: t.database } : {}),
       requireForce: prod,
       force: ctx.opts.force,
@@ -350,7 +353,9 @@ const dbImport = defineTask({
     const size = fs.statSync(file).size;
     const { formatBytes, formatDuration } = await import('./log.ts');
     await ctx.confirm({
-      message: `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) with ${shown} (${formatBytes(size)})`,
+      message:
+        `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
+        `with ${shown} (${formatBytes(size)})`,
       ...(prod ? { typed: t.database } : {}),
       requireForce: prod,
       force: ctx.opts.force,
@@ -396,7 +401,8 @@ const dbImport = defineTask({
         .dropDatabase(c, t, old, { force: true, serverMajor: server.major })
         .catch((err) =>
           ctx.log.warn(
-            `the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`,
+            `the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); ` +
+              `drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`,
           ),
         );
     } else {

@@ -1,4 +1,5 @@
-// Generates the task reference in README.md and docs/reference.md from the registry: `npx tsx scripts/docs.ts` rewrites, `--check` exits 1 when stale.
+// Generates the task reference in README.md and docs/reference.md from the registry: `npx tsx scripts/docs.ts` rewrites,
+// `--check` exits 1 when stale.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -57,7 +58,8 @@ export function renderReadme(tasks: AnyTask[], services: string[]): string {
     for (const t of inGroup) {
       const u = usageOf(t);
       lines.push(
-        `| \`tasks ${t.name}${u ? ` ${u}` : ''}\`${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`,
+        `| \`tasks ${t.name}${u ? ` ${u}` : ''}\`` +
+          `${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`,
       );
     }
     lines.push('');

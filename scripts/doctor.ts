@@ -114,7 +114,10 @@ export function awsArgs(env: { endpoint?: string; region?: string }, args: strin
   return ['aws', ...(env.endpoint ? ['--endpoint-url', env.endpoint] : []), ...(env.region ? ['--region', env.region] : []), ...args];
 }
 
-/** Environment for every aws call: R2 rejects the default CRC checksums of newer CLIs (aws/aws-cli#9214); few retries for a quick answer. */
+/**
+ * Environment for every aws call: R2 rejects the default CRC checksums of newer CLIs (aws/aws-cli#9214); few retries for a
+ * quick answer.
+ */
 export const AWS_ENV = { AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required' } as const;
 
 /** The environment of an aws call: AWS_ENV, with the empty AWS_* keys of .env removed (an empty AWS_PROFILE is "profile () not found"). */
@@ -398,7 +401,8 @@ export function formatReport(reports: CheckReport[]): string {
   return reports
     .map(
       (r) =>
-        `[${MARK[r.status]}] ${r.name.padEnd(width)}  ${r.message}${r.fix && r.status !== 'ok' ? `\n${' '.repeat(width + 9)}fix: ${r.fix}` : ''}\n`,
+        `[${MARK[r.status]}] ${r.name.padEnd(width)}  ${r.message}` +
+        `${r.fix && r.status !== 'ok' ? `\n${' '.repeat(width + 9)}fix: ${r.fix}` : ''}\n`,
     )
     .join('');
 }

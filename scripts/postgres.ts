@@ -229,8 +229,16 @@ async function projectOf(ctx: Pick<PgContext, 'compose'>, t: PgTarget): Promise<
   return t.mode === 'compose' ? ctx.compose() : undefined;
 }
 
-const CONNECT_FAILURE =
-  /connection to server|could not connect|Connection refused|password authentication failed|no password supplied|timeout expired|could not translate host name|Is the server running|does not exist\s*$|no pg_hba.conf entry|role "[^"]*" does not exist/i;
+const CONNECT_FAILURE = new RegExp(
+  [
+    /connection to server|could not connect|Connection refused|password authentication failed|no password supplied/,
+    /timeout expired|could not translate host name|Is the server running|does not exist\s*$|no pg_hba.conf entry/,
+    /role "[^"]*" does not exist/,
+  ]
+    .map((r) => r.source)
+    .join('|'),
+  'i',
+);
 
 /** Turns a client failure into one line naming what to fix (connection problems get their own exit code). */
 export function explainPgError(err: unknown, t: PgTarget): unknown {
@@ -250,9 +258,8 @@ export function explainPgError(err: unknown, t: PgTarget): unknown {
     });
   }
   if (
-    /Connection refused|could not connect|timeout expired|could not translate host name|Is the server running|no password supplied|no pg_hba.conf entry/i.test(
-      reason,
-    )
+    /Connection refused|could not connect|timeout expired|could not translate host name/i.test(reason) ||
+    /Is the server running|no password supplied|no pg_hba.conf entry/i.test(reason)
   ) {
     const why = /Connection refused/i.test(reason)
       ? 'connection refused'
@@ -336,12 +343,15 @@ export function assertDumpCompatible(o: { server: PgVersion; pgDump?: PgVersion;
   if (o.pgDump && o.pgDump.major < o.server.major) {
     throw new TaskError(`pg_dump ${o.pgDump.text} is older than the PostgreSQL ${o.server.text} server: it cannot dump it`, {
       exitCode: ExitCode.prerequisite,
-      hint: `use pg_dump ${o.server.major} or newer (e.g. postgresql-client-${o.server.major}), or unset DATABASE_URL to dump inside the database container`,
+      hint:
+        `use pg_dump ${o.server.major} or newer (e.g. postgresql-client-${o.server.major}), ` +
+        'or unset DATABASE_URL to dump inside the database container',
     });
   }
   if (o.dumpedFrom && o.dumpedFrom.major > o.server.major) {
     throw new TaskError(
-      `${o.file ? `${o.file} was` : 'the dump was'} dumped from PostgreSQL ${o.dumpedFrom.text}, newer than the target server PostgreSQL ${o.server.text}: refusing to load it`,
+      `${o.file ? `${o.file} was` : 'the dump was'} dumped from PostgreSQL ${o.dumpedFrom.text}, ` +
+        `newer than the target server PostgreSQL ${o.server.text}: refusing to load it`,
       {
         exitCode: ExitCode.prerequisite,
         hint: `restore into PostgreSQL ${o.dumpedFrom.major} or newer (upgrade the database image first)`,
@@ -357,7 +367,10 @@ export interface DumpHeader {
   dumpedByMajor?: number;
   dumpedBy?: string;
   entries?: number;
-  /** The archive's last data block (pg_dump writes them in table-of-contents order): a table's, or 'other' (large objects, or a name the listing leaves ambiguous). */
+  /**
+   * The archive's last data block (pg_dump writes them in table-of-contents order): a table's, or 'other' (large objects,
+   * or a name the listing leaves ambiguous).
+   */
   lastData?: { schema: string; table: string } | 'other';
 }
 
@@ -670,15 +683,20 @@ export async function terminateSessions(ctx: PgContext, t: PgTarget, name: strin
  */
 export function terminateSessionsSql(name: string, waitMs?: number): string {
   return (
-    `SELECT count(pg_terminate_backend(a.pid${waitMs ? `, ${waitMs}` : ''})) FROM pg_stat_activity a WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
+    `SELECT count(pg_terminate_backend(a.pid${waitMs ? `, ${waitMs}` : ''})) FROM pg_stat_activity a` +
+    ` WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid()` +
     ` AND a.backend_type = 'client backend'` +
-    ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper) OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`
+    ` AND (NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid AND r.rolsuper)` +
+    ` OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`
   );
 }
 
 /** Both renames in one transaction: `incoming` becomes `live` and `live` becomes `aside`, or nothing changes. */
 export function swapDatabasesSql(o: { live: string; incoming: string; aside: string }): string {
-  return `BEGIN; ALTER DATABASE ${quoteIdent(o.live)} RENAME TO ${quoteIdent(o.aside)}; ALTER DATABASE ${quoteIdent(o.incoming)} RENAME TO ${quoteIdent(o.live)}; COMMIT;`;
+  return (
+    `BEGIN; ALTER DATABASE ${quoteIdent(o.live)} RENAME TO ${quoteIdent(o.aside)}; ` +
+    `ALTER DATABASE ${quoteIdent(o.incoming)} RENAME TO ${quoteIdent(o.live)}; COMMIT;`
+  );
 }
 
 /**

@@ -138,7 +138,8 @@ export const SWAP_SCRIPT = [
   'if [ "$mode" = whole ]; then',
   '  mv "$dest" "$old/folder"; mv "$stage" "$dest"; echo whole > "$work/added"',
   'else',
-  '  for e in "$stage"/*; do n=${e##*/}; if [ -e "$dest/$n" ] || [ -L "$dest/$n" ]; then mv "$dest/$n" "$old/$n"; fi; mv "$e" "$dest/$n"; printf "%s\\n" "$n" >> "$work/added"; done',
+  '  for e in "$stage"/*; do n=${e##*/}; if [ -e "$dest/$n" ] || [ -L "$dest/$n" ]; then mv "$dest/$n" "$old/$n"; fi; ' +
+    'mv "$e" "$dest/$n"; printf "%s\\n" "$n" >> "$work/added"; done',
   'fi',
 ].join('\n');
 
@@ -226,7 +227,8 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
   const notFound = (remote: string[]) => {
     const near = nearestNames(name, [...local, ...remote]);
     return new TaskError(
-      `no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`,
+      `no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}` +
+        `${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`,
       {
         exitCode: ExitCode.usage,
         hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup',
@@ -431,7 +433,8 @@ export const restore = defineTask({
           for (const [part, listing] of listings) names.set(part, await listing);
           if (manifest.legacy)
             ctx.log.warn(
-              `${name} is an old backup.sh archive: it has no checksums to verify (sizes, members and a full read of the dump are still checked)`,
+              `${name} is an old backup.sh archive: it has no checksums to verify ` +
+                '(sizes, members and a full read of the dump are still checked)',
             );
         }
       } catch (err) {
@@ -456,7 +459,10 @@ export const restore = defineTask({
     }
     if (manifest)
       ctx.log.success(
-        `${name} verified${manifest.legacy ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)' : ': checksums, sizes, members and dump'}`,
+        `${name} verified` +
+          (manifest.legacy
+            ? ' (old backup.sh archive: sizes, members and dump checked; no checksums)'
+            : ': checksums, sizes, members and dump'),
       );
 
     // 3. Confirm.
@@ -465,11 +471,13 @@ export const restore = defineTask({
     const partNames = manifest ? manifest.parts.filter((p) => selected.has(p.name)).map((p) => p.name) : ['(all parts)'];
     const safety = !skipSafety && targetExists && target === t.database;
     const lines = [
-      `Restore ${name}${manifest ? ` (taken ${manifest.createdAt}${manifest.appEnv ? ` in APP_ENV=${manifest.appEnv}` : ''}, ${formatBytes(size)})` : ''}`,
+      `Restore ${name}` +
+        (manifest ? ` (taken ${manifest.createdAt}${manifest.appEnv ? ` in APP_ENV=${manifest.appEnv}` : ''}, ${formatBytes(size)})` : ''),
       `  into database ${target} on ${pg.describeTarget(t)}, APP_ENV=${ctx.env.appEnv}${ctx.opts.as ? ' (--as)' : ''}`,
       `  parts: ${partNames.join(', ')}`,
       targetExists || !dbPart
-        ? `  the current ${partNames.join(', ')} will be REPLACED${safety ? ' (a safety backup is taken first)' : skipSafety ? ' (no safety backup: --no-safety-backup)' : ''}`
+        ? `  the current ${partNames.join(', ')} will be REPLACED` +
+          `${safety ? ' (a safety backup is taken first)' : skipSafety ? ' (no safety backup: --no-safety-backup)' : ''}`
         : `  database ${target} does not exist yet: it will be created`,
     ];
     await ctx.confirm({ message: lines.join('\n'), typed: target, requireForce: ctx.env.appEnv === 'production', force: ctx.opts.force });
@@ -653,7 +661,8 @@ export const restore = defineTask({
     await Promise.all(commit.map((c) => c().catch((e: unknown) => ctx.log.warn(`cleanup after the restore: ${(e as Error).message}`))));
     fs.rmSync(work, { recursive: true, force: true });
     ctx.log.success(
-      `${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}${safetyName ? ` (safety backup: ${safetyName})` : ''}`,
+      `${dry ? '[dry-run] would restore' : 'restored'} ${name} into ${target} in ${formatDuration(Date.now() - started)}` +
+        `${safetyName ? ` (safety backup: ${safetyName})` : ''}`,
     );
   },
 });
@@ -720,7 +729,10 @@ async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPa
   return names;
 }
 
-/** A folder part (volume in a service, or a path on the host): staged beside the folder, swapped in later, the previous entries kept until the end. */
+/**
+ * A folder part (volume in a service, or a path on the host): staged beside the folder, swapped in later, the previous
+ * entries kept until the end.
+ */
 async function planFolder(
   ctx: TaskContext,
   safe: TaskContext,

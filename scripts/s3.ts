@@ -1,4 +1,5 @@
-// S3 / R2 through the aws CLI: settings from the env, pure argv builders (cp, put-object, ls, rm, head-object), and upload with retries and a check of what arrived.
+// S3 / R2 through the aws CLI: settings from the env, pure argv builders (cp, put-object, ls, rm, head-object), and upload
+// with retries and a check of what arrived.
 import { CommandError, ExitCode, TaskError } from './errors.ts';
 import type { Cmd, Result, Runner } from './runner.ts';
 

@@ -98,7 +98,9 @@ export const stackTasks: AnyTask[] = [
       const p = await ctx.compose();
       if (ctx.opts.volumes) {
         await ctx.confirm({
-          message: `This deletes the volumes of project ${ctx.env.get('COMPOSE_PROJECT_NAME') ?? ''} (APP_ENV=${ctx.env.appEnv}): the database and the filestore are lost.`,
+          message:
+            `This deletes the volumes of project ${ctx.env.get('COMPOSE_PROJECT_NAME') ?? ''} (APP_ENV=${ctx.env.appEnv}): ` +
+            'the database and the filestore are lost.',
           requireForce: ctx.env.appEnv === 'production',
         });
       }

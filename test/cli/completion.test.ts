@@ -77,7 +77,8 @@ describe('tasks completion', () => {
       'bash',
       [
         '-c',
-        `shopt -s expand_aliases\n${alias}\nsource c.bash\nCOMP_WORDS=(tasks shell-o); COMP_CWORD=1; _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`,
+        `shopt -s expand_aliases\n${alias}\nsource c.bash\n` +
+          `COMP_WORDS=(tasks shell-o); COMP_CWORD=1; _tasks_complete; printf '%s\\n' "\${COMPREPLY[@]}"`,
       ],
       { cwd: dir, env, encoding: 'utf8' },
     );

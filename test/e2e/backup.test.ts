@@ -1,4 +1,5 @@
-// End to end on a real Docker engine: `tasks backup` of the shipped stack (stand-in images), dump through exec -T, filestore owned by uid 101.
+// End to end on a real Docker engine: `tasks backup` of the shipped stack (stand-in images), dump through exec -T,
+// filestore owned by uid 101.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,7 +47,8 @@ if (!docker.available) {
           '--',
           'sh',
           '-c',
-          'mkdir -p /var/lib/odoo/filestore/odoo/3f && printf "%s" "attachment bytes" > /var/lib/odoo/filestore/odoo/3f/3f2a && head -c 200000 /dev/urandom > /var/lib/odoo/filestore/odoo/3f/photo && id -u',
+          'mkdir -p /var/lib/odoo/filestore/odoo/3f && printf "%s" "attachment bytes" > /var/lib/odoo/filestore/odoo/3f/3f2a' +
+            ' && head -c 200000 /dev/urandom > /var/lib/odoo/filestore/odoo/3f/photo && id -u',
         ],
         {},
       );
@@ -65,7 +67,8 @@ if (!docker.available) {
         '-v',
         'ON_ERROR_STOP=1',
         '-c',
-        "CREATE TABLE e2e_note (id int primary key, body text); INSERT INTO e2e_note SELECT g, 'note ' || g FROM generate_series(1, 500) g;",
+        'CREATE TABLE e2e_note (id int primary key, body text); ' +
+          "INSERT INTO e2e_note SELECT g, 'note ' || g FROM generate_series(1, 500) g;",
       ]);
       expect(sql.code, show(sql)).toBe(0);
 

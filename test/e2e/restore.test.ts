@@ -18,7 +18,8 @@ async function containers(p: TestProject): Promise<Record<string, Container>> {
   const ps = await p.docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${p.name}`]);
   const ids = ps.stdout.split('\n').filter(Boolean);
   const fmt =
-    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t' +
+    '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await p.docker(['inspect', '--format', fmt, ...ids]);
   const out: Record<string, Container> = {};
   for (const line of r.stdout.split('\n').filter(Boolean)) {
@@ -62,13 +63,15 @@ if (!docker.available) {
       if (up.code !== 0) throw new Error(`tasks dev failed\n${show(up)}`);
       await sql(
         p,
-        'CREATE TABLE partner (id serial primary key, name text); INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g',
+        'CREATE TABLE partner (id serial primary key, name text); ' +
+          'INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g',
       );
       // Attachments written by the app itself (uid 101), as Odoo does.
       await sh(
         p,
         'odoo',
-        `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03`,
+        `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; ` +
+          'head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03',
       );
       filesAtBackup = await filestore(p, db);
       expect(filesAtBackup).toMatch(/^101:101 f \.\/ab\/ab01$/m);
@@ -122,7 +125,7 @@ if (!docker.available) {
       expect(await filestore(p, db)).toBe(filesAtBackup);
     });
 
-    it('an archive made like the old backup.sh (database.dump, filestore.tar.gz of the folder, addons.tar.gz, backup.info) restores, filestore owned by 101', async () => {
+    it('an old backup.sh archive (database.dump, filestore.tar.gz, addons.tar.gz, backup.info) restores, filestore uid 101', async () => {
       const legacy = 'odoo_backup_2025-06-01_02-00-00';
       // Built inside the app container the way backup.sh did it, then copied out with docker cp.
       await sh(

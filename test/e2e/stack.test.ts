@@ -21,7 +21,8 @@ async function containers(p: TestProject): Promise<Record<string, Container>> {
   const ids = ps.stdout.split('\n').filter(Boolean);
   if (!ids.length) return {};
   const fmt =
-    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+    '{{index .Config.Labels "com.docker.compose.service"}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}\t' +
+    '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
   const r = await p.docker(['inspect', '--format', fmt, ...ids]);
   const out: Record<string, Container> = {};
   for (const line of r.stdout.split('\n').filter(Boolean)) {
@@ -252,7 +253,7 @@ if (!docker.available) {
       await p?.cleanup();
     });
 
-    it('`npx tsx tasks.ts dev` creates .env (mode 0600, generated secrets), brings the stack up, and the secret reaches both services', async () => {
+    it('`npx tsx tasks.ts dev` creates .env (0600, generated secrets), brings the stack up, the secret reaches both services', async () => {
       expect(fs.existsSync(path.join(p.dir, '.env'))).toBe(false);
       const r = await p.run(['dev'], { entry: 'tsx' });
       expect(r.code, show(r)).toBe(0);

@@ -162,7 +162,8 @@ async function buildBase(tag: string): Promise<void> {
       [
         'bash',
         '-c',
-        'set -o pipefail; tar -C "$1" -c . | docker import -c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" - "$2"',
+        'set -o pipefail; tar -C "$1" -c . | ' +
+          'docker import -c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" - "$2"',
         'bash',
         rootfs,
         tag,

@@ -86,7 +86,9 @@ export async function startPostgres(): Promise<{ info: PgInfo; stop: () => Promi
   );
   rmSync(pwfile, { force: true });
   const port = await freePort();
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
+  const opts =
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 ` +
+    '-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200';
   await mustRun([join(BIN_DIR, 'pg_ctl'), 'start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts], {
     asPostgres: true,
   });

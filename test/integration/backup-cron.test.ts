@@ -64,7 +64,8 @@ describe('cron', () => {
     const line = tab.split('\n').find((l) => l.startsWith('*/5 * * * * '))!;
     expect(line).toContain(`cd ${p.dir} && PATH=`);
     expect(line).toContain(
-      `flock -n ${path.join(p.dir, 'backup/.cron.lock')} ${process.execPath} ${path.join(p.dir, 'bin/tasks.mjs')} backup --reason scheduled >> ${path.join(p.dir, 'backup/cron.log')} 2>&1`,
+      `flock -n ${path.join(p.dir, 'backup/.cron.lock')} ${process.execPath} ${path.join(p.dir, 'bin/tasks.mjs')} ` +
+        `backup --reason scheduled >> ${path.join(p.dir, 'backup/cron.log')} 2>&1`,
     );
 
     const status = await p.run(['cron-status']);

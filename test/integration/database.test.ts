@@ -99,7 +99,8 @@ async function smallDatabase(prefix: string): Promise<TestDatabase> {
   await adminQuery(
     pg,
     d.name,
-    `SET ROLE ${d.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 250) g`,
+    `SET ROLE ${d.user}; CREATE TABLE keep (id int primary key, note text); ` +
+      "INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 250) g",
   );
   return d;
 }
@@ -147,7 +148,9 @@ describe('db-export and db-import round trips (pagila)', () => {
     const foreign = await adminQuery(
       pg,
       dst.name,
-      `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public','legacy') AND c.relkind IN ('r','p','v','S') AND pg_get_userbyid(c.relowner) <> '${dst.user}'`,
+      'SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ' +
+        "WHERE n.nspname IN ('public','legacy') AND c.relkind IN ('r','p','v','S') " +
+        `AND pg_get_userbyid(c.relowner) <> '${dst.user}'`,
     );
     expect(foreign).toBe('0');
     expect(await leftovers(dst.name)).toEqual([]);
@@ -158,7 +161,8 @@ describe('db-export and db-import round trips (pagila)', () => {
     await adminQuery(
       pg,
       gone.name,
-      `SET ROLE ${gone.user}; CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2); CREATE VIEW v AS SELECT * FROM t; CREATE SEQUENCE s; GRANT SELECT ON t TO PUBLIC`,
+      `SET ROLE ${gone.user}; CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2); ` +
+        'CREATE VIEW v AS SELECT * FROM t; CREATE SEQUENCE s; GRANT SELECT ON t TO PUBLIC',
     );
     const root = makeRoot();
     const e = await tasksRun(['db-export', 'gone.dump'], { url: gone.url, root });
@@ -172,7 +176,8 @@ describe('db-export and db-import round trips (pagila)', () => {
     const owners = await adminQuery(
       pg,
       dst.name,
-      `SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`,
+      "SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner), ',') " +
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
     );
     expect(owners).toBe(dst.user);
   });
@@ -306,7 +311,8 @@ describe('db-import bad input leaves the database as it was', () => {
   it('a plain .sql that fails midway (stops at the first error, nothing applied)', async () => {
     const root = makeRoot({
       'bad.sql':
-        'CREATE TABLE keep (id int);\nCREATE TABLE other (id int);\nINSERT INTO other VALUES (1);\nSELECT 1/0;\nCREATE TABLE never (id int);\n',
+        'CREATE TABLE keep (id int);\nCREATE TABLE other (id int);\nINSERT INTO other VALUES (1);\n' +
+        'SELECT 1/0;\nCREATE TABLE never (id int);\n',
     });
     const r = await tasksRun(['db-import', 'bad.sql', '--yes'], { url: target.url, root });
     expect(r.code).not.toBe(0);
@@ -401,7 +407,8 @@ describe('db-import bad input leaves the database as it was', () => {
 
     fs.writeFileSync(
       path.join(root, 'future.sql'),
-      '--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 99.1\n-- Dumped by pg_dump version 99.1\n\nCREATE TABLE t (id int);\n',
+      '--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 99.1\n-- Dumped by pg_dump version 99.1\n\n' +
+        'CREATE TABLE t (id int);\n',
     );
     const p = await tasksRun(['db-import', 'future.sql', '--yes'], { url: target.url, root });
     expect(p.code).toBe(ExitCode.prerequisite);
@@ -415,7 +422,8 @@ describe('db-export failures never leave a file under the final name', () => {
     // Like a real pg_dump 12 facing a newer server: it aborts by itself; the refusal names both versions.
     const bin = fakeBin({
       pg_dump:
-        'if [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 12.9"; exit 0; fi\necho "pg_dump: error: aborting because of server version mismatch" >&2; exit 1',
+        'if [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 12.9"; exit 0; fi\n' +
+        'echo "pg_dump: error: aborting because of server version mismatch" >&2; exit 1',
     });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
@@ -427,7 +435,8 @@ describe('db-export failures never leave a file under the final name', () => {
   it('pg_dump writes half its output then fails: non-zero, nothing under the final name, no temp file', async () => {
     const bin = fakeBin({
       pg_dump:
-        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n/usr/bin/pg_dump "$@" | head -c 20000\necho "pg_dump: error: connection lost" >&2\nexit 1',
+        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\n' +
+        '/usr/bin/pg_dump "$@" | head -c 20000\necho "pg_dump: error: connection lost" >&2\nexit 1',
     });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
@@ -454,7 +463,8 @@ describe('db-export failures never leave a file under the final name', () => {
   it('pg_dump exits 0 with its table of contents whole but the data cut short: caught by default (the last block is read)', async () => {
     const bin = fakeBin({
       pg_dump:
-        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\nt=$(mktemp)\n/usr/bin/pg_dump "$@" > "$t" || exit 1\nhead -c $(( $(stat -c %s "$t") - 300 )) "$t"\nrm -f "$t"\nexit 0',
+        'if [ "$1" = --version ]; then exec /usr/bin/pg_dump --version; fi\nt=$(mktemp)\n/usr/bin/pg_dump "$@" > "$t" || exit 1\n' +
+        'head -c $(( $(stat -c %s "$t") - 300 )) "$t"\nrm -f "$t"\nexit 0',
     });
     const root = makeRoot();
     const r = await tasksRun(['db-export', 'x.dump'], { url: src.url, root, env: { PATH: `${bin}:${process.env.PATH}` } });
@@ -484,7 +494,8 @@ describe('secrets', () => {
     const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-argv-')), 'argv.log');
     roots.push(path.dirname(log));
     const wrap = (tool: string) =>
-      `tr '\\0' ' ' < /proc/$$/cmdline >> ${log}; echo >> ${log}; [ -n "$PGPASSWORD" ] && echo "env:PGPASSWORD" >> ${log}; exec /usr/bin/${tool} "$@"`;
+      `tr '\\0' ' ' < /proc/$$/cmdline >> ${log}; echo >> ${log}; ` +
+      `[ -n "$PGPASSWORD" ] && echo "env:PGPASSWORD" >> ${log}; exec /usr/bin/${tool} "$@"`;
     const bin = fakeBin({ pg_dump: wrap('pg_dump'), pg_restore: wrap('pg_restore'), psql: wrap('psql') });
     const env = { PATH: `${bin}:${process.env.PATH}` };
     const root = makeRoot();
@@ -507,9 +518,11 @@ describe('secrets', () => {
 describe('reset-db, seed and psql', () => {
   const seeds = {
     'seeds/01_people.sql':
-      "CREATE TABLE IF NOT EXISTS people (name text primary key);\nINSERT INTO people SELECT n FROM unnest(ARRAY['ada','linus']) n WHERE NOT EXISTS (SELECT 1 FROM people p WHERE p.name = n);\n",
+      'CREATE TABLE IF NOT EXISTS people (name text primary key);\n' +
+      "INSERT INTO people SELECT n FROM unnest(ARRAY['ada','linus']) n WHERE NOT EXISTS (SELECT 1 FROM people p WHERE p.name = n);\n",
     'seeds/02_pets.sql':
-      "CREATE TABLE IF NOT EXISTS pets (name text primary key, owner text references people(name));\nINSERT INTO pets VALUES ('rex', 'ada') ON CONFLICT DO NOTHING;\n",
+      'CREATE TABLE IF NOT EXISTS pets (name text primary key, owner text references people(name));\n' +
+      "INSERT INTO pets VALUES ('rex', 'ada') ON CONFLICT DO NOTHING;\n",
   };
 
   it('reset-db drops everything, recreates the database owned by the app user, then seeds', async () => {

@@ -196,13 +196,14 @@ async function victim(): Promise<{ db: TestDatabase; print: Awaited<ReturnType<t
   await adminQuery(
     pg,
     db.name,
-    `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g`,
+    `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); ` +
+      "INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g",
   );
   return { db, print: await tableFingerprint(pg, db.name) };
 }
 
 describe('tasks restore (URL mode, real PostgreSQL)', () => {
-  it("puts pagila back after rows were deleted and a table dropped: every table's row count and content checksum as before; addons back", async () => {
+  it("puts pagila back (rows deleted, a table dropped): every table's row count and content checksum as before; addons back", async () => {
     const root = makeRoot();
     const before = await tableFingerprint(pg, pagila.name);
     const name = `${PROJECT}_backup_2026-11-20_02-00-00`;
@@ -431,7 +432,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
 
-  it('a folder part whose own tar holds a link pointing outside: refused while verifying, before any prompt (exit 3), nothing touched', async () => {
+  it("a folder part's tar with a link pointing outside: refused while verifying, before any prompt (exit 3), nothing touched", async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const evil = tmp('ct-evil-');
@@ -510,7 +511,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 
-  it('in a terminal: shows what is replaced and asks for the database name; Ctrl-C (exit 130) or a wrong name (exit 3) change nothing', async () => {
+  it('on a TTY: shows what is replaced, asks for the database name; Ctrl-C (exit 130), a wrong name (exit 3) change nothing', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-06_00-00-00`;
@@ -540,7 +541,8 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
       [
         '#!/bin/bash',
         `real=${path.join(pg.binDir, 'pg_restore')}`,
-        'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; echo "pg_restore: error: could not execute query: server closed the connection unexpectedly" >&2; exit 1 ;; esac',
+        'case " $* " in *" --dbname "*) "$real" --section=pre-data "$@"; ' +
+          'echo "pg_restore: error: could not execute query: server closed the connection unexpectedly" >&2; exit 1 ;; esac',
         'exec "$real" "$@"',
       ].join('\n'),
       { mode: 0o755 },
@@ -553,7 +555,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 
-  it('interrupted (SIGINT) during pg_restore: exit 130, the original database in place, the temporary one dropped, addons untouched', async () => {
+  it('SIGINT during pg_restore: exit 130, the original database in place, the temporary one dropped, addons untouched', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-11_00-00-00`;

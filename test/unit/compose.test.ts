@@ -309,7 +309,8 @@ describe('detecting the compose flavor', () => {
       'docker-compose ps',
       ['docker-compose', 'ps'],
       1,
-      "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))",
+      'docker.errors.DockerException: Error while fetching server API version: ' +
+        "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))",
     );
     expect((explainDockerError(v1Down) as TaskError).message).toBe('the Docker engine is not running');
     const v2Down = new CommandError(

@@ -15,7 +15,8 @@ const spec: CronSpec = {
 describe('cron block', () => {
   it('one line: cd to the root, PATH with the tools, flock -n, absolute node and bin, scheduled reason, log appended', () => {
     expect(cronCommand(spec)).toBe(
-      "cd '/srv/odoo stack' && PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' /usr/local/bin/node '/srv/odoo stack/bin/tasks.mjs' backup --reason scheduled >> '/srv/odoo stack/backup/cron.log' 2>&1",
+      "cd '/srv/odoo stack' && PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' " +
+        "/usr/local/bin/node '/srv/odoo stack/bin/tasks.mjs' backup --reason scheduled >> '/srv/odoo stack/backup/cron.log' 2>&1",
     );
   });
 

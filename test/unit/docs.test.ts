@@ -43,8 +43,15 @@ function codeOf(md: string): string[] {
 /** `tasks <name>`, `npx tsx tasks.ts <name>`, `npm run tasks -- <name>`, `bin/tasks.mjs <name>`; also `tasks help <name>`. */
 function mentionedTasks(md: string): string[] {
   const names: string[] = [];
-  const re =
-    /(?:^|[\s;(|&$'"])(?:npx tsx tasks\.ts|npm run tasks --|(?:\S*\/)?bin\/tasks\.mjs|tasks)\s+(?:(?:-[-\w]+(?:\s+(?:development|staging|production))?)\s+)*(help\s+)?([a-z][\w-]*)(?![\w<>-])/g;
+  const re = new RegExp(
+    [
+      /(?:^|[\s;(|&$'"])(?:npx tsx tasks\.ts|npm run tasks --|(?:\S*\/)?bin\/tasks\.mjs|tasks)\s+/,
+      /(?:(?:-[-\w]+(?:\s+(?:development|staging|production))?)\s+)*(help\s+)?([a-z][\w-]*)(?![\w<>-])/,
+    ]
+      .map((r) => r.source)
+      .join(''),
+    'g',
+  );
   for (const code of codeOf(md)) {
     for (const m of code.matchAll(re)) {
       names.push(m[2]!);
@@ -77,7 +84,9 @@ describe('docs', () => {
 
   it('finds task mentions in every form the docs use, and only in code', () => {
     const md =
-      'Prose about tasks that run. `tasks dev`, `npx tsx tasks.ts setup --env production`, `npm run tasks -- backup`, `./bin/tasks.mjs --env staging doctor`, `tasks help restore`\n```sh\ntasks -n reset-db --yes\n0 2 * * * flock -n x /usr/bin/node /srv/app/bin/tasks.mjs backup\n```\n';
+      'Prose about tasks that run. `tasks dev`, `npx tsx tasks.ts setup --env production`, `npm run tasks -- backup`, ' +
+      '`./bin/tasks.mjs --env staging doctor`, `tasks help restore`\n' +
+      '```sh\ntasks -n reset-db --yes\n0 2 * * * flock -n x /usr/bin/node /srv/app/bin/tasks.mjs backup\n```\n';
     expect(mentionedTasks(md)).toEqual(['reset-db', 'backup', 'dev', 'setup', 'backup', 'doctor', 'restore']);
     expect(mentionedTasks('`tasks nosuchtask`')).toEqual(['nosuchtask']);
     expect(mentionedTasks('`tasks shell-<service>`, `tasks <service>-restart`, `tasks help <task>`')).toEqual(['help']);
@@ -114,7 +123,14 @@ describe('docs', () => {
       expect(run(['help', 'db-size']).stdout).toContain('--raw');
       const dry = run(['db-size', '--raw', '--dry-run']);
       expect(dry.stderr).toMatch(
-        /\[dry-run\] \$ docker-compose --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml exec -T db psql -U odoo -d odoo -tAc 'select pg_database_size\(current_database\(\)\)'/,
+        new RegExp(
+          [
+            /\[dry-run\] \$ docker-compose --project-directory \S+ -f compose\/compose\.yaml -f compose\/compose\.dev\.yaml/,
+            / exec -T db psql -U odoo -d odoo -tAc 'select pg_database_size\(current_database\(\)\)'/,
+          ]
+            .map((r) => r.source)
+            .join(''),
+        ),
       );
       expect(dry.status).toBe(0);
     } finally {

@@ -344,7 +344,8 @@ describe('client failures', () => {
   it('a refused connection or a wrong password becomes one line naming the server and what to check (exit 6)', () => {
     const refused = explainPgError(
       fail(
-        'psql: error: connection to server at "127.0.0.1", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?',
+        'psql: error: connection to server at "127.0.0.1", port 1 failed: Connection refused\n' +
+          '\tIs the server running on that host and accepting TCP/IP connections?',
       ),
       urlT,
     ) as TaskError;

@@ -1,4 +1,5 @@
-// The pure parts of `tasks restore`: names, nearest-name hints, part selection, jobs, folder layouts, and the folder swap scripts run for real.
+// The pure parts of `tasks restore`: names, nearest-name hints, part selection, jobs, folder layouts, and the folder swap
+// scripts run for real.
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -139,7 +140,7 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
     return bash(SWAP_SCRIPT, [dest, work, mode]);
   }
 
-  it('staging leaves the live folder alone; entries mode replaces only the entries in the archive, and swapping back restores the previous state exactly', () => {
+  it("staging leaves the live folder alone; entries mode swaps only the archive's entries; swap-back restores the folder exactly", () => {
     const { dest, tar, work } = setup();
     const before = tree(dest);
     const staged = bash(STAGE_SCRIPT, [dest, work, '0', '', '', 'odoo', '', ''], tar);
