@@ -23,6 +23,40 @@ export async function shippedServices(root: string): Promise<string[]> {
   return [...names];
 }
 
+/**
+ * Pads every markdown table in `md` to aligned columns (the layout the docs are kept in: `| a   | b |`, `| --- | --- |`),
+ * so the generated blocks read well as plain text. Widths count code points; escaped pipes stay inside their cell.
+ */
+export function alignTables(md: string): string {
+  const lines = md.split('\n');
+  const out: string[] = [];
+  const cells = (l: string) =>
+    l
+      .trim()
+      .replace(/^\|/, '')
+      .replace(/\|$/, '')
+      .split(/(?<!\\)\|/)
+      .map((c) => c.trim());
+  for (let i = 0; i < lines.length; ) {
+    if (!/^\s*\|/.test(lines[i]!) || !/^\s*\|[\s|:-]+\|\s*$/.test(lines[i + 1] ?? '')) {
+      out.push(lines[i++]!);
+      continue;
+    }
+    const rows: string[][] = [];
+    const start = i;
+    while (i < lines.length && /^\s*\|/.test(lines[i]!)) rows.push(cells(lines[i++]!));
+    const n = Math.max(...rows.map((r) => r.length));
+    const len = (s: string) => [...s].length;
+    const width = Array.from({ length: n }, (_, c) => Math.max(3, ...rows.filter((_, r) => r !== 1).map((r) => len(r[c] ?? ''))));
+    rows.forEach((r, k) => {
+      const row = width.map((w, c) => (k === 1 ? '-'.repeat(w) : (r[c] ?? '') + ' '.repeat(w - len(r[c] ?? ''))));
+      out.push(`| ${row.join(' | ')} |`);
+    });
+    if (i === start) i++;
+  }
+  return out.join('\n');
+}
+
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
@@ -62,7 +96,7 @@ export function renderReadme(tasks: AnyTask[], services: string[]): string {
     }
     lines.push('');
   }
-  return lines.join('\n').trimEnd();
+  return alignTables(lines.join('\n').trimEnd());
 }
 
 const SERVICE_PATTERNS: Array<[string, string]> = [
@@ -85,7 +119,7 @@ export function renderReference(tasks: AnyTask[]): string {
       );
     }
   }
-  return lines.join('\n');
+  return alignTables(lines.join('\n'));
 }
 
 export function replaceBlock(text: string, block: string, file: string): string {
