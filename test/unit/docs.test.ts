@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { YAML } from 'zx';
 import { expectedDocs } from '../../scripts/docs.ts';
+import { parseTemplate } from '../../scripts/env.ts';
 import { serviceTasks } from '../../scripts/stack.ts';
 import { tasks } from '../../tasks.ts';
 
@@ -54,8 +55,19 @@ function mentionedTasks(md: string): string[] {
 }
 
 describe('docs', () => {
-  it('the task reference in README.md and docs/reference.md is current (npx tsx scripts/docs.ts)', async () => {
+  it('the generated blocks of README.md, docs/reference.md and docs/environment.md are current (npx tsx scripts/docs.ts)', async () => {
     for (const d of await expectedDocs(repo)) expect(d.current, `${d.file} is stale: run npx tsx scripts/docs.ts`).toBe(d.expected);
+  });
+
+  it('docs/environment.md has a row for every key of .env.template, with its default', () => {
+    const md = fs.readFileSync(path.join(repo, 'docs/environment.md'), 'utf8');
+    const keys = parseTemplate(fs.readFileSync(path.join(repo, '.env.template'), 'utf8'));
+    expect(keys.length).toBeGreaterThan(30);
+    for (const k of keys) {
+      const row = md.split('\n').find((l) => l.startsWith(`| \`${k.key}\` `));
+      expect(row, `docs/environment.md: no row for ${k.key}`).toBeTruthy();
+      if (k.default) expect(row).toContain(`\`${k.default}\``);
+    }
   });
 
   it('every task named in README.md and docs/*.md exists in the registry', () => {
