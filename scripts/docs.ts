@@ -74,41 +74,24 @@ export function usageOf(t: AnyTask): string {
   return [...args, ...opts].join(' ');
 }
 
-/** The README block: every task by group, one row each; per-service targets once, as patterns with the shipped services. */
+/** The README block: the task names by group, one line each (the full table is docs/reference.md's). */
 export function renderReadme(tasks: AnyTask[], services: string[]): string {
   const lines: string[] = [];
   for (const g of GROUPS) {
-    const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
     if (g === 'services') {
       lines.push(
-        `**services** (generated for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')})`,
-        '',
+        `- **services** (for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')}): ${SERVICE_PATTERNS.map((p) => `\`${p}\``).join(', ')}`,
       );
-      lines.push('| Task | What it does |', '|---|---|');
-      for (const [p, d] of SERVICE_PATTERNS) lines.push(`| \`tasks ${p}\` | ${d} |`);
-      lines.push('');
       continue;
     }
-    if (!inGroup.length) continue;
-    lines.push(`**${g}**`, '', '| Task | What it does |', '|---|---|');
-    for (const t of inGroup) {
-      const u = usageOf(t);
-      lines.push(
-        `| \`tasks ${t.name}${u ? ` ${u}` : ''}\`${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`,
-      );
-    }
-    lines.push('');
+    const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
+    if (inGroup.length) lines.push(`- **${g}**: ${inGroup.map((t) => `\`${t.name}\``).join(', ')}`);
   }
-  return alignTables(lines.join('\n').trimEnd());
+  return lines.join('\n');
 }
 
-const SERVICE_PATTERNS: Array<[string, string]> = [
-  ['shell-<service> [-- cmd args]', 'a shell in the service (bash, else sh), or run one command'],
-  ['logs-<service> [--follow] [--tail <n>]', 'logs of that service only'],
-  ['<service>-restart', 'restart that service only'],
-  ['<service>-rebuild', 'build (when it has a build section) and recreate that service only; the others keep running'],
-  ['<service>-stop', 'stop that service only'],
-];
+/** The targets generated for each service, as the README names them. */
+const SERVICE_PATTERNS = ['shell-<service>', 'logs-<service>', '<service>-restart', '<service>-rebuild', '<service>-stop'];
 
 /** docs/reference.md's block: every task including each generated service target, with its usage and example. */
 export function renderReference(tasks: AnyTask[]): string {
