@@ -175,7 +175,9 @@ function spec(ctx: TaskContext): CronSpec {
 
 const cronInstall = defineTask({
   name: 'cron-install',
-  description: 'Schedule backups in your crontab (BACKUP_CRON, default every 5 days at 02:00); running it again updates the block',
+  description:
+    'Schedule backups in your crontab (BACKUP_CRON; default 02:00 on days 1, 6, 11, … 31 of each month); ' +
+    'running it again updates the block',
   group: 'backups',
   async run(ctx) {
     const s = spec(ctx);

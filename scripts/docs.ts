@@ -1,5 +1,5 @@
-// Generates the task reference in README.md and docs/reference.md from the registry: `npx tsx scripts/docs.ts` rewrites,
-// `--check` exits 1 when stale.
+// Generates the task lists in README.md and docs/reference.md from the registry, and docs/environment.md from .env.template:
+// `npx tsx scripts/docs.ts` rewrites, `--check` exits 1 when stale.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -8,6 +8,8 @@ import type { ServiceInfo } from './compose.ts';
 
 export const BEGIN = '<!-- tasks:begin -->';
 export const END = '<!-- tasks:end -->';
+export const ENV_BEGIN = '<!-- env:begin -->';
+export const ENV_END = '<!-- env:end -->';
 
 /** Service names of the shipped compose files (every file compose/compose*.yaml), without running compose. */
 export async function shippedServices(root: string): Promise<string[]> {
@@ -24,6 +26,40 @@ export async function shippedServices(root: string): Promise<string[]> {
   return [...names];
 }
 
+/**
+ * Pads every markdown table in `md` to aligned columns (the layout the docs are kept in: `| a   | b |`, `| --- | --- |`),
+ * so the generated blocks read well as plain text. Widths count code points; escaped pipes stay inside their cell.
+ */
+export function alignTables(md: string): string {
+  const lines = md.split('\n');
+  const out: string[] = [];
+  const cells = (l: string) =>
+    l
+      .trim()
+      .replace(/^\|/, '')
+      .replace(/\|$/, '')
+      .split(/(?<!\\)\|/)
+      .map((c) => c.trim());
+  for (let i = 0; i < lines.length; ) {
+    if (!/^\s*\|/.test(lines[i]!) || !/^\s*\|[\s|:-]+\|\s*$/.test(lines[i + 1] ?? '')) {
+      out.push(lines[i++]!);
+      continue;
+    }
+    const rows: string[][] = [];
+    const start = i;
+    while (i < lines.length && /^\s*\|/.test(lines[i]!)) rows.push(cells(lines[i++]!));
+    const n = Math.max(...rows.map((r) => r.length));
+    const len = (s: string) => [...s].length;
+    const width = Array.from({ length: n }, (_, c) => Math.max(3, ...rows.filter((_, r) => r !== 1).map((r) => len(r[c] ?? ''))));
+    rows.forEach((r, k) => {
+      const row = width.map((w, c) => (k === 1 ? '-'.repeat(w) : (r[c] ?? '') + ' '.repeat(w - len(r[c] ?? ''))));
+      out.push(`| ${row.join(' | ')} |`);
+    });
+    if (i === start) i++;
+  }
+  return out.join('\n');
+}
+
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
@@ -38,42 +74,25 @@ export function usageOf(t: AnyTask): string {
   return [...args, ...opts].join(' ');
 }
 
-/** The README block: every task by group, one row each; per-service targets once, as patterns with the shipped services. */
+/** The README block: the task names by group, one line each (the full table is docs/reference.md's). */
 export function renderReadme(tasks: AnyTask[], services: string[]): string {
   const lines: string[] = [];
   for (const g of GROUPS) {
-    const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
     if (g === 'services') {
       lines.push(
-        `**services** (generated for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')})`,
-        '',
+        `- **services** (for every service in the compose files; shipped: ${services.map((s) => `\`${s}\``).join(', ')}): ` +
+          SERVICE_PATTERNS.map((p) => `\`${p}\``).join(', '),
       );
-      lines.push('| Task | What it does |', '|---|---|');
-      for (const [p, d] of SERVICE_PATTERNS) lines.push(`| \`tasks ${p}\` | ${d} |`);
-      lines.push('');
       continue;
     }
-    if (!inGroup.length) continue;
-    lines.push(`**${g}**`, '', '| Task | What it does |', '|---|---|');
-    for (const t of inGroup) {
-      const u = usageOf(t);
-      lines.push(
-        `| \`tasks ${t.name}${u ? ` ${u}` : ''}\`` +
-          `${t.aliases?.length ? ` (alias ${t.aliases.map((a) => `\`${a}\``).join(', ')})` : ''} | ${cell(t.description)} |`,
-      );
-    }
-    lines.push('');
+    const inGroup = tasks.filter((t) => !t.hidden && t.group === g);
+    if (inGroup.length) lines.push(`- **${g}**: ${inGroup.map((t) => `\`${t.name}\``).join(', ')}`);
   }
-  return lines.join('\n').trimEnd();
+  return lines.join('\n');
 }
 
-const SERVICE_PATTERNS: Array<[string, string]> = [
-  ['shell-<service> [-- cmd args]', 'a shell in the service (bash, else sh), or run one command'],
-  ['logs-<service> [--follow] [--tail <n>]', 'logs of that service only'],
-  ['<service>-restart', 'restart that service only'],
-  ['<service>-rebuild', 'build (when it has a build section) and recreate that service only; the others keep running'],
-  ['<service>-stop', 'stop that service only'],
-];
+/** The targets generated for each service, as the README names them. */
+const SERVICE_PATTERNS = ['shell-<service>', 'logs-<service>', '<service>-restart', '<service>-rebuild', '<service>-stop'];
 
 /** docs/reference.md's block: every task including each generated service target, with its usage and example. */
 export function renderReference(tasks: AnyTask[]): string {
@@ -87,14 +106,63 @@ export function renderReference(tasks: AnyTask[]): string {
       );
     }
   }
-  return lines.join('\n');
+  return alignTables(lines.join('\n'));
 }
 
-export function replaceBlock(text: string, block: string, file: string): string {
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`${file}: markers ${BEGIN} … ${END} not found`);
-  return `${text.slice(0, a + BEGIN.length)}\n${block}\n${text.slice(b)}`;
+export function replaceBlock(text: string, block: string, file: string, begin = BEGIN, end = END): string {
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${file}: markers ${begin} … ${end} not found`);
+  return `${text.slice(0, a + begin.length)}\n${block}\n${text.slice(b)}`;
+}
+
+/** Readers outside this repository's code: the tools the tasks hand the environment to. */
+const EXTERNAL_READERS: Record<string, string> = {
+  COMPOSE_PROJECT_NAME: 'docker compose',
+  COMPOSE_FILE: 'docker compose',
+  COMPOSE_PROFILES: 'docker compose',
+  AWS_ACCESS_KEY_ID: 'the aws CLI',
+  AWS_SECRET_ACCESS_KEY: 'the aws CLI',
+  AWS_PROFILE: 'the aws CLI',
+};
+
+/** Files that name a key (as a whole word): scripts/*.ts, tasks.ts and the compose files, relative to the root. */
+export function readersOf(root: string, key: string): string[] {
+  const files = [
+    ...fs
+      .readdirSync(path.join(root, 'scripts'))
+      .filter((f) => f.endsWith('.ts') && f !== 'docs.ts')
+      .sort()
+      .map((f) => `scripts/${f}`),
+    'tasks.ts',
+    ...fs
+      .readdirSync(path.join(root, 'compose'))
+      .filter((f) => /^compose.*\.ya?ml$/.test(f))
+      .sort()
+      .map((f) => `compose/${f}`),
+  ];
+  const re = new RegExp(`(?<![A-Za-z0-9_])${key}(?![A-Za-z0-9_])`);
+  return files.filter((f) => re.test(fs.readFileSync(path.join(root, f), 'utf8')));
+}
+
+/** docs/environment.md's block: every key of .env.template with its default, annotations, comment and readers. */
+export async function renderEnvironment(root: string): Promise<string> {
+  const { parseTemplate } = await import('./env.ts');
+  const keys = parseTemplate(fs.readFileSync(path.join(root, '.env.template'), 'utf8'));
+  const lines = ['| Key | Default | Annotations | What it is | Read by |', '|---|---|---|---|---|'];
+  for (const k of keys) {
+    const notes = [
+      k.secret ? '@secret' : k.required ? '@required' : '',
+      k.enumValues ? `@enum ${k.enumValues.join(' ')}` : '',
+      k.type ? `@${k.type}` : '',
+    ].filter(Boolean);
+    const readers = [...readersOf(root, k.key).map((f) => `\`${f}\``), ...(EXTERNAL_READERS[k.key] ? [EXTERNAL_READERS[k.key]!] : [])];
+    lines.push(
+      `| \`${k.key}\` | ${k.default ? `\`${cell(k.default)}\`` : k.secret ? '(generated by env-init)' : '(empty)'} | ` +
+        `${notes.join(', ')} | ${cell(k.comment)} | ${readers.join(', ')} |`,
+    );
+  }
+  return alignTables(lines.join('\n'));
 }
 
 /** Every static task plus the targets generated for the shipped services. */
@@ -112,9 +180,10 @@ export async function expectedDocs(root: string): Promise<Array<{ file: string; 
   return [
     { file: 'README.md', block: renderReadme(tasks, services) },
     { file: 'docs/reference.md', block: renderReference(all) },
-  ].map(({ file, block }) => {
+    { file: 'docs/environment.md', block: await renderEnvironment(root), begin: ENV_BEGIN, end: ENV_END },
+  ].map(({ file, block, begin, end }) => {
     const current = fs.readFileSync(path.join(root, file), 'utf8');
-    return { file, current, expected: replaceBlock(current, block, file) };
+    return { file, current, expected: replaceBlock(current, block, file, begin, end) };
   });
 }
 
@@ -129,7 +198,7 @@ if (import.meta.url === pathToFileURL(entry).href) {
     if (!check) fs.writeFileSync(path.join(root, d.file), d.expected);
   }
   if (check && stale.length) {
-    process.stderr.write(`task reference out of date in ${stale.join(', ')}: run npx tsx scripts/docs.ts\n`);
+    process.stderr.write(`generated docs out of date in ${stale.join(', ')}: run npx tsx scripts/docs.ts\n`);
     process.exitCode = 1;
-  } else process.stdout.write(stale.length ? `updated ${stale.join(', ')}\n` : 'task reference up to date\n');
+  } else process.stdout.write(stale.length ? `updated ${stale.join(', ')}\n` : 'generated docs up to date\n');
 }

@@ -1,6 +1,6 @@
 // Errors that carry an exit code, so library code never calls process.exit.
 
-/** Documented exit codes (see README "Exit codes"). A child's own code passes through unchanged. */
+/** Documented exit codes (see docs/reference.md "Exit codes"). A child's own code passes through unchanged. */
 export const ExitCode = {
   ok: 0,
   failure: 1,

@@ -1,4 +1,4 @@
-// The docs stay true: the generated task reference is current, every task a doc names exists, and the README's example task runs.
+// The docs stay true: the generated blocks are current, every task a doc names exists, and workflow.md's example task runs.
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { YAML } from 'zx';
 import { expectedDocs } from '../../scripts/docs.ts';
+import { parseTemplate } from '../../scripts/env.ts';
 import { serviceTasks } from '../../scripts/stack.ts';
 import { tasks } from '../../tasks.ts';
 
@@ -13,7 +14,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const docFiles = [
   'README.md',
   ...fs
-    .readdirSync(path.join(repo, 'docs'))
+    .readdirSync(path.join(repo, 'docs'), { recursive: true, encoding: 'utf8' })
     .filter((f) => f.endsWith('.md'))
     .map((f) => `docs/${f}`),
 ];
@@ -61,11 +62,22 @@ function mentionedTasks(md: string): string[] {
 }
 
 describe('docs', () => {
-  it('the task reference in README.md and docs/reference.md is current (npx tsx scripts/docs.ts)', async () => {
+  it('the generated blocks of README.md, docs/reference.md and docs/environment.md are current (npx tsx scripts/docs.ts)', async () => {
     for (const d of await expectedDocs(repo)) expect(d.current, `${d.file} is stale: run npx tsx scripts/docs.ts`).toBe(d.expected);
   });
 
-  it('every task named in README.md and docs/*.md exists in the registry', () => {
+  it('docs/environment.md has a row for every key of .env.template, with its default', () => {
+    const md = fs.readFileSync(path.join(repo, 'docs/environment.md'), 'utf8');
+    const keys = parseTemplate(fs.readFileSync(path.join(repo, '.env.template'), 'utf8'));
+    expect(keys.length).toBeGreaterThan(30);
+    for (const k of keys) {
+      const row = md.split('\n').find((l) => l.startsWith(`| \`${k.key}\` `));
+      expect(row, `docs/environment.md: no row for ${k.key}`).toBeTruthy();
+      if (k.default) expect(row).toContain(`\`${k.default}\``);
+    }
+  });
+
+  it('every task named in README.md and docs/**/*.md exists in the registry', () => {
     const known = knownNames();
     const unknown: string[] = [];
     let count = 0;
@@ -92,10 +104,10 @@ describe('docs', () => {
     expect(mentionedTasks('`tasks shell-<service>`, `tasks <service>-restart`, `tasks help <task>`')).toEqual(['help']);
   });
 
-  it("the README's example task really works: listed, explained, and its command printed in dry-run", () => {
-    const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
-    const snippet = /```ts\n(defineTask\(\{\n {2}name: 'db-size'[\s\S]*?)```/.exec(readme)?.[1];
-    expect(snippet, 'README: the ```ts block with the db-size example').toBeTruthy();
+  it('the example task of docs/workflow.md really works: listed, explained, and its command printed in dry-run', () => {
+    const workflow = fs.readFileSync(path.join(repo, 'docs/workflow.md'), 'utf8');
+    const snippet = /```ts\n(defineTask\(\{\n {2}name: 'db-size'[\s\S]*?)```/.exec(workflow)?.[1];
+    expect(snippet, 'docs/workflow.md: the ```ts block with the db-size example').toBeTruthy();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-task-'));
     try {
       for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds'])
