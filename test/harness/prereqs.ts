@@ -290,7 +290,7 @@ export function main(): number {
   const after = plan(missingPrerequisites(probe), {
     ...env,
     canInstall: false,
-    cannotInstallBecause: 'apt-get installed it, yet it is missing',
+    cannotInstallBecause: 'apt-get ran, yet these are still missing',
   });
   if (after.action === 'fail') {
     process.stderr.write(`${after.message}\n`);
