@@ -1,31 +1,58 @@
-// Starts the real services once per test run (PostgreSQL cluster, S3 server, Docker engine) and stops them after.
+// Starts the real services a test project uses (PostgreSQL cluster, S3 server, Docker engine), once per test run,
+// and stops them after the last project. Unit tests start nothing.
 import type { TestProject } from 'vitest/node';
 import { startPostgres } from './pg.ts';
 import { startS3 } from './s3.ts';
 import { startDocker } from './docker.ts';
 
-type Started = Awaited<ReturnType<typeof start>>;
+type Service = 'pg' | 's3' | 'docker';
 
-async function start() {
-  const [pg, s3, docker] = await Promise.all([startPostgres(), startS3(), startDocker()]);
-  return { pg, s3, docker };
+/** The services a project's files inject, by project name: end-to-end projects are `e2e` and `e2e-…` (one per engine target). */
+export function servicesFor(projectName: string): Service[] {
+  if (projectName === 'integration') return ['pg', 's3'];
+  if (projectName === 'e2e' || projectName.startsWith('e2e-')) return ['docker', 's3'];
+  return [];
 }
 
-// vitest runs a root globalSetup once per project (unit, integration, e2e) in the same process:
-// share one set of services between them and stop it when the last project is done.
-const shared = globalThis as { __composeTasksServices?: { started: Promise<Started>; users: number } };
+// vitest runs a root globalSetup once per project (unit, integration, e2e…) in the same process: each service
+// starts the first time a project needs it, is shared by the projects after, and stops when the last project is done.
+interface Shared {
+  pg?: ReturnType<typeof startPostgres>;
+  s3?: ReturnType<typeof startS3>;
+  docker?: ReturnType<typeof startDocker>;
+  users: number;
+}
+const shared = globalThis as { __composeTasksServices?: Shared };
 
 export default async function setup(project: TestProject) {
-  shared.__composeTasksServices ??= { started: start(), users: 0 };
+  shared.__composeTasksServices ??= { users: 0 };
   const entry = shared.__composeTasksServices;
   entry.users++;
-  const { pg, s3, docker } = await entry.started;
-  project.provide('pg', pg.info);
-  project.provide('s3', s3.info);
-  project.provide('docker', docker.info);
-  return async () => {
+  const teardown = async () => {
     if (--entry.users > 0) return;
     delete shared.__composeTasksServices;
-    for (const stop of [docker.stop, s3.stop, pg.stop]) await stop().catch(() => undefined);
+    for (const started of [entry.docker, entry.s3, entry.pg]) {
+      const service = await started?.catch(() => undefined);
+      await service?.stop().catch(() => undefined);
+    }
   };
+  const wanted = new Set(servicesFor(project.name));
+  try {
+    if (wanted.has('pg')) entry.pg ??= startPostgres();
+    if (wanted.has('s3')) entry.s3 ??= startS3();
+    if (wanted.has('docker')) entry.docker ??= startDocker();
+    const [pg, s3, docker] = await Promise.all([
+      wanted.has('pg') ? entry.pg : undefined,
+      wanted.has('s3') ? entry.s3 : undefined,
+      wanted.has('docker') ? entry.docker : undefined,
+    ]);
+    if (pg) project.provide('pg', pg.info);
+    if (s3) project.provide('s3', s3.info);
+    if (docker) project.provide('docker', docker.info);
+  } catch (err) {
+    // A setup that throws returns no teardown: give back this project's share now.
+    await teardown();
+    throw err;
+  }
+  return teardown;
 }

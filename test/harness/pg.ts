@@ -1,5 +1,5 @@
 // A throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir) shared by the whole test run, plus helpers for tests.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,8 +13,8 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** The repository root (this file is test/harness/pg.ts). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The shared pagila dataset, beside the clone (../shared/datasets/pagila). */
-export const pagilaDir = resolve(repoRoot, '..', 'shared', 'datasets', 'pagila');
+/** The pagila sample database, vendored in the repository (see its README.md and LICENSE). */
+export const pagilaDir = resolve(repoRoot, 'test', 'fixtures', 'pagila');
 
 interface RunResult {
   code: number;
@@ -56,6 +56,20 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * uid and gid of the `postgres` system user (created by the Debian server package), read from the passwd
+ * database (`getent passwd`, so NSS sources count too): its numbers differ from machine to machine.
+ */
+export function postgresUser(): { uid: number; gid: number } {
+  const r = spawnSync('getent', ['passwd', 'postgres'], { encoding: 'utf8' });
+  const fields = r.status === 0 ? r.stdout.trim().split(':') : [];
+  const [uid, gid] = [Number(fields[2]), Number(fields[3])];
+  if (fields.length < 7 || !Number.isInteger(uid) || !Number.isInteger(gid)) {
+    throw new Error('no `postgres` user on this machine (getent passwd postgres): install postgresql-15, which creates it');
+  }
+  return { uid, gid };
+}
+
 export async function startPostgres(): Promise<{ info: PgInfo; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ct-pg-'));
   const data = join(dir, 'data');
@@ -64,8 +78,9 @@ export async function startPostgres(): Promise<{ info: PgInfo; stop: () => Promi
   writeFileSync(pwfile, password + '\n', { mode: 0o600 });
   chmodSync(dir, 0o755);
   if (isRoot) {
-    chownSync(dir, 101, 104);
-    chownSync(pwfile, 101, 104);
+    const { uid, gid } = postgresUser();
+    chownSync(dir, uid, gid);
+    chownSync(pwfile, uid, gid);
   }
   await mustRun(
     [
