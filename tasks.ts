@@ -3,14 +3,8 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { defineConfig, defineTask, type AnyTask } from './scripts/define.ts';
-import { main } from './scripts/cli.ts';
-import { stackTasks, serviceTasks } from './scripts/stack.ts';
-import { databaseTasks } from './scripts/database.ts';
-import { backupTasks } from './scripts/backup.ts';
-import { restoreTasks } from './scripts/restore.ts';
-import { cronTasks } from './scripts/cron.ts';
-import { operatorTasks } from './scripts/operator.ts';
+// The toolkit's one public entry module: everything a tasks.ts needs.
+import { builtinTasks, compose, defineConfig, defineTask, main, serviceTasks, type AnyTask } from './scripts/index.ts';
 
 // bin/tasks.mjs may run a cached bundle of this file: it says where the project is.
 const bin = (globalThis as { __composeTasksBin?: { root: string } }).__composeTasksBin;
@@ -46,7 +40,6 @@ const myTasks: AnyTask[] = [
     description: "Odoo's Python shell on the application database",
     group: 'custom',
     async run(ctx) {
-      const { compose } = await import('./scripts/compose.ts');
       const db = ctx.env.require('POSTGRES_DB');
       await ctx.runner.run({
         argv: compose.exec(await ctx.compose(), 'odoo', ['odoo', 'shell', `--database=${db}`, '--no-http'], { tty: ctx.interactive }),
@@ -57,15 +50,7 @@ const myTasks: AnyTask[] = [
   }),
 ];
 
-export const tasks: AnyTask[] = [
-  ...stackTasks,
-  ...databaseTasks,
-  ...backupTasks,
-  ...restoreTasks,
-  ...cronTasks,
-  ...operatorTasks,
-  ...myTasks,
-];
+export const tasks: AnyTask[] = [...builtinTasks, ...myTasks];
 
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
 if (bin || import.meta.url === pathToFileURL(entry).href) {

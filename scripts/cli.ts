@@ -7,7 +7,15 @@ import { createLogger, secretsFromEnv, type LogSink, type Logger } from './log.t
 import { createRunner, type Exec, type Runner } from './runner.ts';
 import { GROUPS, type AnyTask, type ArgSpec, type OptionSpec, type GlobalOptions, type ProjectConfig, type TaskContext } from './define.ts';
 import { loadEnv, readTemplate, validateEnv, envProblemsError, worldReadableEnvFiles, type LoadedEnv } from './env.ts';
-import { composeFiles, detectFlavor, discoverServices, explainDockerError, type ComposeProject, type ServiceInfo } from './compose.ts';
+import {
+  composeFiles,
+  detectFlavor,
+  discoverServices,
+  explainDockerError,
+  projectDirectory,
+  type ComposeProject,
+  type ServiceInfo,
+} from './compose.ts';
 import { confirm } from './confirm.ts';
 import { completionWords } from './completion.ts';
 
@@ -138,8 +146,7 @@ export async function main(o: MainOptions): Promise<number> {
     try {
       const env = loadEnv({ root: o.root, processEnv: o.env, appEnv: argvEnv(o.argv) });
       const probe = quietRunner(o, env, errLog);
-      const where = { root: o.root, files: composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles) };
-      const services = await discoverServices(probe, where, () => projectFor(probe, env, o), env.values, env.files);
+      const services = await discoverServices(probe, composeWhere(env, o), () => projectFor(probe, env, o), env.values, env.files);
       tasks = [...tasks, ...o.serviceTasks(services).filter((s) => !findTask(o.tasks, s.name))];
     } catch (err) {
       const e = explainDockerError(err);
@@ -216,9 +223,16 @@ function quietRunner(o: MainOptions, env: LoadedEnv, log: Logger): Runner {
   return createRunner({ log: quiet, env: env.values, cwd: o.root, exec: o.exec, signal: o.signal });
 }
 
+/** The compose files and project directory for this environment (everything of ComposeProject but the flavor). */
+function composeWhere(env: LoadedEnv, o: MainOptions): Omit<ComposeProject, 'flavor'> {
+  const files = composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles);
+  const dir = projectDirectory(o.root, env.values, o.config, files);
+  return { root: o.root, files, ...(dir !== o.root ? { projectDir: dir } : {}) };
+}
+
 async function projectFor(probe: Runner, env: LoadedEnv, o: MainOptions): Promise<ComposeProject> {
   const flavor = await detectFlavor(probe, env.values, path.join(o.root, '.cache', 'compose-tasks'));
-  return { flavor, root: o.root, files: composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles) };
+  return { flavor, ...composeWhere(env, o) };
 }
 
 async function runTask(
@@ -287,7 +301,7 @@ async function runTask(
       services: async () =>
         (services ??= discoverServices(
           st.probe,
-          { root: o.root, files: composeFiles(st.env.values, o.config.composeFiles, o.config.devComposeFiles) },
+          composeWhere(st.env, o),
           () => (project ??= projectFor(st.probe, st.env, o)),
           st.env.values,
           st.env.files,

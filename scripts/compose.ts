@@ -9,8 +9,13 @@ export type Flavor = 'v2' | 'v1';
 
 export interface ComposeProject {
   flavor: Flavor;
-  /** Project directory: relative paths in compose files and .env resolve here. */
+  /** Where the tasks run (the folder of tasks.ts): -f files and COMPOSE_FILE entries are relative to it. */
   root: string;
+  /**
+   * compose's project directory (--project-directory) when it is not `root`: relative paths inside the compose files
+   * (build contexts, bind mounts, secrets, env_file) resolve here. See projectDirectory().
+   */
+  projectDir?: string;
   /** Files passed with -f; empty when COMPOSE_FILE decides (compose reads it from the environment). */
   files: string[];
 }
@@ -40,9 +45,33 @@ export function effectiveComposeFiles(p: Omit<ComposeProject, 'flavor'>, env: Re
     .map((f) => path.resolve(p.root, f));
 }
 
+/**
+ * The project directory compose gets. compose's own rule is the folder of the first compose file (-f or COMPOSE_FILE),
+ * unless --project-directory says otherwise; compose reads no variable for it (docker/compose#12200). Here:
+ *   1. COMPOSE_PROJECT_DIRECTORY, when set (the tasks' own setting, relative to the root), for any files;
+ *   2. the configured files (or a COMPOSE_FILE starting with the configured base file): config.projectDirectory, else
+ *      the root when the first file is inside it (the shipped layout: ./addons next to compose/), else its folder;
+ *   3. other files (COMPOSE_FILE naming another project's compose.yaml): compose's rule, the first file's folder.
+ */
+export function projectDirectory(
+  root: string,
+  env: Record<string, string | undefined>,
+  config: { composeFiles: readonly string[]; projectDirectory?: string },
+  files: string[],
+): string {
+  if (env.COMPOSE_PROJECT_DIRECTORY) return path.resolve(root, env.COMPOSE_PROJECT_DIRECTORY);
+  const first = effectiveComposeFiles({ root, files }, env)[0];
+  if (!first) return root;
+  const configured = config.composeFiles[0] !== undefined && path.resolve(root, config.composeFiles[0]) === first;
+  if (!configured) return path.dirname(first);
+  if (config.projectDirectory !== undefined) return path.resolve(root, config.projectDirectory);
+  const rel = path.relative(root, first);
+  return rel.startsWith('..') || path.isAbsolute(rel) ? path.dirname(first) : root;
+}
+
 export function composeBase(p: ComposeProject): string[] {
   const head = p.flavor === 'v2' ? ['docker', 'compose'] : ['docker-compose'];
-  return [...head, '--project-directory', p.root, ...p.files.flatMap((f) => ['-f', f])];
+  return [...head, '--project-directory', p.projectDir ?? p.root, ...p.files.flatMap((f) => ['-f', f])];
 }
 
 export interface UpOptions {
@@ -292,7 +321,7 @@ export async function parseConfig(text: string, flavor: Flavor): Promise<Service
 /** Cache key: the compose files' contents, the env files and every COMPOSE_* setting. */
 export function discoveryKey(p: Omit<ComposeProject, 'flavor'>, env: Record<string, string | undefined>, envFiles: string[]): string {
   const h = crypto.createHash('sha256');
-  h.update(`${p.root}\0${p.files.join(':')}\0`);
+  h.update(`${p.root}\0${p.projectDir ?? ''}\0${p.files.join(':')}\0`);
   for (const f of [...effectiveComposeFiles(p, env), ...envFiles.map((e) => path.join(p.root, e))]) {
     h.update(f);
     try {

@@ -39,6 +39,11 @@ async function runMigrate(ctx: TaskContext): Promise<void> {
     await m(ctx);
     return;
   }
+  if ('kind' in m) {
+    const { runSqlMigrations } = await import('./migrations.ts');
+    await runSqlMigrations(ctx, m);
+    return;
+  }
   const { compose } = await import('./compose.ts');
   const command = m.command.map((a) => expandVars(a, (k) => ctx.env.get(k)));
   ctx.log.step(`migrating: ${m.service}`);

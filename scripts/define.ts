@@ -121,14 +121,30 @@ export type BackupPart =
   | { name: string; kind: 'volume'; service: string; path: string; owner?: string }
   | { name: string; kind: 'path'; path: string };
 
+/**
+ * `tasks migrate` applies SQL files `NNN_name.sql` from `dir` (relative to the root) in version order, each in one
+ * transaction, recorded in `table` (default schema_migrations: version, name, checksum, applied_at); applied ones are
+ * skipped, a changed applied file is refused. Declare it with sqlMigrations('migrations') (scripts/migrations.ts).
+ */
+export interface SqlMigrations {
+  kind: 'sqlMigrations';
+  dir: string;
+  table?: string;
+}
+
 /** Per-project settings the built-in tasks read; set in tasks.ts. */
 export interface ProjectConfig {
   /** Compose files relative to the root, base first; used unless COMPOSE_FILE is set. */
   composeFiles: string[];
+  /**
+   * Compose's project directory (relative paths in the compose files resolve there) for these files, relative to the
+   * root. Default: the root when the first file is inside it, else that file's folder (compose's own rule).
+   */
+  projectDirectory?: string;
   /** Extra compose files in development (the dev override). */
   devComposeFiles: string[];
-  /** The migration command, run by `tasks migrate`. */
-  migrate?: { service: string; command: string[] } | ((ctx: TaskContext) => Promise<void>);
+  /** What `tasks migrate` runs: a command in a service (`compose run`), SQL migration files, or your own function. */
+  migrate?: { service: string; command: string[] } | SqlMigrations | ((ctx: TaskContext) => Promise<void>);
   /** Run after seeds/*.sql, if set. */
   seedCommand?: { service: string; command: string[] };
   /** Folder of seed files relative to the root. */

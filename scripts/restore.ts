@@ -775,8 +775,10 @@ async function planFolder(
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
   const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
+  // A volume's staging folder goes inside the folder itself: its parent may be outside the volume (a volume mounted at
+  // /app/uploads), in the one-off container's own layer, which is gone before the swap runs in the next one.
   const work = isVolume
-    ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}`
+    ? `${dest.replace(/\/+$/, '')}/.compose-tasks-restore-${part.name}-${o.stamp}`
     : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
   const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
   const { compose } = await import('./compose.ts');

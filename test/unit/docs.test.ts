@@ -22,9 +22,13 @@ const docFiles = [
 /** Task names: the static registry plus the targets generated for every service of the shipped compose files. */
 function knownNames(): Set<string> {
   const services = new Set<string>();
-  for (const f of fs.readdirSync(path.join(repo, 'compose')).filter((x) => /^compose.*\.ya?ml$/.test(x))) {
-    const doc = YAML.parse(fs.readFileSync(path.join(repo, 'compose', f), 'utf8')) as { services?: Record<string, unknown> };
-    for (const s of Object.keys(doc.services ?? {})) services.add(s);
+  // The shipped compose files, and the examples' (docs/workflow.md runs examples/web-api's targets).
+  const dirs = ['compose', ...fs.readdirSync(path.join(repo, 'examples')).map((e) => path.join('examples', e, 'compose'))];
+  for (const dir of dirs.filter((d) => fs.existsSync(path.join(repo, d)))) {
+    for (const f of fs.readdirSync(path.join(repo, dir)).filter((x) => /^compose.*\.ya?ml$/.test(x))) {
+      const doc = YAML.parse(fs.readFileSync(path.join(repo, dir, f), 'utf8')) as { services?: Record<string, unknown> };
+      for (const s of Object.keys(doc.services ?? {})) services.add(s);
+    }
   }
   const generated = serviceTasks([...services].map((name) => ({ name, build: false, profiles: [], ports: [], healthcheck: true })));
   return new Set([...tasks, ...generated].flatMap((t) => [t.name, ...(t.aliases ?? [])]).concat(['help']));
