@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { compose, type Flavor } from './compose.ts';
+import { cronPeriodMs } from './cron.ts';
 import { readTemplate, validateEnv, worldReadableEnvFiles } from './env.ts';
 import { CommandError } from './errors.ts';
 import { formatBytes, formatDuration } from './log.ts';
@@ -64,23 +65,7 @@ export function findOnPath(name: string, pathVar: string | undefined): string | 
   return undefined;
 }
 
-/** The longest gap between two runs of a 5-field cron schedule (an upper bound, good enough to judge staleness). */
-export function cronPeriodMs(expr: string): number | undefined {
-  const f = expr.trim().split(/\s+/);
-  if (f.length !== 5) return undefined;
-  const [min, hour, dom, mon, dow] = f as [string, string, string, string, string];
-  const H = 3600_000;
-  const D = 24 * H;
-  const step = (field: string) => /^\*\/(\d+)$/.exec(field)?.[1];
-  if (mon !== '*') return 366 * D;
-  if (step(dom)) return Number(step(dom)) * D;
-  if (dom !== '*') return 31 * D;
-  if (dow !== '*') return 7 * D;
-  if (step(hour)) return Number(step(hour)) * H;
-  if (hour !== '*') return D;
-  if (step(min)) return Number(step(min)) * 60_000;
-  return min === '*' ? 60_000 : H;
-}
+export { cronPeriodMs };
 
 /** How old something scheduled may get before it counts as missed: one period, a quarter more, and an hour. */
 export const allowedAgeMs = (periodMs: number) => periodMs * 1.25 + 3600_000;
