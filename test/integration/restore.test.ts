@@ -577,6 +577,21 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     });
   });
 
+  it('"latest" never picks a backup dated in the future: refused naming it (exit 3); named explicitly it restores', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-02-01_00-00-00`, pagilaDump, addonsSrc, db.name);
+    const future = `${PROJECT}_backup_2099-01-01_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), future, pagilaDump, addonsSrc, db.name);
+    const r = await restoreRun(root, db, ['restore', 'latest', '--yes', '--no-safety-backup']);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, new RegExp(`latest: the newest backup, ${future}, is dated after now \\(.*\\): the clock or its name is wrong`));
+    expect(r.stderr).toContain('name the backup to restore');
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    const named = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-02-01_00-00-00`, '--yes', '--no-safety-backup']);
+    expect(named.code, named.stderr).toBe(0);
+  });
+
   it('production: --yes alone is refused without a terminal (exit 3); --yes --force restores', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
