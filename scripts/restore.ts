@@ -509,7 +509,8 @@ export const restore = defineTask({
     let stopped: string[] = [];
     let phase: 'restore' | 'health' = 'restore';
     let staging: Promise<unknown> = Promise.resolve();
-    const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && targetExists);
+    // --as into another existing database keeps that one (no safety backup covers it); --as the app's own is a plain restore.
+    const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && ctx.opts.as !== t.database && targetExists);
 
     try {
       if (project && appServices.length) {
