@@ -70,6 +70,8 @@ export function localBackups(dir: string): LocalBackup[] {
 export interface VerifiedRecord {
   at: string;
   restoreTest: boolean;
+  /** The archive's size when it was checked: prune counts it as good only while it still has it (scripts/trust.ts). */
+  size?: number;
 }
 const VERIFIED = '.verified.json';
 
@@ -81,9 +83,9 @@ export function readVerified(dir: string): Record<string, VerifiedRecord> {
   }
 }
 
-export function recordVerified(dir: string, name: string, restoreTest: boolean, at = new Date()): void {
+export function recordVerified(dir: string, name: string, restoreTest: boolean, o: { size?: number; at?: Date } = {}): void {
   const all = readVerified(dir);
-  all[name] = { at: at.toISOString(), restoreTest };
+  all[name] = { at: (o.at ?? new Date()).toISOString(), restoreTest, ...(o.size !== undefined ? { size: o.size } : {}) };
   const tmp = path.join(dir, `${VERIFIED}.${process.pid}.tmp`);
   fs.writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
   fs.renameSync(tmp, path.join(dir, VERIFIED));
@@ -403,13 +405,13 @@ export async function runBackup(
   let size = 0;
   let uploaded = false;
   let remoteListing: Promise<RemoteObject[] | Error> | undefined;
+  let warnings: string[] = [];
   await notifyMod.pingStart(ctx.log, ns);
   try {
     if (!dryRun) {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (o.lock !== false) {
-        const lock = await (await mods.lock()).acquireLock(path.join(dir, '.lock'), { what: 'backup' });
-        ctx.onCleanup(() => lock.release());
+        await (await mods.lock()).lockChanges(ctx, 'backup');
         removeStale(ctx, dir);
       }
     }
@@ -520,7 +522,7 @@ export async function runBackup(
     fs.chmodSync(tmp, 0o600);
     fs.renameSync(tmp, final);
     fs.rmSync(staging, { recursive: true, force: true });
-    recordVerified(dir, name, false);
+    recordVerified(dir, name, false, { size });
     ctx.log.success(`${final}: ${formatBytes(size)}, checked`);
 
     if (s3s) {
@@ -568,7 +570,7 @@ export async function runBackup(
         listing && uploaded
           ? [...listing.filter((r) => r.name !== name), { key: s3m.objectKey(s3s!, name), name, size, modified: '' }]
           : listing;
-      await pruneAll(ctx, { s3s, apply: true, project, remote });
+      warnings = pruneWarnings(await pruneAll(ctx, { s3s, apply: true, project, remote, fresh: name }));
     }
     const ms = Date.now() - started;
     ctx.log.success(`backup ${name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
@@ -583,6 +585,7 @@ export async function runBackup(
       size,
       durationMs: ms,
       uploaded,
+      ...(warnings.length ? { warnings } : {}),
     });
     return { name, file: final, size, uploaded };
   } catch (err0) {
@@ -639,17 +642,36 @@ export interface PruneOutcome {
   remote?: PrunePlan;
 }
 
-/** Plans and (with apply) deletes, local and remote separately, only this project's backups. */
+/** Why a prune deleted nothing (clock or gap), for the notification: the plans' warnings. */
+export const pruneWarnings = (p: PruneOutcome): string[] =>
+  [p.local.warning && `local: ${p.local.warning}`, p.remote?.warning && `remote: ${p.remote.warning}`].filter((w): w is string =>
+    Boolean(w),
+  );
+
+/**
+ * Plans and (with apply) deletes, local and remote separately, only this project's backups. Only verified backups
+ * count as good, and nothing is deleted when the clock cannot be trusted (scripts/trust.ts). `fresh`: the backup
+ * this run just made.
+ */
 export async function pruneAll(
   ctx: TaskContext,
-  o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date; remote?: RemoteObject[] },
+  o: { s3s: S3Settings | undefined; apply: boolean; project: string; now?: Date; remote?: RemoteObject[]; fresh?: string },
 ): Promise<PruneOutcome> {
   const { planPrune } = await mods.retention();
-  const pol = { ...policy(ctx), now: o.now ?? new Date() };
+  const trust = await import('./trust.ts');
+  const hold = o.s3s ? await trust.skewWarning(ctx.log, o.s3s) : undefined;
+  const pol = {
+    ...policy(ctx),
+    now: o.now ?? new Date(),
+    maxGapMs: trust.maxGapMs((k) => ctx.env.get(k)),
+    ...(o.fresh ? { fresh: o.fresh } : {}),
+    ...(hold ? { hold } : {}),
+  };
   const dir = backupDir(ctx);
   const locals = localBackups(dir).filter((b) => b.project === o.project);
+  const good = await trust.judgeLocal(ctx, dir, locals);
   const localPlan = planPrune(
-    locals.map((b) => ({ name: b.name, time: b.time, good: true })),
+    locals.map((b) => ({ name: b.name, time: b.time, good: good.get(b.name) ?? false })),
     pol,
   );
   if (localPlan.warning) ctx.log.warn(`local: ${localPlan.warning}`);
@@ -666,8 +688,13 @@ export async function pruneAll(
     const remote = (o.remote ?? (await s3m.listRemote(ctx.probe, o.s3s)))
       .map((r) => ({ r, p: parseBackupName(r.name) }))
       .filter((x) => x.p && x.p.project === o.project);
+    const remoteGood = trust.judgeRemote(
+      ctx.log,
+      dir,
+      remote.map((x) => x.r),
+    );
     remotePlan = planPrune(
-      remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: true })),
+      remote.map((x) => ({ name: x.r.name, time: x.p!.time, good: remoteGood.get(x.r.name) ?? false })),
       pol,
     );
     if (remotePlan.warning) ctx.log.warn(`remote: ${remotePlan.warning}`);
@@ -704,6 +731,7 @@ export async function downloadBackup(ctx: TaskContext, name: string): Promise<st
     ctx.log.step('checking every part against the manifest');
     await (await mods.archive()).checkArchive(tmp, { signal: ctx.signal });
     fs.renameSync(tmp, final);
+    recordVerified(dir, name, false, { size: fs.statSync(final).size });
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw interrupted(ctx, err);
@@ -776,7 +804,7 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
       });
     ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
   }
-  recordVerified(dir, name, Boolean(o.restoreTest));
+  recordVerified(dir, name, Boolean(o.restoreTest), { size: fs.statSync(file).size });
   ctx.log.success(`${name} verified${downloaded ? ' (downloaded from S3)' : ''}`);
 }
 
@@ -932,10 +960,7 @@ const prune = defineTask({
   async run(ctx) {
     const project = ctx.env.require('COMPOSE_PROJECT_NAME');
     const dir = backupDir(ctx);
-    if (!ctx.global.dryRun && fs.existsSync(dir)) {
-      const lock = await (await mods.lock()).acquireLock(path.join(dir, '.lock'), { what: 'backup' });
-      ctx.onCleanup(() => lock.release());
-    }
+    if (fs.existsSync(dir)) await (await mods.lock()).lockChanges(ctx, 'prune');
     const s = await s3For(ctx);
     if (s) {
       const missing = credentialsProblem(ctx, await mods.s3());
@@ -945,7 +970,23 @@ const prune = defineTask({
           hint: `set them in ${ctx.env.fileToFix}`,
         });
     }
-    await pruneAll(ctx, { s3s: s, apply: true, project });
+    const warnings = pruneWarnings(await pruneAll(ctx, { s3s: s, apply: true, project }));
+    if (warnings.length) {
+      const notifyMod = await mods.notify();
+      await notifyMod.report(
+        ctx.log,
+        notifyMod.notifySettings((k) => ctx.env.get(k), ctx.global.dryRun),
+        {
+          status: 'success',
+          task: 'prune',
+          project,
+          appEnv: ctx.env.appEnv,
+          host: os.hostname(),
+          durationMs: 0,
+          warnings,
+        },
+      );
+    }
   },
 });
 

@@ -7,6 +7,40 @@ import { shellQuote } from './runner.ts';
 
 export const DEFAULT_SCHEDULE = '0 2 */5 * *';
 
+/**
+ * The longest gap between two runs of a cron schedule (an upper bound, good enough to judge staleness); @keywords
+ * too, @reboot has none.
+ */
+export function cronPeriodMs(expr: string): number | undefined {
+  const keyword = { '@hourly': 3600_000, '@daily': 86400_000, '@midnight': 86400_000, '@weekly': 7 * 86400_000 }[expr.trim()];
+  if (keyword) return keyword;
+  if (/^@(monthly)$/.test(expr.trim())) return 31 * 86400_000;
+  if (/^@(yearly|annually)$/.test(expr.trim())) return 366 * 86400_000;
+  const f = expr.trim().split(/\s+/);
+  if (f.length !== 5) return undefined;
+  const [min, hour, dom, mon, dow] = f as [string, string, string, string, string];
+  const H = 3600_000;
+  const D = 24 * H;
+  const step = (field: string) => /^\*\/(\d+)$/.exec(field)?.[1];
+  if (mon !== '*') return 366 * D;
+  if (step(dom)) return Number(step(dom)) * D;
+  if (dom !== '*') return 31 * D;
+  if (dow !== '*') return 7 * D;
+  if (step(hour)) return Number(step(hour)) * H;
+  if (hour !== '*') return D;
+  if (step(min)) return Number(step(min)) * 60_000;
+  return min === '*' ? 60_000 : H;
+}
+
+/** Prune deletes nothing when the newest earlier backup is older than this many periods of the schedule (scripts/retention.ts). */
+export const PRUNE_GAP_PERIODS = 3;
+
+/** BACKUP_CRON (or the default) and its longest gap between runs; the default schedule's when it has none (@reboot). */
+export function backupSchedule(get: (k: string) => string | undefined): { schedule: string; periodMs: number } {
+  const schedule = get('BACKUP_CRON') ?? DEFAULT_SCHEDULE;
+  return { schedule, periodMs: cronPeriodMs(schedule) ?? cronPeriodMs(DEFAULT_SCHEDULE)! };
+}
+
 export const beginMarker = (project: string) => `# BEGIN ${project} tasks`;
 export const endMarker = (project: string) => `# END ${project} tasks`;
 

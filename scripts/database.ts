@@ -10,6 +10,9 @@ const pgModule = (): Promise<Pg> => import('./postgres.ts');
 
 const isProduction = (ctx: TaskContext) => ctx.env.appEnv === 'production';
 
+/** No backup, restore, prune or other database change runs at the same time (exit 5 naming it; scripts/lock.ts). */
+const lockChanges = async (ctx: TaskContext, task: string) => (await import('./lock.ts')).lockChanges(ctx, task);
+
 /** `${VAR}` and `${VAR:-default}` in a configured command, from the loaded environment. */
 export function expandVars(s: string, get: (k: string) => string | undefined): string {
   return s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, k: string, def?: string) => get(k) || def || '');
@@ -142,6 +145,7 @@ const seed = defineTask({
   async run(ctx) {
     const c: TaskContext = ctx;
     refuseProduction(c, 'seed', ctx.opts.force);
+    await lockChanges(c, 'seed');
     const pg = await pgModule();
     const t = pg.pgTarget(c);
     const files = await seedFiles(c);
@@ -181,6 +185,7 @@ const resetDb = defineTask({
     const c: TaskContext = ctx;
     const prod = isProduction(c);
     refuseProduction(c, 'reset-db', ctx.opts.force);
+    await lockChanges(c, 'reset-db');
     const pg = await pgModule();
     const t = pg.pgTarget(c);
     const server = await pg.serverVersion(c, t);
@@ -324,6 +329,7 @@ const dbImport = defineTask({
     const shown = ctx.args.file;
     const file = resolvePath(c, shown);
     checkInputFile(file, shown);
+    await lockChanges(c, 'db-import');
     const pg = await pgModule();
     const format = pg.sniffDumpFormat(file);
     if (format === 'unknown')

@@ -2,6 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { compose, type Flavor } from './compose.ts';
+import { cronPeriodMs, PRUNE_GAP_PERIODS } from './cron.ts';
+import { FUTURE_TOLERANCE_MS } from './retention.ts';
+import { maxGapMs } from './trust.ts';
 import { readTemplate, validateEnv, worldReadableEnvFiles } from './env.ts';
 import { CommandError } from './errors.ts';
 import { formatBytes, formatDuration } from './log.ts';
@@ -64,23 +67,7 @@ export function findOnPath(name: string, pathVar: string | undefined): string | 
   return undefined;
 }
 
-/** The longest gap between two runs of a 5-field cron schedule (an upper bound, good enough to judge staleness). */
-export function cronPeriodMs(expr: string): number | undefined {
-  const f = expr.trim().split(/\s+/);
-  if (f.length !== 5) return undefined;
-  const [min, hour, dom, mon, dow] = f as [string, string, string, string, string];
-  const H = 3600_000;
-  const D = 24 * H;
-  const step = (field: string) => /^\*\/(\d+)$/.exec(field)?.[1];
-  if (mon !== '*') return 366 * D;
-  if (step(dom)) return Number(step(dom)) * D;
-  if (dom !== '*') return 31 * D;
-  if (dow !== '*') return 7 * D;
-  if (step(hour)) return Number(step(hour)) * H;
-  if (hour !== '*') return D;
-  if (step(min)) return Number(step(min)) * 60_000;
-  return min === '*' ? 60_000 : H;
-}
+export { cronPeriodMs };
 
 /** How old something scheduled may get before it counts as missed: one period, a quarter more, and an hour. */
 export const allowedAgeMs = (periodMs: number) => periodMs * 1.25 + 3600_000;
@@ -354,12 +341,24 @@ export const checks: Check[] = [
       if (!last) return dev ? skip('no backup yet') : fail(`no backup in ${dir}`, 'take one now: tasks backup');
       const age = d.now.getTime() - last.time.getTime();
       const period = cronPeriodMs(schedule(ctx));
+      if (-age > FUTURE_TOLERANCE_MS)
+        return (dev ? warn : fail)(
+          `last backup ${last.name} is dated ${formatAge(-age)} after now: the clock looks wrong; prune deletes nothing`,
+          'set the clock right (timedatectl set-ntp true)',
+        );
+      // Past this gap prune deletes nothing (scripts/retention.ts): the clock jumped ahead or backups stopped.
+      const held = age > maxGapMs((k) => ctx.env.get(k)) ? '; prune deletes nothing until a new backup' : '';
       if (!dev && period !== undefined && age > allowedAgeMs(period)) {
         return fail(
-          `last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}`,
+          `last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}${held}`,
           'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup',
         );
       }
+      if (held)
+        return warn(
+          `last backup ${last.name} is ${formatAge(age)} old, more than ${PRUNE_GAP_PERIODS} periods of "${schedule(ctx)}"${held}`,
+          'check the clock (timedatectl) and the cron log (BACKUP_LOG), then run: tasks backup',
+        );
       return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatAge(Math.max(0, age))} old)`);
     },
   },

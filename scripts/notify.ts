@@ -21,6 +21,8 @@ export interface BackupReport {
   uploaded?: boolean;
   error?: string;
   exitCode?: number;
+  /** Done, but something needs a person (prune held back: the clock or a long gap); sent like a failure. */
+  warnings?: string[];
 }
 
 export function notifySettings(get: (k: string) => string | undefined, dryRun: boolean): NotifySettings {
@@ -66,7 +68,8 @@ export async function pingStart(log: Logger, s: NotifySettings): Promise<void> {
 /** Sends the outcome: the JSON report on failure (and on success when asked), and the success/fail ping. */
 export async function report(log: Logger, s: NotifySettings, r: BackupReport): Promise<void> {
   const jobs: Array<Promise<void>> = [];
-  if (s.notifyUrl && (r.status === 'failure' || s.notifyOnSuccess)) jobs.push(send(log, s, s.notifyUrl, JSON.stringify(r)));
+  if (s.notifyUrl && (r.status === 'failure' || r.warnings?.length || s.notifyOnSuccess))
+    jobs.push(send(log, s, s.notifyUrl, JSON.stringify(r)));
   if (s.healthcheckUrl)
     jobs.push(
       send(log, s, pingUrl(s.healthcheckUrl, r.status === 'success' ? 'success' : 'fail'), r.error ? log.mask(r.error) : undefined),

@@ -691,6 +691,35 @@ export function terminateSessionsSql(name: string, waitMs?: number): string {
   );
 }
 
+/** An open client session on a database, as pg_stat_activity shows it to any role. */
+export interface Session {
+  pid: number;
+  role: string;
+  application: string;
+}
+
+/** The client sessions on `name` of roles other than the one connected (not our own), as tab-separated lines. */
+export function otherRoleSessionsSql(name: string): string {
+  return (
+    `SELECT a.pid || E'\\t' || coalesce(a.usename, '?') || E'\\t' || coalesce(a.application_name, '') FROM pg_stat_activity a` +
+    ` WHERE a.datname = ${quoteLiteral(name)} AND a.pid <> pg_backend_pid() AND a.usename IS NOT NULL AND a.usename <> current_user` +
+    // Another role's row hides its backend_type (NULL) from a plain role; background workers have no usename.
+    ` AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid`
+  );
+}
+
+/** Sessions on `name` of other roles: ones the app's role cannot (or should not) end. */
+export async function otherRoleSessions(ctx: PgContext, t: PgTarget, name: string): Promise<Session[]> {
+  const out = await psqlQuery(ctx, t, otherRoleSessionsSql(name), { database: MAINTENANCE_DB, probe: true });
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [pid, role, application] = line.split('\t');
+      return { pid: Number(pid), role: role ?? '?', application: application ?? '' };
+    });
+}
+
 /** Both renames in one transaction: `incoming` becomes `live` and `live` becomes `aside`, or nothing changes. */
 export function swapDatabasesSql(o: { live: string; incoming: string; aside: string }): string {
   return (

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from './define.ts';
 import { ExitCode, TaskError, refused, usage } from './errors.ts';
 import { parseBackupName } from './manifest.ts';
+import { FUTURE_TOLERANCE_MS } from './retention.ts';
 import { createRunner, type Cmd } from './runner.ts';
 import type { ManifestPart } from './manifest.ts';
 
@@ -163,6 +164,16 @@ export function rollbackCommand(safetyBackup: string): string {
   return `tasks restore ${safetyBackup} --yes --no-safety-backup`;
 }
 
+/** "latest" is never a backup dated after now: the clock went back, or the name was made by hand; the user names one instead. */
+export function refuseFutureLatest(newest: string, now: Date): void {
+  const p = parseBackupName(newest);
+  if (!p || p.time.getTime() - now.getTime() <= FUTURE_TOLERANCE_MS) return;
+  throw refused(
+    `latest: the newest backup, ${newest}, is dated after now (${now.toISOString().replace(/\.\d+Z$/, 'Z')}): the clock or its name is wrong, so "latest" is not chosen`,
+    'name the backup to restore (tasks backups lists them), or set the clock right',
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Finding the archive (local, else S3)
 
@@ -215,6 +226,7 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
         `no backups found in ${path.relative(ctx.root, dir) || dir}${settings ? ` or s3://${settings.bucket}/${settings.prefix}` : ''}`,
         { exitCode: ExitCode.usage, hint: 'make one first: tasks backup' },
       );
+    refuseFutureLatest(newest, new Date());
     name = newest;
     ctx.log.info(`latest backup: ${name}`);
   }
@@ -329,12 +341,8 @@ export const restore = defineTask({
     const { formatBytes, formatDuration } = await import('./log.ts');
     const started = Date.now();
 
-    // No backup, prune or other restore runs at the same time (the same lock as `tasks backup`).
-    if (!dry) {
-      fs.mkdirSync(backupDir(ctx), { recursive: true, mode: 0o700 });
-      const lock = await (await import('./lock.ts')).acquireLock(path.join(backupDir(ctx), '.lock'), { what: 'restore' });
-      ctx.onCleanup(() => lock.release());
-    }
+    // Nothing else that changes a database or the backup folder runs at the same time (scripts/lock.ts).
+    await (await import('./lock.ts')).lockChanges(ctx, 'restore');
 
     // 1. Find the archive.
     const loc = await locate(ctx, ctx.args.name);
@@ -395,7 +403,7 @@ export const restore = defineTask({
         manifest = await archiveMod.readManifest(loc.file);
         selected = selectParts(ctx.opts.only, manifest.parts);
         // From the manifest alone, so before anything is unpacked.
-        checkOrigin(ctx, name, manifest);
+        checkOrigin(ctx, name, manifest, target);
         // extractArchive lists and checks every member before writing anything; a dry run only lists them.
         if (dry) archiveMod.checkMembers(loc.file, await archiveMod.listMembers(loc.file), manifest);
         const need = manifest.parts.filter((p) => selected.has(p.name)).reduce((n, p) => n + p.size, 0);
@@ -467,6 +475,8 @@ export const restore = defineTask({
 
     // 3. Confirm.
     const targetExists = dbPart ? await pg.databaseExists(ctx, t, target) : false;
+    // Sessions of the app's own role are ended at the swap; another role's would only fail it, after the app was stopped.
+    if (targetExists && !dry) await refuseOtherSessions(ctx, pg, t, target);
     const size = fs.existsSync(loc.file) ? fs.statSync(loc.file).size : 0;
     const partNames = manifest ? manifest.parts.filter((p) => selected.has(p.name)).map((p) => p.name) : ['(all parts)'];
     const safety = !skipSafety && targetExists && target === t.database;
@@ -507,7 +517,8 @@ export const restore = defineTask({
     let stopped: string[] = [];
     let phase: 'restore' | 'health' = 'restore';
     let staging: Promise<unknown> = Promise.resolve();
-    const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && targetExists);
+    // --as into another existing database keeps that one (no safety backup covers it); --as the app's own is a plain restore.
+    const keepOld = ctx.opts.keepOld || Boolean(ctx.opts.as && ctx.opts.as !== t.database && targetExists);
 
     try {
       if (project && appServices.length) {
@@ -667,18 +678,41 @@ export const restore = defineTask({
   },
 });
 
-/** A backup from another project or APP_ENV is refused unless --force (old backup.sh archives do not say). */
-function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest): void {
-  if (manifest.legacy) return;
+/**
+ * A backup from another project or APP_ENV is refused unless --force (old backup.sh archives do not say); a backup of
+ * another database (backup.info's "Database:" in old archives) unless --as names the target or --force.
+ */
+function checkOrigin(ctx: TaskContext, name: string, manifest: ArchiveManifest, target: string): void {
   const project = ctx.env.get('COMPOSE_PROJECT_NAME');
   const problems: string[] = [];
-  if (project && manifest.project && manifest.project !== project)
+  if (!manifest.legacy && project && manifest.project && manifest.project !== project)
     problems.push(`it was taken from project ${manifest.project}, this is ${project}`);
-  if (manifest.appEnv && manifest.appEnv !== ctx.env.appEnv)
+  if (!manifest.legacy && manifest.appEnv && manifest.appEnv !== ctx.env.appEnv)
     problems.push(`it was taken in APP_ENV=${manifest.appEnv}, this is APP_ENV=${ctx.env.appEnv}`);
+  const otherDb = Boolean(manifest.database && manifest.database !== target && ctx.opts.as === undefined);
+  if (otherDb) problems.push(`it is a backup of database ${manifest.database}, this restores into ${target}`);
   if (problems.length && !ctx.opts.force)
-    throw refused(`${name}: ${problems.join('; ')}: refused`, 'pass --force if this is really the backup to restore here');
+    throw refused(
+      `${name}: ${problems.join('; ')}: refused`,
+      otherDb && problems.length === 1
+        ? `pass --as ${target} to restore it into ${target} anyway (or --force)`
+        : 'pass --force if this is really the backup to restore here',
+    );
   for (const p of problems) ctx.log.warn(`${name}: ${p} (accepted by --force)`);
+}
+
+/** Open sessions of other roles on the target: refused before anything is stopped, naming each one to close. */
+async function refuseOtherSessions(ctx: TaskContext, pg: Pg, t: PgTarget, target: string): Promise<void> {
+  const others = await pg.otherRoleSessions(ctx, t, target);
+  if (!others.length) return;
+  const shown = others
+    .slice(0, 5)
+    .map((s) => `role ${s.role}${s.application ? ` (application "${s.application}")` : ''}, pid ${s.pid}`)
+    .join('; ');
+  throw refused(
+    `database ${target} has ${others.length} open session${others.length > 1 ? 's' : ''} of another role: ${shown}${others.length > 5 ? '; …' : ''}; nothing was changed`,
+    `close ${others.length > 1 ? 'them' : 'it'} (or, as a superuser: SELECT pg_terminate_backend(${others[0]!.pid})), then retry`,
+  );
 }
 
 interface FolderPlan {

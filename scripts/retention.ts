@@ -18,6 +18,15 @@ export interface RetentionPolicy {
   daily?: number;
   weekly?: number;
   monthly?: number;
+  /**
+   * Nothing is deleted when the newest good backup before this run (other than `fresh`) is older than this: the
+   * clock jumped ahead, or backups stopped for that long; either way age says nothing about what to keep.
+   */
+  maxGapMs?: number;
+  /** The backup this run just made: the gap is measured from the newest one before it. */
+  fresh?: string;
+  /** Set when nothing may be deleted for a reason found outside the names (the clock disagrees with the S3 server's). */
+  hold?: string;
 }
 
 export interface Decision {
@@ -33,7 +42,15 @@ export interface PrunePlan {
 
 const DAY = 86_400_000;
 /** A backup more than this far in the future means the clock (or the names) cannot be trusted. */
-const FUTURE_TOLERANCE = DAY;
+export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+
+/** "400.0 days", "36.0 hours" */
+const age = (ms: number) => (ms >= 2 * DAY ? `${(ms / DAY).toFixed(1)} days` : `${(ms / 3_600_000).toFixed(1)} hours`);
+
+/** Backups dated after `now` (beyond the tolerance), newest first: the clock went back, or a name was made by hand. */
+export function futureDated<T extends { time: Date }>(backups: readonly T[], now: Date): T[] {
+  return backups.filter((b) => b.time.getTime() - now.getTime() > FUTURE_TOLERANCE_MS).sort((a, b) => b.time.getTime() - a.time.getTime());
+}
 
 const dayKey = (d: Date) => d.toISOString().slice(0, 10);
 const monthKey = (d: Date) => d.toISOString().slice(0, 7);
@@ -55,14 +72,21 @@ export function planPrune(backups: readonly BackupEntry[], p: RetentionPolicy): 
     if (!reasons.has(name)) reasons.set(name, reason);
   };
 
-  const future = sorted.find((b) => b.time.getTime() - p.now.getTime() > FUTURE_TOLERANCE);
-  if (future) {
-    return {
-      keep: sorted.map((b) => ({ name: b.name, reason: 'clock looks wrong: nothing is deleted' })),
-      delete: [],
-      warning: `${future.name} is dated after now (${p.now.toISOString()}): the clock looks wrong, nothing is deleted`,
-    };
-  }
+  const hold = (warning: string): PrunePlan => ({
+    keep: sorted.map((b) => ({ name: b.name, reason: 'the clock looks wrong or backups stopped: nothing is deleted' })),
+    delete: [],
+    warning,
+  });
+  if (p.hold) return hold(p.hold);
+  const future = futureDated(sorted, p.now)[0];
+  if (future) return hold(`${future.name} is dated after now (${p.now.toISOString()}): the clock looks wrong, nothing is deleted`);
+  const earlier = good.find((b) => b.name !== p.fresh);
+  const gap = earlier ? p.now.getTime() - earlier.time.getTime() : 0;
+  if (p.maxGapMs && earlier && gap > p.maxGapMs)
+    return hold(
+      `the newest ${p.fresh ? 'earlier ' : ''}good backup, ${earlier.name}, is ${age(gap)} old, more than ${age(p.maxGapMs)}: ` +
+        'the clock jumped ahead or backups stopped; nothing is deleted (the next backup on schedule prunes as usual)',
+    );
 
   const keepMin = Math.max(1, Math.floor(p.keepMin));
   for (const [i, b] of good.slice(0, keepMin).entries()) keep(b.name, `one of the newest ${keepMin} good backups (#${i + 1})`);

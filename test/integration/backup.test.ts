@@ -369,7 +369,7 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       const t0 = Date.now();
       const second = await s.p.run(['backup', '--only', 'db']);
       expect(second.code).toBe(5);
-      expect(second.stderr).toContain(`another backup is running, pid ${first.child.pid}`);
+      expect(second.stderr).toContain(`cannot run backup now: backup is running (pid ${first.child.pid}, since 20`);
       expect(Date.now() - t0).toBeLessThan(20_000);
       first.child.kill('SIGKILL');
       await first.done;
@@ -448,10 +448,13 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       const s = await setup({ s3: false, env: { BACKUP_RETENTION_DAYS: '7', BACKUP_KEEP_MIN: '2' } });
       expect((await s.p.run(['backup', '--only', 'addons'])).code).toBe(0);
       const [real] = archives(s.dir);
-      for (const d of ['2019-01-01_00-00-00', '2019-06-01_00-00-00', '2020-01-01_00-00-00']) oldCopy(s, real!, d);
+      // Older than the retention, not older than the gap after which prune deletes nothing (3 × 5 days).
+      const daysAgo = (n: number) => new Date(Date.now() - n * 86_400_000).toISOString().slice(0, 19).replace('T', '_').replace(/:/g, '-');
+      const [d10, d11, d12] = [10, 11, 12].map(daysAgo);
+      for (const d of [d10!, d11!, d12!]) oldCopy(s, real!, d);
       fs.rmSync(path.join(s.dir, real!));
       expect((await s.p.run(['prune'])).code).toBe(0);
-      expect(archives(s.dir)).toEqual([`${s.p.name}_backup_2019-06-01_00-00-00.tar.gz`, `${s.p.name}_backup_2020-01-01_00-00-00.tar.gz`]);
+      expect(archives(s.dir)).toEqual([`${s.p.name}_backup_${d11}.tar.gz`, `${s.p.name}_backup_${d10}.tar.gz`]);
     });
 
     it('the clock wrong (a backup dated in the future): nothing is deleted, a warning says why', async () => {

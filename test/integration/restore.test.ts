@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { main } from '../../scripts/cli.ts';
 import { config, tasks } from '../../tasks.ts';
 import { serviceTasks } from '../../scripts/stack.ts';
@@ -118,6 +118,8 @@ async function makeArchive(
   name: string,
   dumpFile: string,
   addonsDir: string,
+  /** The database it is a backup of (a restore into another one needs --as). */
+  database: string,
   edit: (m: Manifest) => void = () => undefined,
 ): Promise<string> {
   const work = tmp('ct-parts-');
@@ -149,7 +151,7 @@ async function makeArchive(
     createdAt: new Date().toISOString(),
     appEnv: 'development',
     project: PROJECT,
-    database: 'source',
+    database,
     serverVersion: '15.0',
     images: {},
     tool: { name: 'compose-tasks', version: 'test' },
@@ -207,7 +209,7 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     const root = makeRoot();
     const before = await tableFingerprint(pg, pagila.name);
     const name = `${PROJECT}_backup_2026-11-20_02-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, pagila.name);
     await adminQuery(
       pg,
       pagila.name,
@@ -263,8 +265,8 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
   it('restores "latest" and a name given with .tar.gz; --keep-old keeps the previous database', async () => {
     const { db } = await victim();
     const root = makeRoot();
-    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-01-01_00-00-00`, pagilaDump, addonsSrc);
-    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-02-01_00-00-00`, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-01-01_00-00-00`, pagilaDump, addonsSrc, db.name);
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-02-01_00-00-00`, pagilaDump, addonsSrc, db.name);
     const r = await restoreRun(root, db, ['restore', 'latest', '--yes', '--no-safety-backup', '--keep-old']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`latest backup: ${PROJECT}_backup_2026-02-01_00-00-00`);
@@ -289,7 +291,7 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     const root = makeRoot();
     const prefix = `restore-dl-${crypto.randomBytes(3).toString('hex')}/`;
     const name = `${PROJECT}_backup_2026-03-01_00-00-00`;
-    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
+    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc, db.name);
     sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], {
       env: awsEnv(s3),
     });
@@ -317,7 +319,12 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
       cwd: work,
     });
 
-    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--only', 'db,addons']);
+    // backup.info says it is a backup of database odoo: restoring it into another one needs --as (or --force).
+    const refusedRun = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--only', 'db,addons']);
+    expect(refusedRun.code).toBe(ExitCode.refused);
+    expectOneError(refusedRun, new RegExp(`it is a backup of database odoo, this restores into ${db.name}: refused`));
+    expect(refusedRun.stderr).toContain(`--as ${db.name}`);
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--only', 'db,addons', '--as', db.name]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/old backup\.sh archive: it has no checksums/);
     expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
@@ -361,7 +368,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     fs.writeSync(fd, b, 0, 1, 5000);
     fs.closeSync(fd);
     const name = `${PROJECT}_backup_2026-04-01_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, bad, addonsSrc, (m) => {
+    await makeArchive(path.join(root, 'backup'), name, bad, addonsSrc, db.name, (m) => {
       m.parts[0]!.sha256 = sha256(pagilaDump);
     });
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
@@ -375,7 +382,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-02_00-00-00`;
-    const file = await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    const file = await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2));
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
     expect(r.code).not.toBe(0);
@@ -401,7 +408,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
         createdAt: new Date().toISOString(),
         appEnv: 'development',
         project: PROJECT,
-        database: 'x',
+        database: db.name,
         images: {},
         tool: { name: 't', version: '1' },
         reason: 'manual',
@@ -440,7 +447,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     fs.writeFileSync(path.join(evil, 'my_module', '__manifest__.py'), "{'name': 'evil'}\n");
     fs.symlinkSync('/etc/passwd', path.join(evil, 'my_module', 'passwd'));
     const name = `${PROJECT}_backup_2026-04-13_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, evil);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, evil, db.name);
     // No --yes and no terminal: the confirmation would refuse, so this error shows the check came first.
     const r = await restoreRun(root, db, ['restore', name]);
     expect(r.code).toBe(ExitCode.refused);
@@ -455,7 +462,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-03_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name, (m) => {
       m.serverVersion = '99.1';
     });
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
@@ -468,7 +475,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-04_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name, (m) => {
       m.appEnv = 'production';
       m.project = 'other';
     });
@@ -480,11 +487,117 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(forced.code, forced.stderr).toBe(0);
   });
 
+  it('a backup of another database needs --as <target> (or --force): refused naming both, nothing touched', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-12_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, 'accounting');
+    const before = sha256(path.join(root, 'backup', `${name}.tar.gz`));
+    const r = await restoreRun(root, db, ['restore', name, '--yes']);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, new RegExp(`${name}: it is a backup of database accounting, this restores into ${db.name}: refused`));
+    expect(r.stderr).toContain(`pass --as ${db.name} to restore it into ${db.name} anyway (or --force)`);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'))).toEqual([`${name}.tar.gz`]);
+    expect(sha256(path.join(root, 'backup', `${name}.tar.gz`))).toBe(before);
+    const forced = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--force']);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).toContain('(accepted by --force)');
+    const as = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--as', db.name]);
+    expect(as.code, as.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+  });
+
+  describe('open sessions on the target', () => {
+    /** A psql session on `db` that stays open (pg_sleep) until killed; resolves once PostgreSQL shows it. */
+    async function openSession(db: string, o: { role?: string; url?: string; app: string }) {
+      const argv = o.url
+        ? [path.join(pg.binDir, 'psql'), '-X', o.url, '-c', 'SELECT pg_sleep(300)']
+        : [path.join(pg.binDir, 'psql'), '-X', '-h', pg.dir, '-p', String(pg.port), '-U', o.role!, '-d', db, '-c', 'SELECT pg_sleep(300)'];
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore', env: { ...process.env, PGAPPNAME: o.app } });
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      let pid = '';
+      for (let i = 0; i < 100 && !pid; i++) {
+        pid = await adminQuery(
+          pg,
+          'postgres',
+          `SELECT pid FROM pg_stat_activity WHERE datname = '${db}' AND application_name = '${o.app}'`,
+        );
+        if (!pid) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(pid, 'the session to show in pg_stat_activity').not.toBe('');
+      return { pid, child, exited };
+    }
+
+    it("another role's session: refused before anything is done, naming the role, the application and the pid", async () => {
+      const { db, print } = await victim();
+      const root = makeRoot();
+      const name = `${PROJECT}_backup_2026-04-13_00-00-00`;
+      await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+      const role = `reporting_${crypto.randomBytes(3).toString('hex')}`;
+      await adminQuery(pg, 'postgres', `CREATE ROLE ${role} LOGIN`);
+      const s = await openSession(db.name, { role, app: 'nightly-report' });
+      try {
+        // With a safety backup asked for: it must not be taken either.
+        const r = await restoreRun(root, db, ['restore', name, '--yes']);
+        expect(r.code).toBe(ExitCode.refused);
+        expectOneError(
+          r,
+          new RegExp(
+            `database ${db.name} has 1 open session of another role: role ${role} \\(application "nightly-report"\\), pid ${s.pid}`,
+          ),
+        );
+        expect(r.stderr).toContain(`SELECT pg_terminate_backend(${s.pid})`);
+        expect(r.stderr).not.toMatch(/safety backup of the current state|restoring the database into/);
+        expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'))).toEqual([`${name}.tar.gz`]);
+        expect(await tableFingerprint(pg, db.name)).toEqual(print);
+        expect(await leftovers(db.name)).toEqual([]);
+        expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+        // Still open: nothing ended it.
+        expect(await adminQuery(pg, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE pid = ${s.pid}`)).toBe('1');
+      } finally {
+        s.child.kill('SIGKILL');
+        await s.exited;
+      }
+    });
+
+    it("the app role's own session is ended and the restore goes through", async () => {
+      const { db } = await victim();
+      const root = makeRoot();
+      const name = `${PROJECT}_backup_2026-04-14_00-00-00`;
+      await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+      const s = await openSession(db.name, { url: db.url, app: 'odoo-worker' });
+      try {
+        const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup']);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+        expect(await s.exited).not.toBe(0);
+      } finally {
+        s.child.kill('SIGKILL');
+      }
+    });
+  });
+
+  it('"latest" never picks a backup dated in the future: refused naming it (exit 3); named explicitly it restores', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    await makeArchive(path.join(root, 'backup'), `${PROJECT}_backup_2026-02-01_00-00-00`, pagilaDump, addonsSrc, db.name);
+    const future = `${PROJECT}_backup_2099-01-01_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), future, pagilaDump, addonsSrc, db.name);
+    const r = await restoreRun(root, db, ['restore', 'latest', '--yes', '--no-safety-backup']);
+    expect(r.code).toBe(ExitCode.refused);
+    expectOneError(r, new RegExp(`latest: the newest backup, ${future}, is dated after now \\(.*\\): the clock or its name is wrong`));
+    expect(r.stderr).toContain('name the backup to restore');
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    const named = await restoreRun(root, db, ['restore', `${PROJECT}_backup_2026-02-01_00-00-00`, '--yes', '--no-safety-backup']);
+    expect(named.code, named.stderr).toBe(0);
+  });
+
   it('production: --yes alone is refused without a terminal (exit 3); --yes --force restores', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-10_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, (m) => {
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name, (m) => {
       m.appEnv = 'production';
     });
     const env = { APP_ENV: 'production' };
@@ -502,7 +615,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-05_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     const r = await restoreRun(root, db, ['restore', name]);
     expect(r.code).toBe(ExitCode.refused);
     expectOneError(r, /refused, no terminal to confirm in/);
@@ -515,7 +628,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-06_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     const ctrlC = await restoreRun(root, db, ['restore', name, '--no-safety-backup'], { tty: true, answers: [new Error('ctrl-c')] });
     expect(ctrlC.code).toBe(ExitCode.sigint);
     expect(ctrlC.stderr).toContain(`into database ${db.name}`);
@@ -533,7 +646,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-07_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     // Fault injection: a pg_restore that loads the schema for real, then dies (only when it writes to a database).
     const bin = tmp('ct-fakebin-');
     fs.writeFileSync(
@@ -559,7 +672,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-11_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     // A pg_restore that loads the schema for real, then hangs (so the interrupt lands mid-restore).
     const bin = tmp('ct-fakebin-');
     fs.writeFileSync(
@@ -614,7 +727,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const root = makeRoot();
     const prefix = `restore-small-${crypto.randomBytes(3).toString('hex')}/`;
     const name = `${PROJECT}_backup_2026-04-08_00-00-00`;
-    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc);
+    const made = await makeArchive(tmp('ct-up-'), name, pagilaDump, addonsSrc, db.name);
     expect(fs.statSync(made).size).toBeGreaterThan(512 * 1024);
     sh(['aws', '--endpoint-url', s3.endpoint, 's3', 'cp', made, `s3://${s3.bucket}/${prefix}${name}.tar.gz`, '--only-show-errors'], {
       env: awsEnv(s3),
@@ -644,7 +757,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const name = `${PROJECT}_backup_2026-04-09_00-00-00`;
-    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc);
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup', '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/pg_restore .*--exit-on-error/);

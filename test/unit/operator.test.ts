@@ -21,7 +21,16 @@ describe('cronPeriodMs: the longest gap between runs of a schedule', () => {
     ['*/15 * * * *', 15 * 60_000],
     ['0 * * * *', H],
   ])('%s → %d ms', (expr, ms) => expect(cronPeriodMs(expr)).toBe(ms));
-  it('is undefined for something that is not a 5-field schedule', () => expect(cronPeriodMs('@daily')).toBeUndefined());
+  it('is undefined for something that is not a schedule, and for @reboot', () => {
+    expect(cronPeriodMs('every day')).toBeUndefined();
+    expect(cronPeriodMs('@reboot')).toBeUndefined();
+  });
+  it.each([
+    ['@hourly', H],
+    ['@daily', D],
+    ['@weekly', 7 * D],
+    ['@monthly', 31 * D],
+  ])('%s → %d ms', (expr, ms) => expect(cronPeriodMs(expr)).toBe(ms));
   it('allows a quarter of a period and an hour of slack', () => expect(allowedAgeMs(D)).toBe(31 * H));
 });
 

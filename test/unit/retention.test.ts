@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planPrune, type BackupEntry } from '../../scripts/retention.ts';
+import { futureDated, planPrune, type BackupEntry } from '../../scripts/retention.ts';
 import { backupName } from '../../scripts/manifest.ts';
 
 const DAY = 86_400_000;
@@ -51,10 +51,55 @@ describe('planPrune', () => {
     expect(plan.delete[0]!.reason).toMatch(/failed or incomplete/);
   });
 
-  it('a clock set far in the future keeps the newest keepMin', () => {
+  it('a clock run far ahead deletes nothing: the newest earlier backup is older than the allowed gap', () => {
+    const later = new Date(now.getTime() + 3650 * DAY);
+    const fresh: BackupEntry = { name: backupName('odoo', later), time: later, good: true };
+    const plan = planPrune([b(1), b(2), b(3), b(4), fresh], {
+      now: later,
+      retentionDays: 30,
+      keepMin: 2,
+      maxGapMs: 15 * DAY,
+      fresh: fresh.name,
+    });
+    expect(plan.delete).toEqual([]);
+    expect(plan.keep).toHaveLength(5);
+    expect(plan.warning).toMatch(
+      /the newest earlier good backup, odoo_backup_2026-06-14_12-00-00, is 3651\.0 days old, more than 15\.0 days/,
+    );
+    expect(plan.warning).toMatch(/clock jumped ahead or backups stopped; nothing is deleted/);
+  });
+
+  it('after a 400-day pause the first backup deletes none of the 10 old ones; the next one prunes as usual', () => {
+    const old = Array.from({ length: 10 }, (_, i) => b(400 + i * 5));
+    const first: BackupEntry = { name: backupName('odoo', now), time: now, good: true };
+    const p = { retentionDays: 30, keepMin: 3, maxGapMs: 15 * DAY };
+    expect(planPrune([...old, first], { ...p, now, fresh: first.name }).delete).toEqual([]);
+    const next = new Date(now.getTime() + 5 * DAY);
+    const second: BackupEntry = { name: backupName('odoo', next), time: next, good: true };
+    const plan = planPrune([...old, first, second], { ...p, now: next, fresh: second.name });
+    expect(plan.warning).toBeUndefined();
+    expect(names(plan.keep)).toEqual(names([second, first, old[0]!]));
+    expect(plan.delete).toHaveLength(9);
+  });
+
+  it('without a fresh backup (tasks prune alone) the gap is measured from the newest good one; bad newer ones do not count', () => {
+    const plan = planPrune([b(0.5, false), b(20), b(60)], { now, retentionDays: 30, keepMin: 1, maxGapMs: 15 * DAY });
+    expect(plan.delete).toEqual([]);
+    expect(plan.warning).toMatch(/the newest good backup, .* is 20\.0 days old/);
+    expect(planPrune([b(0.5), b(20), b(60)], { now, retentionDays: 30, keepMin: 1, maxGapMs: 15 * DAY }).delete).toHaveLength(1);
+  });
+
+  it('without maxGapMs a clock set far in the future keeps only the newest keepMin (why prune passes it)', () => {
     const plan = planPrune([b(1), b(2), b(3), b(4)], { now: new Date(now.getTime() + 3650 * DAY), retentionDays: 30, keepMin: 2 });
-    expect(plan.keep).toHaveLength(2);
     expect(names(plan.keep)).toEqual(names([b(1), b(2)]));
+  });
+
+  it('a backup dated a few minutes ahead is clock noise; one dated an hour ahead holds everything', () => {
+    expect(planPrune([b(-2 / 1440), b(40)], { now, retentionDays: 30, keepMin: 1 }).delete).toHaveLength(1);
+    const plan = planPrune([b(-1 / 24), b(40)], { now, retentionDays: 30, keepMin: 1 });
+    expect(plan.delete).toEqual([]);
+    expect(plan.warning).toMatch(/is dated after now/);
+    expect(futureDated([b(1), b(-1 / 24), b(-2)], now).map((x) => x.name)).toEqual([b(-2).name, b(-1 / 24).name]);
   });
 
   it('a clock set in the past (backups dated after now) deletes nothing and says why', () => {
