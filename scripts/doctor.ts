@@ -350,7 +350,8 @@ export const checks: Check[] = [
       const held = age > maxGapMs((k) => ctx.env.get(k)) ? '; prune deletes nothing until a new backup' : '';
       if (!dev && period !== undefined && age > allowedAgeMs(period)) {
         return fail(
-          `last backup ${last.name} is ${formatAge(age)} old; the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}${held}`,
+          `last backup ${last.name} is ${formatAge(age)} old; ` +
+            `the schedule "${schedule(ctx)}" runs at least every ${formatAge(period)}${held}`,
           'check the cron log (BACKUP_LOG) for the failure, then run: tasks backup',
         );
       }

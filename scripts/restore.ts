@@ -169,7 +169,8 @@ export function refuseFutureLatest(newest: string, now: Date): void {
   const p = parseBackupName(newest);
   if (!p || p.time.getTime() - now.getTime() <= FUTURE_TOLERANCE_MS) return;
   throw refused(
-    `latest: the newest backup, ${newest}, is dated after now (${now.toISOString().replace(/\.\d+Z$/, 'Z')}): the clock or its name is wrong, so "latest" is not chosen`,
+    `latest: the newest backup, ${newest}, is dated after now (${now.toISOString().replace(/\.\d+Z$/, 'Z')}): ` +
+      'the clock or its name is wrong, so "latest" is not chosen',
     'name the backup to restore (tasks backups lists them), or set the clock right',
   );
 }
@@ -710,7 +711,8 @@ async function refuseOtherSessions(ctx: TaskContext, pg: Pg, t: PgTarget, target
     .map((s) => `role ${s.role}${s.application ? ` (application "${s.application}")` : ''}, pid ${s.pid}`)
     .join('; ');
   throw refused(
-    `database ${target} has ${others.length} open session${others.length > 1 ? 's' : ''} of another role: ${shown}${others.length > 5 ? '; …' : ''}; nothing was changed`,
+    `database ${target} has ${others.length} open session${others.length > 1 ? 's' : ''} of another role: ` +
+      `${shown}${others.length > 5 ? '; …' : ''}; nothing was changed`,
     `close ${others.length > 1 ? 'them' : 'it'} (or, as a superuser: SELECT pg_terminate_backend(${others[0]!.pid})), then retry`,
   );
 }

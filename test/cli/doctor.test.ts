@@ -159,7 +159,8 @@ describe('tasks doctor', () => {
     const report = JSON.parse(r.stdout) as Report;
     expect(check(report, 'last-backup').ok).toBe(false);
     expect(check(report, 'last-backup').message).toBe(
-      `last backup ${old} is 10.0 days old; the schedule "0 2 * * *" runs at least every 24.0 hours; prune deletes nothing until a new backup`,
+      `last backup ${old} is 10.0 days old; the schedule "0 2 * * *" runs at least every 24.0 hours; ` +
+        'prune deletes nothing until a new backup',
     );
     expect(check(report, 'last-backup').fix).toContain('tasks backup');
     const cron = check(report, 'cron');

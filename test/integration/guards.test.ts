@@ -89,7 +89,7 @@ async function until(what: string, fn: () => boolean, ms = 60_000): Promise<void
 }
 
 describe('one lock for everything that changes a database or the backup folder', () => {
-  it('during a slow restore, db-import, backup, prune, reset-db and seed exit 5 at once naming the restore; the restore result stands', async () => {
+  it('during a slow restore, db-import, backup, prune, reset-db and seed exit 5 at once naming it; the restore stands', async () => {
     const db = await database();
     const p = await project(db);
     const archive = await firstBackup(p);
