@@ -30,6 +30,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** How the CLI starts: the `tasks` bin (default) or `npx tsx tasks.ts` as the README shows it. */
   entry?: 'bin' | 'tsx';
+  /** A command the CLI runs under (e.g. `unshare -m …` to give the client its own view of a folder). */
+  prefix?: string[];
 }
 
 export interface TestProject {
@@ -203,7 +205,7 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     name,
     run: (args, o = {}) => {
       const cli = o.entry === 'tsx' ? [path.join(dir, 'node_modules/tsx/dist/cli.mjs'), 'tasks.ts'] : [path.join(dir, 'bin/tasks.mjs')];
-      return exec([process.execPath, ...cli, ...args], {
+      return exec([...(o.prefix ?? []), process.execPath, ...cli, ...args], {
         cwd: dir,
         env: { ...baseEnv(), ...o.env },
         input: o.input,
