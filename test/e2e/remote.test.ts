@@ -253,14 +253,18 @@ describeE2E('every task against a remote engine over SSH', () => {
       const noPlugin = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-docker-config-empty-'));
       try {
         fs.writeFileSync(file, text.replace(/^COMPOSE_CMD=.*\n/m, ''));
-        const v2 = await p.run(['status']);
+        // `--dry-run down` shows the compose command it would run (and runs none).
+        const v2 = await p.run(['--dry-run', 'down']);
         expect(v2.code, show(v2)).toBe(0);
         expect(v2.stderr).toMatch(/\$ docker compose /);
         // The same project, now with a docker config folder that has no compose plugin: v1 it is.
-        const v1 = await p.run(['status'], { env: { DOCKER_CONFIG: noPlugin } });
+        const env = { DOCKER_CONFIG: noPlugin };
+        const v1 = await p.run(['--dry-run', 'down'], { env });
         expect(v1.code, show(v1)).toBe(0);
         expect(v1.stderr).toMatch(/\$ docker-compose /);
-        expect(v1.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
+        const status = await p.run(['status'], { env });
+        expect(status.code, show(status)).toBe(0);
+        expect(status.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
       } finally {
         fs.writeFileSync(file, text);
         fs.rmSync(noPlugin, { recursive: true, force: true });
