@@ -25,7 +25,7 @@ const log = (msg: string) => process.stderr.write(`[remote engine] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface RemoteEngine {
-  /** The ssh alias in ~/.ssh/config (DOCKER_HOST=ssh://<alias>). */
+  /** The ssh alias in ~/.ssh/config (DOCKER_HOST=ssh://<alias>:<port>). */
   alias: string;
   dockerHost: string;
   /** unix://… of the second engine, for the harness's own calls (faster than ssh). */
@@ -427,7 +427,9 @@ export async function startRemoteEngine(runId: string, images: string[]): Promis
     );
     const hostKeyLine = fs.readFileSync(path.join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
     await addSshBlocks(name, port, path.join(dir, 'id_ed25519'), hostKeyLine);
-    const dockerHost = `ssh://${name}`;
+    // The port goes into DOCKER_HOST as well: docker-compose v1 (docker-py) makes ssh://host into ssh://host:22 before
+    // it reads ~/.ssh/config, so a Port there is never used by it (both its shell ssh and its paramiko path).
+    const dockerHost = `ssh://${name}:${port}`;
     // What users run: the docker CLI through ssh reaches the second engine (its data root), not this machine's.
     let rootDir = '';
     await waitFor(
