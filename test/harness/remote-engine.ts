@@ -440,7 +440,8 @@ export async function startRemoteEngine(runId: string, images: string[]): Promis
           timeoutMs: 30_000,
         });
         rootDir = r.stdout.trim();
-        return r.code === 0;
+        // docker info can exit 0 with the server part empty while the connection is not there yet.
+        return r.code === 0 && rootDir !== '';
       },
       30_000,
       sshLog,

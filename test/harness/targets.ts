@@ -54,10 +54,10 @@ export function engineTargets(base: DockerInfo, runId: string): Targets {
   let v2: Promise<{ dockerConfig: string } | { reason: string }> | undefined;
   let remote: Promise<RemoteEngine | { reason: string }> | undefined;
   const dockerConfig = path.join(os.tmpdir(), `${CONFIG_PREFIX}${runId}-${process.pid}`);
+  removeDeadConfigs();
 
   const composeV2 = () =>
     (v2 ??= (async () => {
-      removeDeadConfigs();
       try {
         const { binary, version } = await ensureComposeV2();
         makeDockerConfig(binary, dockerConfig);
