@@ -1,5 +1,15 @@
 import { defineConfig } from 'vitest/config';
 
+// End to end: every file runs once per engine target (test/harness/targets.ts): Compose v2 and v1 on the local engine,
+// and the remote-engine files on a second engine reached over SSH, with both flavours. One Docker engine, one compose
+// project at a time: every e2e project has one worker and the default group order, so vitest puts all their files into
+// one sequential group (maxWorkers 1) that runs after the unit and integration files: one e2e file at a time, all targets.
+const e2e = (name: string, include: string[], exclude: string[] = []) => ({
+  extends: true as const,
+  test: { name, include, exclude, fileParallelism: false, testTimeout: 300_000 },
+});
+const remoteFiles = ['test/e2e/remote*.test.ts'];
+
 export default defineConfig({
   test: {
     globalSetup: ['test/harness/global-setup.ts'],
@@ -14,8 +24,10 @@ export default defineConfig({
         extends: true,
         test: { name: 'integration', setupFiles: ['test/harness/tmp-setup.ts'], include: ['test/integration/**/*.test.ts'] },
       },
-      // One Docker engine, one compose project at a time: end-to-end files run one after another.
-      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000 } },
+      e2e('e2e-v2', ['test/e2e/**/*.test.ts'], remoteFiles),
+      e2e('e2e-v1', ['test/e2e/**/*.test.ts'], remoteFiles),
+      e2e('e2e-remote-v2', remoteFiles),
+      e2e('e2e-remote-v1', remoteFiles),
     ],
   },
 });

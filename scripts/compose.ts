@@ -77,6 +77,8 @@ export function composeBase(p: ComposeProject): string[] {
 export interface UpOptions {
   services?: string[];
   wait?: boolean;
+  /** Seconds `up --wait` may take (v2; WAIT_TIMEOUT): without it v2 waits as long as the healthchecks' retries allow. */
+  waitTimeout?: number;
   build?: boolean;
   noDeps?: boolean;
   forceRecreate?: boolean;
@@ -97,7 +99,7 @@ export const compose = {
       ...(o.profiles ?? []).flatMap((x) => ['--profile', x]),
       'up',
       '-d',
-      ...(o.wait && p.flavor === 'v2' ? ['--wait'] : []),
+      ...(o.wait && p.flavor === 'v2' ? ['--wait', ...(o.waitTimeout ? ['--wait-timeout', String(o.waitTimeout)] : [])] : []),
       ...(o.build ? ['--build'] : []),
       ...(o.noDeps ? ['--no-deps'] : []),
       ...(o.forceRecreate ? ['--force-recreate'] : []),

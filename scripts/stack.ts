@@ -11,7 +11,10 @@ const waitMs = (ctx: TaskContext) => Number(ctx.env.get('WAIT_TIMEOUT') ?? 180) 
 /** Brings services up and waits until healthy: `up --wait` on v2, polling on v1. */
 export async function upAndWait(ctx: TaskContext, services: string[] = [], extra: { build?: boolean } = {}): Promise<void> {
   const p = await ctx.compose();
-  await ctx.runner.run({ argv: compose.up(p, { services, wait: true, build: extra.build }), stdin: 'ignore' });
+  await ctx.runner.run({
+    argv: compose.up(p, { services, wait: true, waitTimeout: waitMs(ctx) / 1000, build: extra.build }),
+    stdin: 'ignore',
+  });
   // Dry run: nothing was started, so the real containers' state says nothing (stopped ones would fail the wait).
   if (ctx.runner.dryRun) {
     ctx.log.info('[dry-run] would wait until the services are healthy');

@@ -1,8 +1,9 @@
 // `tasks doctor` on a healthy setup: the real Docker engine of this target, a reachable bucket (real s3rver), a recent backup.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { backupName } from '../../scripts/manifest.ts';
+import { describeE2E } from '../harness/e2e.ts';
 import { makeProject, type TestProject } from '../harness/project.ts';
 import { listKeys } from '../harness/s3.ts';
 
@@ -13,8 +14,8 @@ interface Report {
   checks: Array<{ name: string; ok: boolean; status: string; message: string; fix?: string }>;
 }
 
-// Without an engine (outside CI only: in CI the harness fails instead) the suite reports itself skipped, with the reason.
-describe.skipIf(!docker.available)(`tasks doctor on a healthy setup${docker.available ? '' : ` (no Docker: ${docker.reason})`}`, () => {
+// Without an engine (outside CI only: in CI that fails instead) the suite reports itself skipped, with the reason.
+describeE2E('tasks doctor on a healthy setup', () => {
   const s3 = inject('s3');
   const prefix = `doctor-${process.pid}/`;
   let p: TestProject;

@@ -1,7 +1,8 @@
 // End to end on a real Docker engine (shipped compose files, stand-in images): backup → change → restore puts the
 // database and the filestore (hashes, uid 101) back, restarting only the app; an unhealthy app after restore exits 7.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { makeProject, type TestProject } from '../harness/project.ts';
+import { describeE2E } from '../harness/e2e.ts';
 import { expectOneError } from '../harness/expect.ts';
 
 const docker = inject('docker');
@@ -46,127 +47,119 @@ const filestore = (p: TestProject, db: string) =>
 const sql = (p: TestProject, query: string, db?: string) =>
   sh(p, 'db', `psql -XAtq -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "${db ?? '$POSTGRES_DB'}" -c "${query}"`);
 
-if (!docker.available) {
-  it('end-to-end restore tests need a Docker engine', () => {
-    console.warn(`end-to-end restore tests did not run: ${docker.reason}`);
+describeE2E('tasks restore on the stand-in stack', () => {
+  let p: TestProject;
+  let db = '';
+  let backup = '';
+  let filesAtBackup = '';
+  beforeAll(async () => {
+    p = await makeProject({ docker, env: { WAIT_TIMEOUT: '45' } });
+    db = p.env.POSTGRES_DB ?? 'odoo';
+    const up = await p.run(['dev']);
+    if (up.code !== 0) throw new Error(`tasks dev failed\n${show(up)}`);
+    await sql(
+      p,
+      'CREATE TABLE partner (id serial primary key, name text); ' +
+        'INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g',
+    );
+    // Attachments written by the app itself (uid 101), as Odoo does.
+    await sh(
+      p,
+      'odoo',
+      `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; ` +
+        'head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03',
+    );
+    filesAtBackup = await filestore(p, db);
+    expect(filesAtBackup).toMatch(/^101:101 f \.\/ab\/ab01$/m);
+    const b = await p.run(['backup']);
+    if (b.code !== 0) throw new Error(`tasks backup failed\n${show(b)}`);
+    backup = b.stdout
+      .trim()
+      .split('\n')
+      .pop()!
+      .replace(/^.*\//, '')
+      .replace(/\.tar\.gz$/, '');
+  }, 600_000);
+  afterAll(async () => {
+    await p?.cleanup();
   });
-} else {
-  describe('tasks restore on the stand-in stack', () => {
-    let p: TestProject;
-    let db = '';
-    let backup = '';
-    let filesAtBackup = '';
-    beforeAll(async () => {
-      p = await makeProject({ docker, env: { WAIT_TIMEOUT: '45' } });
-      db = p.env.POSTGRES_DB ?? 'odoo';
-      const up = await p.run(['dev']);
-      if (up.code !== 0) throw new Error(`tasks dev failed\n${show(up)}`);
-      await sql(
-        p,
-        'CREATE TABLE partner (id serial primary key, name text); ' +
-          'INSERT INTO partner (name) SELECT md5(g::text) FROM generate_series(1, 5000) g',
-      );
-      // Attachments written by the app itself (uid 101), as Odoo does.
-      await sh(
-        p,
-        'odoo',
-        `set -e; d=/var/lib/odoo/filestore/${db}; mkdir -p $d/ab $d/cd; head -c 300000 /dev/urandom > $d/ab/ab01; ` +
-          'head -c 5000 /dev/urandom > $d/cd/cd02; echo note > $d/cd/cd03',
-      );
-      filesAtBackup = await filestore(p, db);
-      expect(filesAtBackup).toMatch(/^101:101 f \.\/ab\/ab01$/m);
-      const b = await p.run(['backup']);
-      if (b.code !== 0) throw new Error(`tasks backup failed\n${show(b)}`);
-      backup = b.stdout
-        .trim()
-        .split('\n')
-        .pop()!
-        .replace(/^.*\//, '')
-        .replace(/\.tar\.gz$/, '');
-    }, 600_000);
-    afterAll(async () => {
-      await p?.cleanup();
-    });
 
-    it('puts rows and filestore back (same hashes, uid 101), stopping and starting only the app', async () => {
-      await sql(p, 'DELETE FROM partner WHERE id > 1000; CREATE TABLE junk (x int)');
-      await sh(p, 'odoo', `set -e; d=/var/lib/odoo/filestore/${db}; echo changed > $d/ab/ab01; rm $d/cd/cd02; echo new > $d/cd/extra`);
-      await sh(p, 'odoo', `chown 0:0 /var/lib/odoo/filestore/${db}/cd/cd03`, 'root');
-      expect(await filestore(p, db)).not.toBe(filesAtBackup);
-      const before = await containers(p);
+  it('puts rows and filestore back (same hashes, uid 101), stopping and starting only the app', async () => {
+    await sql(p, 'DELETE FROM partner WHERE id > 1000; CREATE TABLE junk (x int)');
+    await sh(p, 'odoo', `set -e; d=/var/lib/odoo/filestore/${db}; echo changed > $d/ab/ab01; rm $d/cd/cd02; echo new > $d/cd/extra`);
+    await sh(p, 'odoo', `chown 0:0 /var/lib/odoo/filestore/${db}/cd/cd03`, 'root');
+    expect(await filestore(p, db)).not.toBe(filesAtBackup);
+    const before = await containers(p);
 
-      const r = await p.run(['restore', backup, '--yes']);
-      expect(r.code, show(r)).toBe(0);
-      expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
-      expect(await sql(p, "SELECT count(*) FROM pg_tables WHERE tablename = 'junk'")).toBe('0\n');
-      expect(await filestore(p, db)).toBe(filesAtBackup);
-      const after = await containers(p);
-      expect(after.odoo!.startedAt).not.toBe(before.odoo!.startedAt);
-      expect(after.odoo).toMatchObject({ status: 'running', health: 'healthy' });
-      expect(after.db).toEqual(before.db);
-      expect(r.stderr).toMatch(/stopping odoo \(the database keeps running\)/);
-      expect(r.stderr).toMatch(/safety backup: \S+_backup_\S+/);
-      // Stop, unpack the filestore beside the live one while pg_restore runs, swap it in, start.
-      const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) =>
-        r.stderr.indexOf(s),
-      );
-      expect(
-        order.every((i) => i >= 0),
-        r.stderr,
-      ).toBe(true);
-      expect([...order].sort((a, b) => a - b)).toEqual(order);
-    });
-
-    it('--as restores into another database and moves the filestore to filestore/<new>', async () => {
-      const r = await p.run(['restore', backup, '--yes', '--as', 'copy_db']);
-      expect(r.code, show(r)).toBe(0);
-      expect(await sql(p, 'SELECT count(*) FROM partner', 'copy_db')).toBe('5000\n');
-      expect(await filestore(p, 'copy_db')).toBe(filesAtBackup);
-      expect(await filestore(p, db)).toBe(filesAtBackup);
-    });
-
-    it('an old backup.sh archive (database.dump, filestore.tar.gz, addons.tar.gz, backup.info) restores, filestore uid 101', async () => {
-      const legacy = 'odoo_backup_2025-06-01_02-00-00';
-      // Built inside the app container the way backup.sh did it, then copied out with docker cp.
-      await sh(
-        p,
-        'odoo',
-        [
-          'set -e; rm -rf /tmp/l; mkdir /tmp/l; cd /tmp/l',
-          `PGPASSWORD="$PASSWORD" pg_dump -Fc -h "$HOST" -U "$USER" -d ${db} -f database.dump`,
-          'tar czf filestore.tar.gz -C /var/lib/odoo filestore',
-          'tar czf addons.tar.gz -C /mnt/extra-addons .',
-          `printf 'Backup date: 2025-06-01 02:00:00\\nDatabase: ${db}\\n' > backup.info`,
-          `tar czf /tmp/${legacy}.tar.gz database.dump filestore.tar.gz addons.tar.gz backup.info`,
-        ].join('\n'),
-      );
-      const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
-      const cp = await p.docker(['cp', `${id}:/tmp/${legacy}.tar.gz`, `${p.dir}/backup/${legacy}.tar.gz`]);
-      expect(cp.code, show(cp)).toBe(0);
-      const files = await filestore(p, db);
-      await sql(p, 'DELETE FROM partner WHERE id % 2 = 0');
-      await sh(p, 'odoo', `rm -rf /var/lib/odoo/filestore/${db}/ab`);
-
-      const r = await p.run(['restore', legacy, '--yes', '--no-safety-backup']);
-      expect(r.code, show(r)).toBe(0);
-      expect(r.stderr).toMatch(/old backup\.sh archive/);
-      expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
-      expect(await filestore(p, db)).toBe(files);
-    });
-
-    it('the app failing its health check after the restore: exit 7 and the exact command that rolls back', async () => {
-      await sh(p, 'odoo', 'touch /var/lib/odoo/.standin-unhealthy');
-      const r = await p.run(['restore', backup, '--yes'], { timeoutMs: 240_000 });
-      expect(r.code, show(r)).toBe(7);
-      expectOneError(r, /restored \S+, but the application is unhealthy/);
-      const m = /roll back with: tasks restore (\S+_backup_\S+) --yes --no-safety-backup/.exec(r.stderr);
-      expect(m, r.stderr).not.toBeNull();
-      expect(m![1]).not.toBe(backup);
-      // The command works: once the app is healthy again, rolling back succeeds.
-      await p.compose(['exec', '-T', 'odoo', 'rm', '-f', '/var/lib/odoo/.standin-unhealthy']);
-      const back = await p.run(['restore', m![1]!, '--yes', '--no-safety-backup']);
-      expect(back.code, show(back)).toBe(0);
-      expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
-    });
+    const r = await p.run(['restore', backup, '--yes']);
+    expect(r.code, show(r)).toBe(0);
+    expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
+    expect(await sql(p, "SELECT count(*) FROM pg_tables WHERE tablename = 'junk'")).toBe('0\n');
+    expect(await filestore(p, db)).toBe(filesAtBackup);
+    const after = await containers(p);
+    expect(after.odoo!.startedAt).not.toBe(before.odoo!.startedAt);
+    expect(after.odoo).toMatchObject({ status: 'running', health: 'healthy' });
+    expect(after.db).toEqual(before.db);
+    expect(r.stderr).toMatch(/stopping odoo \(the database keeps running\)/);
+    expect(r.stderr).toMatch(/safety backup: \S+_backup_\S+/);
+    // Stop, unpack the filestore beside the live one while pg_restore runs, swap it in, start.
+    const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) => r.stderr.indexOf(s));
+    expect(
+      order.every((i) => i >= 0),
+      r.stderr,
+    ).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
   });
-}
+
+  it('--as restores into another database and moves the filestore to filestore/<new>', async () => {
+    const r = await p.run(['restore', backup, '--yes', '--as', 'copy_db']);
+    expect(r.code, show(r)).toBe(0);
+    expect(await sql(p, 'SELECT count(*) FROM partner', 'copy_db')).toBe('5000\n');
+    expect(await filestore(p, 'copy_db')).toBe(filesAtBackup);
+    expect(await filestore(p, db)).toBe(filesAtBackup);
+  });
+
+  it('an archive made like the old backup.sh (database.dump, filestore.tar.gz, addons.tar.gz, backup.info) restores, uid 101', async () => {
+    const legacy = 'odoo_backup_2025-06-01_02-00-00';
+    // Built inside the app container the way backup.sh did it, then copied out with docker cp.
+    await sh(
+      p,
+      'odoo',
+      [
+        'set -e; rm -rf /tmp/l; mkdir /tmp/l; cd /tmp/l',
+        `PGPASSWORD="$PASSWORD" pg_dump -Fc -h "$HOST" -U "$USER" -d ${db} -f database.dump`,
+        'tar czf filestore.tar.gz -C /var/lib/odoo filestore',
+        'tar czf addons.tar.gz -C /mnt/extra-addons .',
+        `printf 'Backup date: 2025-06-01 02:00:00\\nDatabase: ${db}\\n' > backup.info`,
+        `tar czf /tmp/${legacy}.tar.gz database.dump filestore.tar.gz addons.tar.gz backup.info`,
+      ].join('\n'),
+    );
+    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
+    const cp = await p.docker(['cp', `${id}:/tmp/${legacy}.tar.gz`, `${p.dir}/backup/${legacy}.tar.gz`]);
+    expect(cp.code, show(cp)).toBe(0);
+    const files = await filestore(p, db);
+    await sql(p, 'DELETE FROM partner WHERE id % 2 = 0');
+    await sh(p, 'odoo', `rm -rf /var/lib/odoo/filestore/${db}/ab`);
+
+    const r = await p.run(['restore', legacy, '--yes', '--no-safety-backup']);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stderr).toMatch(/old backup\.sh archive/);
+    expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
+    expect(await filestore(p, db)).toBe(files);
+  });
+
+  it('the app failing its health check after the restore: exit 7 and the exact command that rolls back', async () => {
+    await sh(p, 'odoo', 'touch /var/lib/odoo/.standin-unhealthy');
+    const r = await p.run(['restore', backup, '--yes'], { timeoutMs: 240_000 });
+    expect(r.code, show(r)).toBe(7);
+    expectOneError(r, /restored \S+, but the application is unhealthy/);
+    const m = /roll back with: tasks restore (\S+_backup_\S+) --yes --no-safety-backup/.exec(r.stderr);
+    expect(m, r.stderr).not.toBeNull();
+    expect(m![1]).not.toBe(backup);
+    // The command works: once the app is healthy again, rolling back succeeds.
+    await p.compose(['exec', '-T', 'odoo', 'rm', '-f', '/var/lib/odoo/.standin-unhealthy']);
+    const back = await p.run(['restore', m![1]!, '--yes', '--no-safety-backup']);
+    expect(back.code, show(back)).toBe(0);
+    expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
+  });
+});

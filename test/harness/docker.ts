@@ -249,28 +249,21 @@ async function startDaemon(): Promise<string | undefined> {
   return `dockerd did not answer within 60 s (log ${logFile}):\n${tail}`;
 }
 
-function composeCmd(): string | undefined {
-  if (ok(['docker', 'compose', 'version'])) return 'docker compose';
-  if (ok(['docker-compose', 'version'])) return 'docker-compose';
-  return undefined;
-}
-
-export async function startDocker(): Promise<{ info: DockerInfo; stop: () => Promise<void> }> {
+/** The local engine with the stand-in images; the engine targets (test/harness/targets.ts) build on it. */
+export async function startDocker(): Promise<{ info: DockerInfo; runId: string; stop: () => Promise<void> }> {
   const runId = crypto.randomBytes(3).toString('hex');
   // Test workers start after the global setup and inherit this: their project names carry the run id.
   process.env[RUN_ENV] = runId;
   const unavailable = (reason: string) => {
     if (process.env.CI) throw new Error(`end-to-end tests need Docker, and CI must run them: ${reason}`);
     log(`end-to-end tests will not run: ${reason}`);
-    return { info: { available: false, reason } satisfies DockerInfo, stop: async () => undefined };
+    return { info: { available: false, reason } satisfies DockerInfo, runId, stop: async () => undefined };
   };
   if (!ok(['sh', '-c', 'command -v docker'])) return unavailable('no `docker` binary on PATH (install docker.io)');
   if (!ok(['docker', 'info'])) {
     const why = await startDaemon();
     if (why) return unavailable(why);
   }
-  const cmd = composeCmd();
-  if (!cmd) return unavailable('neither `docker compose` nor `docker-compose` runs (install docker-compose)');
   let images: { postgresImage: string; odooImage: string };
   try {
     images = await ensureImages();
@@ -281,7 +274,8 @@ export async function startDocker(): Promise<{ info: DockerInfo; stop: () => Pro
   await removeLeftovers(undefined);
   registerRun(runId);
   return {
-    info: { available: true, composeCmd: cmd, ...images },
+    info: { available: true, ...images },
+    runId,
     stop: () => removeLeftovers(runId),
   };
 }
@@ -299,7 +293,7 @@ function registerRun(runId: string): void {
 }
 
 /** Ids of runs whose process is gone (killed before their own cleanup). */
-function deadRuns(): string[] {
+export function deadRuns(): string[] {
   return safeList(RUNS_DIR).filter((id) => {
     let pid = 0;
     try {
@@ -320,7 +314,8 @@ function deadRuns(): string[] {
  * Removes what test projects left behind: every compose project of this run and of runs that died, and any
  * test project whose directory is gone. Images and the daemon stay; other live runs' projects are not touched.
  */
-export async function removeLeftovers(runId: string | undefined): Promise<void> {
+export async function removeLeftovers(runId: string | undefined, env: Record<string, string> = {}): Promise<void> {
+  const e = { ...process.env, ...env };
   const dead = deadRuns();
   const runs = [...(runId ? [runId] : []), ...dead];
   const ofRun = (name: string) =>
@@ -335,7 +330,7 @@ export async function removeLeftovers(runId: string | undefined): Promise<void> 
       '--format',
       '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}',
     ],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', env: e },
   );
   const projects = new Set<string>();
   for (const line of (r.stdout ?? '').split('\n').filter(Boolean)) {
@@ -346,9 +341,9 @@ export async function removeLeftovers(runId: string | undefined): Promise<void> 
   const v = spawnSync(
     'docker',
     ['volume', 'ls', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}'],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', env: e },
   );
   for (const name of (v.stdout ?? '').split('\n').filter(Boolean)) if (ofRun(name)) projects.add(name);
-  for (const name of projects) await removeComposeProject(name);
+  for (const name of projects) await removeComposeProject(name, env);
   for (const id of [...dead, ...(runId ? [runId] : [])]) fs.rmSync(path.join(RUNS_DIR, id), { force: true });
 }

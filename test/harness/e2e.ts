@@ -1,21 +1,22 @@
-// describeE2E: an end-to-end suite that needs the Docker engine of this vitest project's target (see services.ts).
-import { describe, inject } from 'vitest';
+// describeE2E: an end-to-end suite that runs against this project's engine target, or reports itself skipped (with the
+// reason) where the target cannot run; in CI (CI=true) an unavailable target is a failure, never a skip.
+import { describe, inject, it } from 'vitest';
+import type { DockerInfo } from './services.ts';
 
-/**
- * Wraps `describe`: without an engine the suite is registered as skipped, the reason in its name (reported as skipped,
- * never as passing); in CI (CI=true) an unavailable engine fails the run instead.
- */
-export function describeE2E(name: string, fn: () => void): void {
-  const docker = inject('docker');
+export function describeE2E(name: string, fn: () => void, docker: DockerInfo = inject('docker')): void {
+  const label = docker.target ? `${name} [${docker.target}]` : name;
   if (docker.available) {
-    describe(name, fn);
+    describe(label, fn);
     return;
   }
+  const reason = docker.reason ?? 'the Docker engine target is not available';
   if (process.env.CI) {
-    describe(name, () => {
-      throw new Error(`end-to-end tests need Docker, and CI must run them: ${docker.reason ?? 'no engine'}`);
+    describe(label, () => {
+      it('has its engine target (CI must run the end-to-end tests)', () => {
+        throw new Error(`end-to-end tests need this engine target, and CI must run them: ${reason}`);
+      });
     });
     return;
   }
-  describe.skip(`${name} (skipped: ${docker.reason ?? 'no Docker engine'})`, fn);
+  describe.skip(`${label} — skipped: ${reason}`, fn);
 }

@@ -1,9 +1,11 @@
 // Starts the real services a test project uses (PostgreSQL cluster, S3 server, Docker engine), once per test run,
-// and stops them after the last project. Unit tests start nothing.
+// and stops them after the last project. Unit tests start nothing. Each e2e project gets the DockerInfo of its
+// engine target (targets.ts): Compose v2 or v1, the local or the remote engine.
 import type { TestProject } from 'vitest/node';
 import { startPostgres } from './pg.ts';
 import { startS3 } from './s3.ts';
 import { startDocker } from './docker.ts';
+import { E2E_PROJECTS, engineTargets, type Targets } from './targets.ts';
 
 type Service = 'pg' | 's3' | 'docker';
 
@@ -20,6 +22,7 @@ interface Shared {
   pg?: ReturnType<typeof startPostgres>;
   s3?: ReturnType<typeof startS3>;
   docker?: ReturnType<typeof startDocker>;
+  targets?: Promise<Targets>;
   users: number;
 }
 const shared = globalThis as { __composeTasksServices?: Shared };
@@ -31,6 +34,8 @@ export default async function setup(project: TestProject) {
   const teardown = async () => {
     if (--entry.users > 0) return;
     delete shared.__composeTasksServices;
+    const targets = await entry.targets?.catch(() => undefined);
+    await targets?.stop().catch(() => undefined);
     for (const started of [entry.docker, entry.s3, entry.pg]) {
       const service = await started?.catch(() => undefined);
       await service?.stop().catch(() => undefined);
@@ -40,7 +45,11 @@ export default async function setup(project: TestProject) {
   try {
     if (wanted.has('pg')) entry.pg ??= startPostgres();
     if (wanted.has('s3')) entry.s3 ??= startS3();
-    if (wanted.has('docker')) entry.docker ??= startDocker();
+    if (wanted.has('docker')) {
+      entry.docker ??= startDocker();
+      const docker = entry.docker;
+      entry.targets ??= docker.then((d) => engineTargets(d.info, d.runId));
+    }
     const [pg, s3, docker] = await Promise.all([
       wanted.has('pg') ? entry.pg : undefined,
       wanted.has('s3') ? entry.s3 : undefined,
@@ -48,7 +57,10 @@ export default async function setup(project: TestProject) {
     ]);
     if (pg) project.provide('pg', pg.info);
     if (s3) project.provide('s3', s3.info);
-    if (docker) project.provide('docker', docker.info);
+    if (docker) {
+      const target = E2E_PROJECTS[project.name];
+      project.provide('docker', target ? await (await entry.targets!).info(target) : docker.info);
+    }
   } catch (err) {
     // A setup that throws returns no teardown: give back this project's share now.
     await teardown();

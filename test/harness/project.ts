@@ -30,6 +30,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** How the CLI starts: the `tasks` bin (default) or `npx tsx tasks.ts` as the README shows it. */
   entry?: 'bin' | 'tsx';
+  /** A command the CLI runs under (e.g. `unshare -m …` to give the client its own view of a folder). */
+  prefix?: string[];
 }
 
 export interface TestProject {
@@ -109,20 +111,24 @@ export function exec(
   });
 }
 
-/** Removes every container, volume and network compose created for project `name` (by compose's labels). */
-export async function removeComposeProject(name: string): Promise<void> {
+/**
+ * Removes every container, volume and network compose created for project `name` (by compose's labels), on the engine
+ * `env` points at (DOCKER_HOST, DOCKER_CONFIG of an engine target; the local engine by default).
+ */
+export async function removeComposeProject(name: string, env: Record<string, string> = {}): Promise<void> {
   const label = `label=com.docker.compose.project=${name}`;
+  const e = { ...process.env, ...env };
   const ids = (args: string[]) =>
-    spawnSync('docker', args, { encoding: 'utf8' })
+    spawnSync('docker', args, { encoding: 'utf8', env: e })
       .stdout?.split('\n')
       .map((s) => s.trim())
       .filter(Boolean) ?? [];
   const containers = ids(['ps', '-aq', '--filter', label]);
-  if (containers.length) spawnSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore' });
+  if (containers.length) spawnSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore', env: e });
   const volumes = ids(['volume', 'ls', '-q', '--filter', label]);
-  if (volumes.length) spawnSync('docker', ['volume', 'rm', '-f', ...volumes], { stdio: 'ignore' });
+  if (volumes.length) spawnSync('docker', ['volume', 'rm', '-f', ...volumes], { stdio: 'ignore', env: e });
   const networks = ids(['network', 'ls', '-q', '--filter', label]);
-  if (networks.length) spawnSync('docker', ['network', 'rm', ...networks], { stdio: 'ignore' });
+  if (networks.length) spawnSync('docker', ['network', 'rm', ...networks], { stdio: 'ignore', env: e });
 }
 
 export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestProject> {
@@ -157,12 +163,15 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     fs.chmodSync(path.join(dir, '.env'), 0o600);
   }
 
+  // The engine target's environment (DOCKER_CONFIG for Compose v2, DOCKER_HOST=ssh://… for the remote engine): added to
+  // every command this project runs, tasks, compose and docker alike, and to its cleanup.
+  const engineEnv: Record<string, string> = opts.docker?.env ?? {};
   // The environment of every command: the test runner's, without settings that would leak into the project, plus ours.
   const baseEnv = (): NodeJS.ProcessEnv => {
     const e: NodeJS.ProcessEnv = { ...process.env };
     for (const k of Object.keys(e))
       if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete e[k];
-    return writeEnv ? e : { ...e, ...settings };
+    return writeEnv ? { ...e, ...engineEnv } : { ...e, ...engineEnv, ...settings };
   };
 
   /** Values the project sees: .env (re-read, so tests that edit it stay right) under the settings given through the environment. */
@@ -196,7 +205,7 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
     name,
     run: (args, o = {}) => {
       const cli = o.entry === 'tsx' ? [path.join(dir, 'node_modules/tsx/dist/cli.mjs'), 'tasks.ts'] : [path.join(dir, 'bin/tasks.mjs')];
-      return exec([process.execPath, ...cli, ...args], {
+      return exec([...(o.prefix ?? []), process.execPath, ...cli, ...args], {
         cwd: dir,
         env: { ...baseEnv(), ...o.env },
         input: o.input,
@@ -210,11 +219,11 @@ export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestPr
       return exec([...composeArgv(), ...args], { cwd: dir, env, input: o.input, timeoutMs: o.timeoutMs });
     },
     docker: (args, o = {}) =>
-      exec(['docker', ...args], { cwd: dir, env: { ...process.env, ...o.env }, input: o.input, timeoutMs: o.timeoutMs }),
+      exec(['docker', ...args], { cwd: dir, env: { ...process.env, ...engineEnv, ...o.env }, input: o.input, timeoutMs: o.timeoutMs }),
     async cleanup() {
       if (opts.docker?.available) {
         await project.compose(['down', '-v', '--remove-orphans'], { timeoutMs: 120_000 }).catch(() => undefined);
-        await removeComposeProject(name);
+        await removeComposeProject(name, engineEnv);
       }
       fs.rmSync(dir, { recursive: true, force: true });
     },

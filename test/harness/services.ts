@@ -23,11 +23,19 @@ export interface S3Info {
   dir: string;
 }
 
+/** One engine target of the e2e matrix (each a vitest project: e2e-v2, e2e-v1, e2e-remote-v2, e2e-remote-v1). */
 export interface DockerInfo {
   available: boolean;
-  /** Why the end-to-end tests do not run here (only on a machine without Docker; in CI this is a failure). */
+  /** Why e2e cannot run here (outside CI the files report themselves skipped; in CI this is a failure). */
   reason?: string;
-  composeCmd?: string;
+  target?: 'local-v2' | 'local-v1' | 'remote-v2' | 'remote-v1';
+  composeCmd?: 'docker compose' | 'docker-compose';
+  /** Added to the environment of EVERY command a test runs for this target (tasks, compose, docker):
+   *  DOCKER_CONFIG (the folder holding cli-plugins/docker-compose for v2), DOCKER_HOST=ssh://… when remote. */
+  env?: Record<string, string>;
+  remote?: boolean;
+  /** Remote only: the engine's host name as users would see it (for the URLs `dev` prints). */
+  remoteHost?: string;
   postgresImage?: string;
   odooImage?: string;
 }

@@ -14,8 +14,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const imagesDir = path.join(import.meta.dirname, 'images');
 
 /** The engine target's environment for every command (DOCKER_CONFIG for v2, DOCKER_HOST when remote). */
-export const targetEnv = (docker: DockerInfo): Record<string, string> =>
-  (docker as DockerInfo & { env?: Record<string, string> }).env ?? {};
+export const targetEnv = (docker: DockerInfo): Record<string, string> => docker.env ?? {};
 
 /** The Debian base the stand-ins are built FROM (built by the global setup's ensureImages). */
 export const baseImage = () => `local/compose-tasks-base:bookworm-${recipeHash().base}`;

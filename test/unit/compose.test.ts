@@ -31,6 +31,9 @@ describe('compose argv', () => {
   it('up: --wait only on v2 (v1 has none, the tasks poll instead)', () => {
     expect(compose.up(v2, { wait: true })).toEqual([...V2, 'up', '-d', '--wait']);
     expect(compose.up(v1, { wait: true })).toEqual([...V1, 'up', '-d']);
+    // WAIT_TIMEOUT bounds v2's own wait too (v1 polls with it).
+    expect(compose.up(v2, { wait: true, waitTimeout: 45 })).toEqual([...V2, 'up', '-d', '--wait', '--wait-timeout', '45']);
+    expect(compose.up(v1, { wait: true, waitTimeout: 45 })).toEqual([...V1, 'up', '-d']);
     expect(compose.up(v2)).toEqual([...V2, 'up', '-d']);
     expect(compose.up(v1, { services: ['odoo'], noDeps: true, forceRecreate: true })).toEqual([
       ...V1,
