@@ -179,6 +179,8 @@ const cronInstall = defineTask({
   group: 'backups',
   async run(ctx) {
     const s = spec(ctx);
+    const gap = (await import('./notify.ts')).notifyGap((k) => ctx.env.get(k), ctx.env.appEnv);
+    if (gap) ctx.log.warn(`${gap.message}; ${gap.fix.replace('.env', ctx.env.fileToFix)}`);
     const block = cronBlock(s);
     const current = await readCrontab(ctx);
     const next = replaceBlock(current, s.project, block);
