@@ -32,11 +32,14 @@ export interface TemplateKey {
   type?: 'int' | 'url' | 'bool';
 }
 
+/** Text without the UTF-8 byte order mark some editors write first (dotenv drops it from .env files too). */
+export const stripBom = (text: string): string => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+
 /** Parses .env.template: `# comment` lines then `KEY=default`; annotations @required @secret @optional @enum a b @int @url @bool. */
 export function parseTemplate(text: string): TemplateKey[] {
   const keys: TemplateKey[] = [];
   let comments: string[] = [];
-  for (const raw of text.split(/\r?\n/)) {
+  for (const raw of stripBom(text).split(/\r?\n/)) {
     const line = raw.trim();
     if (!line) {
       comments = [];
@@ -237,7 +240,7 @@ export function generateSecret(): string {
 export function renderEnvFromTemplate(templateText: string, overrides: Record<string, string> = {}): string {
   const keys = new Map(parseTemplate(templateText).map((k) => [k.key, k]));
   const out: string[] = [];
-  for (const raw of templateText.split(/\r?\n/)) {
+  for (const raw of stripBom(templateText).split(/\r?\n/)) {
     const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/.exec(raw);
     const t = m ? keys.get(m[1]!) : undefined;
     if (!t) {
