@@ -37,10 +37,19 @@ export function validSchedule(s: string): boolean {
 const cronEscape = (s: string) => s.replace(/%/g, '\\%');
 const q = (s: string) => cronEscape(shellQuote(s));
 
-/** The crontab line that runs a scheduled backup, under cron's minimal environment. */
+/** The crontab line that runs a scheduled backup, under cron's minimal environment (and whatever HOME it has). */
 export function cronCommand(c: CronSpec): string {
   const pathValue = [...new Set(c.pathDirs)].join(':');
+  // The folders of the log and the lock first: removed by hand since cron-install, the `>>` would fail before the backup
+  // even starts, and its error would go to cron's local mail only, where nobody reads it.
+  const dirs = [...new Set([path.dirname(c.logFile), path.dirname(c.lockFile)])];
   return [
+    'mkdir',
+    '-p',
+    '-m',
+    '700',
+    ...dirs.map(q),
+    '&&',
     'cd',
     q(c.root),
     '&&',
