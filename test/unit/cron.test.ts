@@ -13,9 +13,10 @@ const spec: CronSpec = {
 };
 
 describe('cron block', () => {
-  it('one line: log and lock folders made, cd to the root, PATH with the tools, flock -n, absolute node and bin, scheduled reason, log appended', () => {
+  it('one line: log and lock folders made, cd to the root, PATH with the tools, flock -n, absolute node and bin, log appended', () => {
     expect(cronCommand(spec)).toBe(
-      "mkdir -p -m 700 '/srv/odoo stack/backup' && cd '/srv/odoo stack' && PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' " +
+      "mkdir -p -m 700 '/srv/odoo stack/backup' && cd '/srv/odoo stack' && " +
+        "PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' " +
         "/usr/local/bin/node '/srv/odoo stack/bin/tasks.mjs' backup --reason scheduled >> '/srv/odoo stack/backup/cron.log' 2>&1",
     );
   });
