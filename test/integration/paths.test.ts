@@ -89,8 +89,11 @@ describe('paths with spaces and non-ASCII characters', () => {
     fs.rmSync(store, { recursive: true });
     fs.mkdirSync(store, { recursive: true });
     fs.writeFileSync(path.join(store, 'new file.txt'), 'not in the backup');
-    const r = await p.run(['restore', name, '--yes', '--no-safety-backup']);
+    // With the safety backup: a second archive written into the same folder first.
+    await new Promise((res) => setTimeout(res, 1100));
+    const r = await p.run(['restore', name, '--yes']);
     expect(r.code, r.stderr).toBe(0);
+    expect(archives(backupDir)).toHaveLength(2);
     expect(await adminQuery(pg, db.name, 'SELECT body FROM notes')).toBe('première note ✓');
     expect(readFiles(store)).toEqual(FILES);
   });
