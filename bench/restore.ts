@@ -36,7 +36,7 @@ try {
   tasksTs = tasksTs
     .replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'filestore' }")
     .replace(/appServices: \[[^\]]*\]/, 'appServices: []')
-    .replace(/\n\s*healthCheck: .*\n/, '\n');
+    .replace(/\n {2}healthCheck: \{[\s\S]*?\n {2}\},\n/, '\n');
   fs.writeFileSync(path.join(proj, 'tasks.ts'), tasksTs);
   fs.writeFileSync(
     path.join(proj, '.env'),

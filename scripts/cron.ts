@@ -71,10 +71,19 @@ export function validSchedule(s: string): boolean {
 const cronEscape = (s: string) => s.replace(/%/g, '\\%');
 const q = (s: string) => cronEscape(shellQuote(s));
 
-/** The crontab line that runs a scheduled backup, under cron's minimal environment. */
+/** The crontab line that runs a scheduled backup, under cron's minimal environment (and whatever HOME it has). */
 export function cronCommand(c: CronSpec): string {
   const pathValue = [...new Set(c.pathDirs)].join(':');
+  // The folders of the log and the lock first: removed by hand since cron-install, the `>>` would fail before the backup
+  // even starts, and its error would go to cron's local mail only, where nobody reads it.
+  const dirs = [...new Set([path.dirname(c.logFile), path.dirname(c.lockFile)])];
   return [
+    'mkdir',
+    '-p',
+    '-m',
+    '700',
+    ...dirs.map(q),
+    '&&',
     'cd',
     q(c.root),
     '&&',
@@ -215,6 +224,8 @@ const cronInstall = defineTask({
   group: 'backups',
   async run(ctx) {
     const s = spec(ctx);
+    const gap = (await import('./notify.ts')).notifyGap((k) => ctx.env.get(k), ctx.env.appEnv);
+    if (gap) ctx.log.warn(`${gap.message}; ${gap.fix.replace('.env', ctx.env.fileToFix)}`);
     const block = cronBlock(s);
     const current = await readCrontab(ctx);
     const next = replaceBlock(current, s.project, block);

@@ -290,6 +290,19 @@ export const checks: Check[] = [
     },
   },
   {
+    name: 'notify',
+    async run(d) {
+      const { notifyGap, notifyChannels, notifySettings } = await import('./notify.ts');
+      const get = (k: string) => d.ctx.env.get(k);
+      const gap = notifyGap(get, d.ctx.env.appEnv);
+      if (gap) return warn(gap.message, gap.fix.replace('.env', d.ctx.env.fileToFix));
+      const channels = notifyChannels(notifySettings(get, true));
+      return channels.length
+        ? ok(`a failed backup is reported to ${channels.join(', ')}`)
+        : skip(`no NOTIFY_URL, NOTIFY_SMTP_URL or HEALTHCHECK_URL (needed in production; this is ${d.ctx.env.appEnv})`);
+    },
+  },
+  {
     name: 'cron',
     needs: ['cron'],
     async run(d) {

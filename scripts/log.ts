@@ -58,6 +58,23 @@ export function maskSecrets(text: string, secrets: Iterable<string>): string {
 /** Environment keys whose values are secrets. */
 export const SECRET_KEY = /(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|ACCESS_KEY|API_KEY|_KEY$|^KEY$)/i;
 
+/** Keys holding a webhook or ping URL: its path and query are the credential (Slack, Discord, Teams, healthchecks.io tokens). */
+export const WEBHOOK_KEY = /^(NOTIFY_URL|HEALTHCHECK_URL)$|WEBHOOK/i;
+
+/** The secret part of a webhook URL: everything after the host, as written and decoded. */
+function webhookSecrets(v: string): string[] {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+([/?#]\S*)$/i.exec(v.trim());
+  const rest = m?.[1]?.replace(/\/+$/, '');
+  if (!rest || rest.length < 4) return [];
+  let decoded = rest;
+  try {
+    decoded = decodeURIComponent(rest);
+  } catch {
+    /* kept as written */
+  }
+  return [rest, decoded];
+}
+
 export function secretsFromEnv(env: Record<string, string | undefined>): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(env)) {
@@ -65,6 +82,7 @@ export function secretsFromEnv(env: Record<string, string | undefined>): string[
     if (SECRET_KEY.test(k) && !/^(AWS_ACCESS_KEY_ID)$/.test(k)) out.push(v);
     const m = /^[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:([^@\s]+)@/i.exec(v);
     if (m?.[1]) out.push(decodeURIComponent(m[1]), m[1]);
+    if (WEBHOOK_KEY.test(k)) out.push(...webhookSecrets(v));
   }
   return out;
 }

@@ -168,6 +168,35 @@ describe('tasks doctor', () => {
     expect(cron.fix).toMatch(/tasks cron-install/);
   });
 
+  it('production with no NOTIFY_URL / NOTIFY_SMTP_URL / HEALTHCHECK_URL: doctor, setup and cron-install warn, naming the keys', () => {
+    const dir = project({ APP_ENV: 'production' });
+    const report = JSON.parse(tasks(dir, ['doctor', '--json']).stdout) as Report;
+    expect(check(report, 'notify')).toMatchObject({ ok: true, status: 'warn' });
+    expect(check(report, 'notify').message).toMatch(/^nobody hears about a failed backup: NOTIFY_URL, NOTIFY_SMTP_URL and HEALTHCHECK_URL/);
+    expect(check(report, 'notify').fix).toMatch(/^set NOTIFY_URL .*NOTIFY_SMTP_URL \+ NOTIFY_EMAIL_TO, or HEALTHCHECK_URL in \.env$/);
+    const setup = tasks(dir, ['setup', '--dry-run', '--no-cron', '--no-backup']);
+    expect(setup.stderr).toMatch(/\[warn\] notify +nobody hears about a failed backup/);
+    const cron = tasks(dir, ['cron-install', '--dry-run']);
+    expect(cron.code, cron.stderr).toBe(0);
+    expect(cron.stderr).toMatch(/warning: nobody hears about a failed backup: .*; set NOTIFY_URL /);
+
+    const dev = JSON.parse(tasks(project({}), ['doctor', '--json']).stdout) as Report;
+    expect(check(dev, 'notify').status).toBe('skip');
+    const hook = 'https://hooks.slack.com/services/T0AAAA/B0BBBB/xoxbSecretToken123';
+    const set = project({ APP_ENV: 'production', NOTIFY_URL: hook, NOTIFY_SMTP_URL: 'smtp://u:pw-123456@127.0.0.1:9' });
+    const r = tasks(set, ['doctor', '--json']);
+    const ok = JSON.parse(r.stdout) as Report;
+    // An SMTP URL without a recipient cannot send anything.
+    expect(check(ok, 'notify')).toMatchObject({ status: 'warn', fix: 'set NOTIFY_EMAIL_TO in .env' });
+    fs.appendFileSync(path.join(set, '.env'), 'NOTIFY_EMAIL_TO=ops@example.com\n');
+    const again = JSON.parse(tasks(set, ['doctor', '--json']).stdout) as Report;
+    expect(check(again, 'notify')).toMatchObject({
+      status: 'ok',
+      message: 'a failed backup is reported to NOTIFY_URL (slack), e-mail to ops@example.com',
+    });
+    expect(r.stdout + r.stderr).not.toContain('xoxbSecretToken123');
+  });
+
   it('setup --dry-run on a fresh clone prints each step and its commands, and writes nothing', () => {
     const dir = project({});
     fs.rmSync(path.join(dir, '.env'));

@@ -60,6 +60,8 @@ export interface MakeProjectOptions {
    * images, ports, COMPOSE_CMD) then travel in the process environment of every run, as a user's shell would set them.
    */
   writeEnv?: boolean;
+  /** Name prefix of the project folder under the temp dir (default `ct-project-`); spaces and non-ASCII allowed. */
+  dirPrefix?: string;
 }
 
 /** A free TCP port on loopback (the OS picks it). */
@@ -132,7 +134,7 @@ export async function removeComposeProject(name: string, env: Record<string, str
 }
 
 export async function makeProject(opts: MakeProjectOptions = {}): Promise<TestProject> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-project-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.dirPrefix ?? 'ct-project-'));
   for (const f of COPIED) {
     const src = path.join(repo, f);
     if (fs.existsSync(src)) fs.cpSync(src, path.join(dir, f), { recursive: true });

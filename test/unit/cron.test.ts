@@ -13,9 +13,10 @@ const spec: CronSpec = {
 };
 
 describe('cron block', () => {
-  it('one line: cd to the root, PATH with the tools, flock -n, absolute node and bin, scheduled reason, log appended', () => {
+  it('one line: log and lock folders made, cd to the root, PATH with the tools, flock -n, absolute node and bin, log appended', () => {
     expect(cronCommand(spec)).toBe(
-      "cd '/srv/odoo stack' && PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' " +
+      "mkdir -p -m 700 '/srv/odoo stack/backup' && cd '/srv/odoo stack' && " +
+        "PATH=/usr/local/bin:/opt/aws/bin:/usr/bin:/bin flock -n '/srv/odoo stack/backup/.cron.lock' " +
         "/usr/local/bin/node '/srv/odoo stack/bin/tasks.mjs' backup --reason scheduled >> '/srv/odoo stack/backup/cron.log' 2>&1",
     );
   });
@@ -24,7 +25,7 @@ describe('cron block', () => {
     const lines = cronBlock(spec).split('\n');
     expect(lines[0]).toBe('# BEGIN odoo tasks');
     expect(lines.at(-1)).toBe('# END odoo tasks');
-    expect(lines[2]!.startsWith('0 2 */5 * * cd ')).toBe(true);
+    expect(lines[2]!.startsWith('0 2 */5 * * mkdir -p ')).toBe(true);
   });
 
   it('escapes % (cron turns it into a newline) and passes --env when installed for one', () => {
@@ -46,7 +47,7 @@ describe('cron block', () => {
     const other = replaceBlock('', 'crm', cronBlock({ ...spec, project: 'crm' }));
     const installed = replaceBlock(other, 'odoo', cronBlock(spec));
     const updated = replaceBlock(installed, 'odoo', cronBlock({ ...spec, schedule: '30 3 * * *' }));
-    expect(findBlock(updated, 'odoo')).toContain('30 3 * * * cd');
+    expect(findBlock(updated, 'odoo')).toContain('30 3 * * * mkdir');
     expect(findBlock(updated, 'odoo')).not.toContain('0 2 */5 * *');
     expect(replaceBlock(updated, 'odoo')).toBe(other);
     expect(findBlock(updated, 'crm')).toBeDefined();
