@@ -217,8 +217,15 @@ function quietRunner(o: MainOptions, env: LoadedEnv, log: Logger): Runner {
 }
 
 async function projectFor(probe: Runner, env: LoadedEnv, o: MainOptions): Promise<ComposeProject> {
-  const flavor = await detectFlavor(probe, env.values, path.join(o.root, '.cache', 'compose-tasks'));
-  return { flavor, root: o.root, files: composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles) };
+  const cacheDir = path.join(o.root, '.cache', 'compose-tasks');
+  const flavor = await detectFlavor(probe, env.values, cacheDir);
+  const { prepareProject } = await import('./engine.ts');
+  return prepareProject(
+    probe,
+    env.values,
+    { flavor, root: o.root, files: composeFiles(env.values, o.config.composeFiles, o.config.devComposeFiles) },
+    cacheDir,
+  );
 }
 
 async function runTask(

@@ -120,6 +120,8 @@ export const STAGE_SCRIPT = [
   'set -euo pipefail',
   'dest=$1 work=$2 strip=$3 into=$4 from=$5 to=$6 owner=$7 gz=$8',
   'stage=$work/new',
+  // owner "=": the folder's own owner (its parent's when new), for a path part restored as root on a remote engine.
+  'if [ "$owner" = = ]; then owner=$(stat -c %u:%g "$dest" 2>/dev/null || stat -c %u:%g "$(dirname "$dest")"); fi',
   'rm -rf "$work"; mkdir -p "$stage/$into" "$work/old" "$dest"; : > "$work/added"',
   'tar -x ${gz:+-z} --no-same-owner --no-same-permissions --strip-components="$strip" -C "$stage/$into" -f -',
   'if [ -n "$from" ] && [ "$from" != "$to" ] && [ -e "$stage/$from" ]; then rm -rf "${stage:?}/$to"; mv "$stage/$from" "$stage/$to"; fi',
@@ -493,7 +495,10 @@ export const restore = defineTask({
     const stamp = restoreStamp(new Date());
     const undo: Undo[] = [];
     const commit: Array<() => Promise<void>> = [];
-    const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
+    const { describeEngine } = await import('./engine.ts');
+    const remote = (await describeEngine(ctx.probe, ctx.env.values, path.join(ctx.root, '.cache', 'compose-tasks'))).remote;
+    const needsCompose =
+      appServices.length > 0 || otherParts.some((p) => p.kind === 'volume' || (remote && p.kind === 'path')) || t.mode === 'compose';
     const project = needsCompose ? await ctx.compose() : undefined;
     const { compose } = await import('./compose.ts');
     let stopped: string[] = [];
@@ -536,6 +541,7 @@ export const restore = defineTask({
             fromDb: manifest?.database || undefined,
             toDb: target,
             names: names.get(part.name),
+            remote,
           }),
         );
       }
@@ -736,6 +742,8 @@ async function planFolder(
     toDb: string;
     /** The part's member names (listFolderPart), read during the verification; none in a dry run. */
     names?: string[];
+    /** The engine is remote: a path part lives on its host and is restored through a one-off container. */
+    remote?: boolean;
   },
 ): Promise<FolderPlan> {
   const { part, file, project } = o;
@@ -749,8 +757,13 @@ async function planFolder(
     throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, {
       exitCode: ExitCode.usage,
     });
-  const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
-  const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
+  const engine = await import('./engine.ts');
+  // A path part on a remote engine: the same scripts, as root in a one-off app container with the folder's parent mounted.
+  const onServer = !isVolume && Boolean(o.remote);
+  const service = onServer
+    ? engine.pathPartService(cfg?.kind === 'path' ? cfg : {}, ctx.config.appServices)
+    : (part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined));
+  const owner = onServer ? '=' : (part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '');
   // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
   if (o.names) {
@@ -762,19 +775,32 @@ async function planFolder(
   }
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
-  const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
+  const where = isVolume
+    ? `${service}:${dest}`
+    : `${path.relative(ctx.root, dest) || dest}${onServer ? ` on the engine's host (through ${service})` : ''}`;
+  // On the server the folder is seen inside the container, under the mount of its parent.
+  const inside = onServer ? engine.inPartMount(dest) : dest;
   const work = isVolume
     ? `${path.posix.dirname(dest)}/.compose-tasks-restore-${part.name}-${o.stamp}`
-    : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
-  const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
+    : path.posix.join(path.dirname(inside), `.${path.basename(dest)}.restore-${o.stamp}`);
+  const args = [inside, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
   const { compose } = await import('./compose.ts');
   if (isVolume && (!project || !service))
     throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
+  if (onServer && (!project || !service))
+    throw new TaskError(`part ${part.name}: ${dest} is on the remote engine's host and no service is set to restore it`, {
+      exitCode: ExitCode.usage,
+      hint: 'set service on the part in tasks.ts (config.backupParts), or list an app service in config.appServices',
+    });
   // Volumes: a one-off root container of the service with the volume mounted (works whether the app runs or not).
   const run = (_c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
     const argv = ['bash', '-c', script, 'bash', ...a];
     return {
-      argv: isVolume ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' }) : argv,
+      argv: isVolume
+        ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' })
+        : onServer
+          ? engine.hostPathRun(project!, service!, dest, 'bash', argv.slice(1))
+          : argv,
       stdin: stdin ?? 'ignore',
       stderr: 'capture',
     };
@@ -782,7 +808,7 @@ async function planFolder(
   o.undo.push({
     what: `put the previous ${part.name} back`,
     run: async () => {
-      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work]));
+      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [inside, work]));
     },
   });
   o.commit.push(async () => {
@@ -795,7 +821,7 @@ async function planFolder(
     },
     swap: async () => {
       ctx.log.step(`swapping ${part.name} in at ${where}`);
-      await ctx.runner.run(run(ctx, SWAP_SCRIPT, [dest, work, isVolume ? 'entries' : 'whole']));
+      await ctx.runner.run(run(ctx, SWAP_SCRIPT, [inside, work, isVolume ? 'entries' : 'whole']));
     },
   };
 }
