@@ -187,7 +187,10 @@ const memberName = (p: BackupPart) => (p.kind === 'database' ? `${p.name}.dump` 
  * `tar -C <dir> -cf - .` run by the host, the service (exec -T) or a one-off container of the service (run --rm).
  * A path part on a remote engine lives on the server: a one-off container of an app service reads it there.
  */
-async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'database' }>): Promise<string[]> {
+async function partCommand(
+  ctx: TaskContext,
+  p: Exclude<BackupPart, { kind: 'database' }>,
+): Promise<string[] | { argv: string[]; explain: (err: unknown) => unknown }> {
   const tarArgs = (dir: string) => ['-C', dir, '-cf', '-', '.'];
   if (p.kind === 'path') {
     const abs = path.resolve(ctx.root, p.path);
@@ -217,17 +220,16 @@ export async function remotePathPartCommand(
   p: Extract<BackupPart, { kind: 'path' }>,
   abs: string,
   host: string,
-): Promise<string[]> {
+): Promise<{ argv: string[]; explain: (err: unknown) => unknown }> {
   const engine = await mods.engine();
-  const service = engine.pathPartService(p, ctx.config.appServices);
-  if (!service)
-    throw new TaskError(`backup part ${p.name}: ${abs} is on the remote engine's host (${host}) and no service is set to read it`, {
-      exitCode: ExitCode.usage,
-      hint: 'set service on the part in tasks.ts (config.backupParts), or list an app service in config.appServices',
-    });
+  const image = await engine.pathPartImage(ctx, p);
+  ctx.log.info(`${p.name}: ${abs} is read on the engine's host (${host}) through a one-off container of ${image}`);
   const dir = engine.inPartMount(abs);
   const script = `[ -d "$1" ] || { echo "compose-tasks: no folder $1" >&2; exit ${MISSING_FOLDER_CODE}; }; exec tar -C "$1" -cf - .`;
-  return engine.hostPathRun(await ctx.compose(), service, abs, 'sh', ['-c', script, 'sh', dir], { readOnly: true });
+  return {
+    argv: engine.hostPathRun(image, abs, 'sh', ['-c', script, 'sh', dir], { readOnly: true }),
+    explain: (err) => engine.explainHostPathError(err, image, abs),
+  };
 }
 
 /**
@@ -280,7 +282,8 @@ async function producePart(
     hooks.onDump?.(file, done);
     await done;
   } else {
-    const argv = await partCommand(ctx, p);
+    const made = await partCommand(ctx, p);
+    const { argv, explain } = Array.isArray(made) ? { argv: made, explain: (e: unknown) => e } : made;
     const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
     const fragment = ctx.global.dryRun
       ? undefined
@@ -295,14 +298,15 @@ async function producePart(
     try {
       if (ran.status === 'rejected') throw ran.reason;
       if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
-    } catch (err) {
+    } catch (e) {
       fs.rmSync(file, { force: true });
       fs.rmSync(fragmentOf(file), { force: true });
-      if (err instanceof CommandError && err.exitCode === MISSING_FOLDER_CODE && err.stderrTail.includes('compose-tasks: no folder'))
+      if (e instanceof CommandError && e.exitCode === MISSING_FOLDER_CODE && e.stderrTail.includes('compose-tasks: no folder'))
         throw new TaskError(`backup part ${p.name}: ${path.resolve(ctx.root, p.path)} does not exist on the remote engine's host`, {
           exitCode: ExitCode.prerequisite,
           hint: 'create it there or fix backupParts in tasks.ts (host paths resolve on the server: docker/compose#8484)',
         });
+      const err = explain(e);
       if (
         err instanceof TaskError &&
         err.exitCode !== ExitCode.sigint &&

@@ -314,16 +314,22 @@ export function discoveryKey(p: Omit<ComposeProject, 'flavor'>, env: Record<stri
   const h = crypto.createHash('sha256');
   // The shape of a cached answer: bump when ServiceInfo changes (2: binds).
   h.update(`2\0${p.root}\0${p.files.join(':')}\0`);
-  for (const f of [...effectiveComposeFiles(p, env), ...envFiles.map((e) => path.join(p.root, e))]) {
+  // Variables the compose files interpolate (${ODOO_IMAGE}, $DB_PORT) count with their values, from the env files or
+  // the real environment: the images a remote path part runs come from this answer.
+  const used = new Set<string>();
+  const composeFiles = effectiveComposeFiles(p, env);
+  for (const f of [...composeFiles, ...envFiles.map((e) => path.join(p.root, e))]) {
     h.update(f);
     try {
-      h.update(fs.readFileSync(f));
+      const text = fs.readFileSync(f);
+      h.update(text);
+      if (composeFiles.includes(f)) for (const m of text.toString('utf8').matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) used.add(m[1]!);
     } catch {
       h.update('missing');
     }
   }
   for (const k of Object.keys(env)
-    .filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV')
+    .filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV' || used.has(k))
     .sort())
     h.update(`${k}=${env[k]}\0`);
   return h.digest('hex').slice(0, 16);

@@ -5,7 +5,8 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { CommandError, ExitCode, TaskError } from './errors.ts';
 import type { Runner } from './runner.ts';
-import { compose, PROBE_TIMEOUT_MS, type ComposeProject, type Flavor, type ServiceInfo } from './compose.ts';
+import type { TaskContext } from './define.ts';
+import { PROBE_TIMEOUT_MS, type ComposeProject, type Flavor, type ServiceInfo } from './compose.ts';
 
 export type EngineSource = 'DOCKER_HOST' | 'DOCKER_CONTEXT' | 'context' | 'default';
 
@@ -295,24 +296,48 @@ export function urlForEngine(url: string, e: Pick<Engine, 'remote' | 'host'>): s
 export const PART_MOUNT = '/mnt/compose-tasks-part';
 
 /**
- * A one-off container of `service` (its own image: works offline, the engine needs no registry), as root, with the
- * parent folder of `abs` on the engine's host mounted at PART_MOUNT: the parent, not the folder, because a restore
- * renames the folder itself, and because a missing folder must be reported, not created empty by the bind.
+ * A one-off container of an image the stack already has (`--pull never`: works offline, the engine needs no
+ * registry), as root, with the parent folder of `abs` on the engine's host mounted at PART_MOUNT. `docker run
+ * --mount`, not `compose run -v`: neither the service's own binds nor a missing folder get created on the server
+ * (a missing parent fails, a missing folder is reported by the command). The parent, not the folder: a restore
+ * renames the folder itself.
  */
 export function hostPathRun(
-  p: ComposeProject,
-  service: string,
+  image: string,
   abs: string,
   entrypoint: string,
   args: readonly string[],
   o: { readOnly?: boolean } = {},
 ): string[] {
-  return compose.run(p, service, args, {
-    noDeps: true,
-    user: 'root',
+  const field = (s: string) => (/[",]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const mount = ['type=bind', `source=${path.dirname(abs)}`, `target=${PART_MOUNT}`, ...(o.readOnly ? ['readonly'] : [])].map(field);
+  return [
+    'docker',
+    'run',
+    '--rm',
+    '-i',
+    '--pull',
+    'never',
+    '--user',
+    '0',
+    '--entrypoint',
     entrypoint,
-    volumes: [`${path.dirname(abs)}:${PART_MOUNT}${o.readOnly ? ':ro' : ''}`],
-  });
+    '--mount',
+    mount.join(','),
+    image,
+    ...args,
+  ];
+}
+
+/**
+ * The image of a compose service as the engine knows it: its `image`, else the name compose gives a built one
+ * (<project>-<service> in v2, <project>_<service> in v1).
+ */
+export function serviceImage(services: ServiceInfo[], service: string, project: string, flavor: Flavor): string | undefined {
+  const s = services.find((x) => x.name === service);
+  if (!s) return undefined;
+  if (s.image) return s.image;
+  return s.build ? `${project.toLowerCase()}${flavor === 'v2' ? '-' : '_'}${service}` : undefined;
 }
 
 /** The folder's path inside the container of hostPathRun. */
@@ -321,4 +346,38 @@ export const inPartMount = (abs: string) => `${PART_MOUNT}/${path.basename(abs)}
 /** The service whose image reads and restores a path part on a remote engine: the part's own, else the first app service. */
 export function pathPartService(part: { service?: string }, appServices: readonly string[]): string | undefined {
   return part.service ?? appServices[0];
+}
+
+/** The image that reads and restores path part `part` on a remote engine (see hostPathRun). */
+export async function pathPartImage(ctx: TaskContext, part: { name: string; service?: string }): Promise<string> {
+  const service = pathPartService(part, ctx.config.appServices);
+  const fix = 'set service on the part in tasks.ts (config.backupParts) to a service whose image has bash and tar';
+  if (!service)
+    throw new TaskError(`part ${part.name} lives on the remote engine's host and no service is set to reach it`, {
+      exitCode: ExitCode.usage,
+      hint: fix,
+    });
+  const p = await ctx.compose();
+  const image = serviceImage(await ctx.services(), service, ctx.env.get('COMPOSE_PROJECT_NAME') || path.basename(ctx.root), p.flavor);
+  if (!image)
+    throw new TaskError(`part ${part.name}: service ${service} has no image in the compose files`, { exitCode: ExitCode.usage, hint: fix });
+  return image;
+}
+
+/** A failed hostPathRun in one line: the image not on the engine, the folder's parent missing there; else as it was. */
+export function explainHostPathError(err: unknown, image: string, abs: string): unknown {
+  if (!(err instanceof CommandError)) return err;
+  if (/No such image|Unable to find image|pull access denied|manifest unknown/i.test(err.stderrTail))
+    return new TaskError(`the image ${image} is not on the remote engine`, {
+      exitCode: ExitCode.prerequisite,
+      hint: 'start the stack there once (tasks dev) or pull its images (tasks pull), then run this again',
+      cause: err,
+    });
+  if (/bind source path does not exist/i.test(err.stderrTail))
+    return new TaskError(`${path.dirname(abs)} does not exist on the remote engine's host`, {
+      exitCode: ExitCode.prerequisite,
+      hint: 'create it there (bind paths resolve on the server: docker/compose#8484)',
+      cause: err,
+    });
+  return err;
 }

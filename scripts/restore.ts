@@ -497,8 +497,7 @@ export const restore = defineTask({
     const commit: Array<() => Promise<void>> = [];
     const { describeEngine } = await import('./engine.ts');
     const remote = (await describeEngine(ctx.probe, ctx.env.values, path.join(ctx.root, '.cache', 'compose-tasks'))).remote;
-    const needsCompose =
-      appServices.length > 0 || otherParts.some((p) => p.kind === 'volume' || (remote && p.kind === 'path')) || t.mode === 'compose';
+    const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
     const project = needsCompose ? await ctx.compose() : undefined;
     const { compose } = await import('./compose.ts');
     let stopped: string[] = [];
@@ -760,9 +759,8 @@ async function planFolder(
   const engine = await import('./engine.ts');
   // A path part on a remote engine: the same scripts, as root in a one-off app container with the folder's parent mounted.
   const onServer = !isVolume && Boolean(o.remote);
-  const service = onServer
-    ? engine.pathPartService(cfg?.kind === 'path' ? cfg : {}, ctx.config.appServices)
-    : (part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined));
+  const image = onServer ? await engine.pathPartImage(ctx, cfg?.kind === 'path' ? cfg : { name: part.name }) : undefined;
+  const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
   const owner = onServer ? '=' : (part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '');
   // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
@@ -777,7 +775,7 @@ async function planFolder(
   const into = layout.into ? o.toDb : '';
   const where = isVolume
     ? `${service}:${dest}`
-    : `${path.relative(ctx.root, dest) || dest}${onServer ? ` on the engine's host (through ${service})` : ''}`;
+    : `${path.relative(ctx.root, dest) || dest}${onServer ? ` on the engine's host (through ${image})` : ''}`;
   // On the server the folder is seen inside the container, under the mount of its parent.
   const inside = onServer ? engine.inPartMount(dest) : dest;
   const work = isVolume
@@ -787,11 +785,6 @@ async function planFolder(
   const { compose } = await import('./compose.ts');
   if (isVolume && (!project || !service))
     throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
-  if (onServer && (!project || !service))
-    throw new TaskError(`part ${part.name}: ${dest} is on the remote engine's host and no service is set to restore it`, {
-      exitCode: ExitCode.usage,
-      hint: 'set service on the part in tasks.ts (config.backupParts), or list an app service in config.appServices',
-    });
   // Volumes: a one-off root container of the service with the volume mounted (works whether the app runs or not).
   const run = (_c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
     const argv = ['bash', '-c', script, 'bash', ...a];
@@ -799,7 +792,7 @@ async function planFolder(
       argv: isVolume
         ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' })
         : onServer
-          ? engine.hostPathRun(project!, service!, dest, 'bash', argv.slice(1))
+          ? engine.hostPathRun(image!, dest, 'bash', argv.slice(1))
           : argv,
       stdin: stdin ?? 'ignore',
       stderr: 'capture',
@@ -816,8 +809,12 @@ async function planFolder(
   });
   return {
     stage: async () => {
-      ctx.log.step(`unpacking ${part.name} beside ${where}${owner ? ` (owner ${owner})` : ''}`);
-      await ctx.runner.run(run(ctx, STAGE_SCRIPT, args, { file }));
+      ctx.log.step(`unpacking ${part.name} beside ${where}${owner && owner !== '=' ? ` (owner ${owner})` : ''}`);
+      try {
+        await ctx.runner.run(run(ctx, STAGE_SCRIPT, args, { file }));
+      } catch (err) {
+        throw image ? engine.explainHostPathError(err, image, dest) : err;
+      }
     },
     swap: async () => {
       ctx.log.step(`swapping ${part.name} in at ${where}`);

@@ -59,12 +59,21 @@ afterAll(() => {
 describe('a remote engine (DOCKER_HOST=ssh://…)', () => {
   const remote = { DOCKER_HOST: 'ssh://deploy@vps.example.invalid:2222' };
 
-  it('backup reads a path part through a one-off app container on the server, not from this disk', () => {
-    const r = tasks(['backup', '--only', 'addons', '--dry-run'], { ...remote, COMPOSE_CMD: 'docker compose' });
+  it('backup reads a path part through a one-off container of the app image on the server, not from this disk', () => {
+    const r = tasks(['backup', '--only', 'addons', '--dry-run'], {
+      DOCKER_HOST: 'tcp://vps.example.invalid:2376',
+      COMPOSE_CMD: 'docker-compose',
+      ODOO_IMAGE: 'registry.example/odoo:17.0-7',
+    });
     expect(r.code, r.stderr).toBe(0);
-    const run = r.stderr.split('\n').find((l) => l.includes(' run --rm '));
+    expect(r.stderr).toContain(
+      `addons: ${dir}/addons is read on the engine's host (vps.example.invalid) through a one-off container of registry.example/odoo:17.0-7`,
+    );
+    const run = r.stderr.split('\n').find((l) => l.includes('$ docker run '));
     expect(run).toBeDefined();
-    expect(run).toContain(`run --rm -T --no-deps --user root --entrypoint sh -v ${dir}:/mnt/compose-tasks-part:ro odoo -c `);
+    expect(run).toContain(
+      `docker run --rm -i --pull never --user 0 --entrypoint sh --mount type=bind,source=${dir},target=/mnt/compose-tasks-part,readonly registry.example/odoo:17.0-7 -c `,
+    );
     expect(run).toMatch(/ sh \/mnt\/compose-tasks-part\/addons > \S+addons\.tar$/);
     expect(r.stderr).not.toContain(`tar -C ${dir}/addons`);
   });

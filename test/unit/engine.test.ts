@@ -11,6 +11,8 @@ import {
   engineKey,
   engineSelection,
   hostPathRun,
+  pathPartService,
+  serviceImage,
   parseEndpoint,
   prepareProject,
   projectBinds,
@@ -19,7 +21,7 @@ import {
   sshCommand,
   urlForEngine,
 } from '../../scripts/engine.ts';
-import { composeBase, detectFlavor, flavorKey, parseConfig, type ComposeProject } from '../../scripts/compose.ts';
+import { composeBase, detectFlavor, discoveryKey, flavorKey, parseConfig, type ComposeProject } from '../../scripts/compose.ts';
 import { expandUrls } from '../../scripts/stack.ts';
 import { createRunner, type Cmd, type Runner } from '../../scripts/runner.ts';
 import { createLogger } from '../../scripts/log.ts';
@@ -311,52 +313,57 @@ describe('URLs after dev', () => {
 });
 
 describe('a host path on a remote engine: the one-off container', () => {
-  const p: ComposeProject = { flavor: 'v2', root: '/srv/app', files: ['compose/compose.yaml'] };
-  it('mounts the parent folder (read-only to read) in a root container of the service, with no dependencies started', () => {
+  it('docker run of the image, offline (--pull never), as root, the parent folder mounted (read-only to read), nothing created', () => {
     expect(
-      hostPathRun(p, 'odoo', '/srv/app/addons', 'sh', ['-c', 'tar …', 'sh', '/mnt/compose-tasks-part/addons'], { readOnly: true }),
+      hostPathRun('odoo:17', '/srv/app/addons', 'sh', ['-c', 'tar …', 'sh', '/mnt/compose-tasks-part/addons'], { readOnly: true }),
     ).toEqual([
       'docker',
-      'compose',
-      '--project-directory',
-      '/srv/app',
-      '-f',
-      'compose/compose.yaml',
       'run',
       '--rm',
-      '-T',
-      '--no-deps',
+      '-i',
+      '--pull',
+      'never',
       '--user',
-      'root',
+      '0',
       '--entrypoint',
       'sh',
-      '-v',
-      '/srv/app:/mnt/compose-tasks-part:ro',
-      'odoo',
+      '--mount',
+      'type=bind,source=/srv/app,target=/mnt/compose-tasks-part,readonly',
+      'odoo:17',
       '-c',
       'tar …',
       'sh',
       '/mnt/compose-tasks-part/addons',
     ]);
-    expect(hostPathRun({ ...p, flavor: 'v1' }, 'odoo', '/srv/app/addons', 'bash', ['-c', 's'])).toEqual([
-      'docker-compose',
-      '--project-directory',
-      '/srv/app',
-      '-f',
-      'compose/compose.yaml',
-      'run',
-      '--rm',
-      '-T',
-      '--no-deps',
-      '--user',
-      'root',
-      '--entrypoint',
-      'bash',
-      '-v',
-      '/srv/app:/mnt/compose-tasks-part',
-      'odoo',
-      '-c',
-      's',
-    ]);
+    // A comma in the path is quoted for --mount's CSV; restoring mounts read-write.
+    expect(hostPathRun('odoo:17', '/srv/a,b/addons', 'bash', ['-c', 's'])).toContain(
+      'type=bind,"source=/srv/a,b",target=/mnt/compose-tasks-part',
+    );
+  });
+
+  it("the service's image: its own, else the name compose gives a built one (v2 and v1 differ)", async () => {
+    const services = await parseConfig(
+      JSON.stringify({ services: { odoo: { image: 'odoo:17' }, app: { build: { context: '.' } }, x: {} } }),
+      'v2',
+    );
+    expect(serviceImage(services, 'odoo', 'Shop', 'v2')).toBe('odoo:17');
+    expect(serviceImage(services, 'app', 'Shop', 'v2')).toBe('shop-app');
+    expect(serviceImage(services, 'app', 'Shop', 'v1')).toBe('shop_app');
+    expect(serviceImage(services, 'x', 'Shop', 'v2')).toBeUndefined();
+    expect(serviceImage(services, 'nope', 'Shop', 'v2')).toBeUndefined();
+    expect(pathPartService({}, ['odoo'])).toBe('odoo');
+    expect(pathPartService({ service: 'web' }, ['odoo'])).toBe('web');
+  });
+});
+
+describe('the services cache follows the variables the compose files use', () => {
+  it('a different ODOO_IMAGE in the environment is a different answer (the image a remote path part runs)', () => {
+    const root = mk('proj');
+    fs.writeFileSync(path.join(root, 'compose.yaml'), 'services:\n  odoo:\n    image: ${ODOO_IMAGE:-odoo:17}\n');
+    const where = { root, files: ['compose.yaml'] };
+    const k = discoveryKey(where, { ODOO_IMAGE: 'odoo:17' }, []);
+    expect(discoveryKey(where, { ODOO_IMAGE: 'odoo:17' }, [])).toBe(k);
+    expect(discoveryKey(where, { ODOO_IMAGE: 'registry.example/odoo:17.0-7' }, [])).not.toBe(k);
+    expect(discoveryKey(where, { ODOO_IMAGE: 'odoo:17', UNRELATED: 'x' }, [])).toBe(k);
   });
 });
