@@ -213,7 +213,8 @@ export function createRunner(opts: RunnerOptions): Runner {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       // A probe stopped by its time bound (a server that does not answer over ssh): say so, not "exit 143".
       if (cmd.timeoutMs !== undefined && r.signal && Date.now() - t0 >= cmd.timeoutMs) {
-        throw new TaskError(`${cmd.argv[0]} did not answer within ${Math.round(cmd.timeoutMs / 1000)} s (stopped)`, {
+        const within = cmd.timeoutMs < 1000 ? `${cmd.timeoutMs} ms` : `${Math.round(cmd.timeoutMs / 1000)} s`;
+        throw new TaskError(`${cmd.argv[0]} did not answer within ${within} (stopped)`, {
           exitCode: ExitCode.prerequisite,
           hint: `command: ${display(cmd)}; for a remote engine check the connection (ssh to its host)`,
         });
