@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defineTask, type AnyTask, type BackupPart, type TaskContext } from './define.ts';
-import { ExitCode, TaskError, usage } from './errors.ts';
+import { CommandError, ExitCode, TaskError, usage } from './errors.ts';
 import { abortError, followFile } from './runner.ts';
 import { backupName, parseBackupName, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ManifestPart } from './manifest.ts';
 import { formatBytes, formatDuration } from './log.ts';
@@ -19,6 +19,7 @@ const mods = {
   notify: () => import('./notify.ts'),
   retention: () => import('./retention.ts'),
   compose: () => import('./compose.ts'),
+  engine: () => import('./engine.ts'),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -184,11 +185,19 @@ export function selectParts(all: readonly BackupPart[], only: string | undefined
 
 const memberName = (p: BackupPart) => (p.kind === 'database' ? `${p.name}.dump` : `${p.name}.tar`);
 
-/** `tar -C <dir> -cf - .` run by the host, the service (exec -T) or a one-off container of the service (run --rm). */
-async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'database' }>): Promise<string[]> {
+/**
+ * `tar -C <dir> -cf - .` run by the host, the service (exec -T) or a one-off container of the service (run --rm).
+ * A path part on a remote engine lives on the server: a one-off container of an app service reads it there.
+ */
+async function partCommand(
+  ctx: TaskContext,
+  p: Exclude<BackupPart, { kind: 'database' }>,
+): Promise<string[] | { argv: string[]; explain: (err: unknown) => unknown }> {
   const tarArgs = (dir: string) => ['-C', dir, '-cf', '-', '.'];
   if (p.kind === 'path') {
     const abs = path.resolve(ctx.root, p.path);
+    const engine = await (await mods.engine()).describeEngine(ctx.probe, ctx.env.values, path.join(ctx.root, '.cache', 'compose-tasks'));
+    if (engine.remote) return remotePathPartCommand(ctx, p, abs, engine.host ?? engine.endpoint);
     if (!fs.existsSync(abs))
       throw new TaskError(`backup part ${p.name}: ${abs} does not exist`, {
         exitCode: ExitCode.prerequisite,
@@ -202,6 +211,27 @@ async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'dat
   if (states.some((s) => s.status === 'running')) return compose.exec(project, p.service, ['tar', ...tarArgs(p.path)]);
   ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
   return compose.run(project, p.service, tarArgs(p.path), { noDeps: true, entrypoint: 'tar' });
+}
+
+/** Exit code of the remote path part's reader when the folder is missing on the server (tar itself uses 1 and 2). */
+export const MISSING_FOLDER_CODE = 66;
+
+/** The argv that tars a path part on a remote engine's host (see hostPathRun); checks the folder exists first. */
+export async function remotePathPartCommand(
+  ctx: TaskContext,
+  p: Extract<BackupPart, { kind: 'path' }>,
+  abs: string,
+  host: string,
+): Promise<{ argv: string[]; explain: (err: unknown) => unknown }> {
+  const engine = await mods.engine();
+  const image = await engine.pathPartImage(ctx, p);
+  ctx.log.info(`${p.name}: ${abs} is read on the engine's host (${host}) through a one-off container of ${image}`);
+  const dir = engine.inPartMount(abs);
+  const script = `[ -d "$1" ] || { echo "compose-tasks: no folder $1" >&2; exit ${MISSING_FOLDER_CODE}; }; exec tar -C "$1" -cf - .`;
+  return {
+    argv: engine.hostPathRun(image, abs, 'sh', ['-c', script, 'sh', dir], { readOnly: true }),
+    explain: (err) => engine.explainHostPathError(err, image, abs),
+  };
 }
 
 /**
@@ -254,7 +284,8 @@ async function producePart(
     hooks.onDump?.(file, done);
     await done;
   } else {
-    const argv = await partCommand(ctx, p);
+    const made = await partCommand(ctx, p);
+    const { argv, explain } = Array.isArray(made) ? { argv: made, explain: (e: unknown) => e } : made;
     const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
     const fragment = ctx.global.dryRun
       ? undefined
@@ -269,9 +300,15 @@ async function producePart(
     try {
       if (ran.status === 'rejected') throw ran.reason;
       if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
-    } catch (err) {
+    } catch (e) {
       fs.rmSync(file, { force: true });
       fs.rmSync(fragmentOf(file), { force: true });
+      if (e instanceof CommandError && e.exitCode === MISSING_FOLDER_CODE && e.stderrTail.includes('compose-tasks: no folder'))
+        throw new TaskError(`backup part ${p.name}: ${path.resolve(ctx.root, p.path)} does not exist on the remote engine's host`, {
+          exitCode: ExitCode.prerequisite,
+          hint: 'create it there or fix backupParts in tasks.ts (host paths resolve on the server: docker/compose#8484)',
+        });
+      const err = explain(e);
       if (
         err instanceof TaskError &&
         err.exitCode !== ExitCode.sigint &&

@@ -231,8 +231,10 @@ function composeWhere(env: LoadedEnv, o: MainOptions): Omit<ComposeProject, 'fla
 }
 
 async function projectFor(probe: Runner, env: LoadedEnv, o: MainOptions): Promise<ComposeProject> {
-  const flavor = await detectFlavor(probe, env.values, path.join(o.root, '.cache', 'compose-tasks'));
-  return { flavor, ...composeWhere(env, o) };
+  const cacheDir = path.join(o.root, '.cache', 'compose-tasks');
+  const flavor = await detectFlavor(probe, env.values, cacheDir);
+  const { prepareProject } = await import('./engine.ts');
+  return prepareProject(probe, env.values, { flavor, ...composeWhere(env, o) }, cacheDir);
 }
 
 async function runTask(

@@ -18,6 +18,8 @@ export interface ComposeProject {
   projectDir?: string;
   /** Files passed with -f; empty when COMPOSE_FILE decides (compose reads it from the environment). */
   files: string[];
+  /** v1 only: the docker context to use (v1 ignores DOCKER_CONTEXT; scripts/engine.ts prepareProject sets it). */
+  context?: string;
 }
 
 export interface ServiceInfo {
@@ -27,6 +29,8 @@ export interface ServiceInfo {
   profiles: string[];
   ports: string[];
   healthcheck: boolean;
+  /** Absolute sources of its bind mounts (relative ones resolved by compose against the project folder). */
+  binds?: string[];
 }
 
 /** Which compose files apply: COMPOSE_FILE wins (compose reads it), else the base files plus the dev override in development. */
@@ -70,7 +74,7 @@ export function projectDirectory(
 }
 
 export function composeBase(p: ComposeProject): string[] {
-  const head = p.flavor === 'v2' ? ['docker', 'compose'] : ['docker-compose'];
+  const head = p.flavor === 'v2' ? ['docker', 'compose'] : ['docker-compose', ...(p.context ? ['--context', p.context] : [])];
   return [...head, '--project-directory', p.projectDir ?? p.root, ...p.files.flatMap((f) => ['-f', f])];
 }
 
@@ -215,12 +219,19 @@ export function explainDockerError(err: unknown): unknown {
 }
 
 /** Finds the compose command: COMPOSE_CMD forces one; else `docker compose` (v2), else `docker-compose` (v1). */
-/** What the detection depends on: PATH and the docker binaries and plugins found on it (their mtimes). */
+/** Probes that may wait on a server over ssh (versions, ps, inspect, context inspect) get this bound; data streams never do. */
+export const PROBE_TIMEOUT_MS = 30_000;
+
+/**
+ * What the detection depends on: PATH, the docker binaries and plugins found on it (their mtimes), where the CLI
+ * looks for plugins (DOCKER_CONFIG) and the engine selection (DOCKER_HOST, DOCKER_CONTEXT).
+ */
 export function flavorKey(env: Record<string, string | undefined>): string {
-  const parts = [env.PATH ?? ''];
+  const parts = [env.PATH ?? '', env.DOCKER_CONFIG ?? '', env.DOCKER_HOST ?? '', env.DOCKER_CONTEXT ?? ''];
   const dirs = (env.PATH ?? '').split(path.delimiter).filter(Boolean);
   const home = env.HOME ?? '';
   const pluginDirs = [
+    ...(env.DOCKER_CONFIG ? [path.join(env.DOCKER_CONFIG, 'cli-plugins')] : []),
     path.join(home, '.docker/cli-plugins'),
     '/usr/local/lib/docker/cli-plugins',
     '/usr/libexec/docker/cli-plugins',
@@ -280,7 +291,7 @@ export async function detectFlavor(probe: Runner, env: Record<string, string | u
   }
   for (const flavor of ['v2', 'v1'] as const) {
     try {
-      await probe.run({ argv: compose.version(flavor), stdout: 'capture', stderr: 'capture' });
+      await probe.run({ argv: compose.version(flavor), stdout: 'capture', stderr: 'capture', timeoutMs: PROBE_TIMEOUT_MS });
       if (cacheFile) {
         fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
         fs.writeFileSync(cacheFile, JSON.stringify({ key, flavor }));
@@ -317,23 +328,47 @@ export async function parseConfig(text: string, flavor: Flavor): Promise<Service
         )
       : [],
     healthcheck: s.healthcheck !== undefined && !(s.healthcheck as { disable?: boolean }).disable,
+    binds: bindSources(s.volumes),
   }));
+}
+
+/** Bind sources of a service's `volumes`: long syntax (v2 JSON: type bind) or short strings whose source is a path (v1 YAML). */
+export function bindSources(volumes: unknown): string[] {
+  if (!Array.isArray(volumes)) return [];
+  const out: string[] = [];
+  for (const v of volumes) {
+    if (typeof v === 'string') {
+      const source = v.split(':')[0] ?? '';
+      if (/^[./~]/.test(source)) out.push(source);
+    } else if (v && typeof v === 'object') {
+      const o = v as { type?: string; source?: string };
+      if (o.type === 'bind' && typeof o.source === 'string') out.push(o.source);
+    }
+  }
+  return out;
 }
 
 /** Cache key: the compose files' contents, the env files and every COMPOSE_* setting. */
 export function discoveryKey(p: Omit<ComposeProject, 'flavor'>, env: Record<string, string | undefined>, envFiles: string[]): string {
   const h = crypto.createHash('sha256');
-  h.update(`${p.root}\0${p.projectDir ?? ''}\0${p.files.join(':')}\0`);
-  for (const f of [...effectiveComposeFiles(p, env), ...envFiles.map((e) => path.join(p.root, e))]) {
+  // The shape of a cached answer: bump when ServiceInfo changes (2: binds).
+  h.update(`2\0${p.root}\0${p.projectDir ?? ''}\0${p.files.join(':')}\0`);
+  // Variables the compose files interpolate (${ODOO_IMAGE}, $DB_PORT) count with their values, from the env files or
+  // the real environment: the images a remote path part runs come from this answer.
+  const used = new Set<string>();
+  const composeFiles = effectiveComposeFiles(p, env);
+  for (const f of [...composeFiles, ...envFiles.map((e) => path.join(p.root, e))]) {
     h.update(f);
     try {
-      h.update(fs.readFileSync(f));
+      const text = fs.readFileSync(f);
+      h.update(text);
+      if (composeFiles.includes(f)) for (const m of text.toString('utf8').matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) used.add(m[1]!);
     } catch {
       h.update('missing');
     }
   }
   for (const k of Object.keys(env)
-    .filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV')
+    .filter((k) => k.startsWith('COMPOSE_') || k === 'APP_ENV' || used.has(k))
     .sort())
     h.update(`${k}=${env[k]}\0`);
   return h.digest('hex').slice(0, 16);
@@ -358,7 +393,7 @@ export async function discoverServices(
   const p = await project();
   let out: string;
   try {
-    out = (await probe.run({ argv: compose.config(p), stdout: 'capture', stderr: 'capture' })).stdout;
+    out = (await probe.run({ argv: compose.config(p), stdout: 'capture', stderr: 'capture', timeoutMs: PROBE_TIMEOUT_MS })).stdout;
   } catch (err) {
     const e = explainDockerError(err);
     if (e instanceof CommandError) {
@@ -387,7 +422,9 @@ export interface ContainerState {
 
 /** State and health of each container of the project (v1 and v2 alike, through docker inspect). */
 export async function containerStates(runner: Runner, p: ComposeProject, services: string[] = []): Promise<ContainerState[]> {
-  const ids = (await runner.run({ argv: compose.psIds(p, services, true), stdout: 'capture', stderr: 'capture' })).stdout
+  const ids = (
+    await runner.run({ argv: compose.psIds(p, services, true), stdout: 'capture', stderr: 'capture', timeoutMs: PROBE_TIMEOUT_MS })
+  ).stdout
     .split('\n')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -395,7 +432,12 @@ export async function containerStates(runner: Runner, p: ComposeProject, service
   const fmt =
     '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t' +
     '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
-  const r = await runner.run({ argv: ['docker', 'inspect', '--format', fmt, ...ids], stdout: 'capture', stderr: 'capture' });
+  const r = await runner.run({
+    argv: ['docker', 'inspect', '--format', fmt, ...ids],
+    stdout: 'capture',
+    stderr: 'capture',
+    timeoutMs: PROBE_TIMEOUT_MS,
+  });
   return r.stdout
     .split('\n')
     .filter(Boolean)

@@ -119,7 +119,9 @@ export function defineTask<const A extends Record<string, ArgSpec> = {}, const O
 export type BackupPart =
   | { name: string; kind: 'database' }
   | { name: string; kind: 'volume'; service: string; path: string; owner?: string }
-  | { name: string; kind: 'path'; path: string };
+  /** A folder on the engine's host (relative to the root). On a remote engine it is read and restored through a
+   *  one-off container of `service` (default: the first of appServices), since the folder lives on the server. */
+  | { name: string; kind: 'path'; path: string; service?: string };
 
 /**
  * `tasks migrate` applies SQL files `NNN_name.sql` from `dir` (relative to the root) in version order, each in one

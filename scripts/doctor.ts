@@ -36,6 +36,8 @@ export interface DoctorState {
   /** Set by the docker check. */
   dockerPath?: string;
   flavor?: Flavor;
+  /** Set by the engine check: which engine, local or remote, and where that came from. */
+  engine?: import('./engine.ts').Engine;
   now: Date;
 }
 
@@ -167,6 +169,15 @@ export const checks: Check[] = [
     name: 'engine',
     async run(d) {
       if (!d.dockerPath) return skip('needs docker');
+      const engineMod = await import('./engine.ts');
+      let e: import('./engine.ts').Engine;
+      try {
+        e = await engineMod.describeEngine(d.ctx.probe, d.ctx.env.values, path.join(d.ctx.root, '.cache', 'compose-tasks'));
+      } catch (err) {
+        return fail((err as Error).message, (err as { hint?: string }).hint ?? 'docker context ls');
+      }
+      d.engine = e;
+      const which = engineMod.describeEngineText(e);
       try {
         const r = await d.ctx.probe.run({
           argv: ['docker', 'info', '--format', '{{.ServerVersion}}'],
@@ -174,9 +185,16 @@ export const checks: Check[] = [
           stderr: 'capture',
           timeoutMs: 30_000,
         });
-        return ok(`Docker engine ${r.stdout.trim()} is running`);
+        return ok(`Docker engine ${r.stdout.trim()} is running: ${which}`);
       } catch (err) {
         const text = err instanceof CommandError ? err.stderrTail : String(err);
+        if (e.remote)
+          return fail(
+            `cannot reach the ${which}: ${errText(err)}`,
+            /^ssh:/i.test(e.endpoint)
+              ? `check the connection: ${engineMod.sshCommand(e.endpoint)} docker info (key, host name, the user in the docker group)`
+              : `check that ${e.endpoint} answers (firewall, TLS settings: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)`,
+          );
         if (/permission denied/i.test(text))
           return fail(
             'no permission to use the Docker engine',
@@ -190,6 +208,18 @@ export const checks: Check[] = [
         }
         return fail(`docker info failed: ${errText(err)}`, 'check the Docker engine: sudo systemctl status docker');
       }
+    },
+  },
+  {
+    name: 'compose-ssh',
+    async run(d) {
+      const engineMod = await import('./engine.ts');
+      if (!d.flavor || !d.engine || !engineMod.needsParamiko(d.flavor, d.engine))
+        return skip('not needed (only Compose v1 with an ssh:// engine needs paramiko)');
+      const c = await engineMod.checkParamiko(d.ctx.probe, d.ctx.env.values, path.join(d.ctx.root, '.cache', 'compose-tasks'));
+      return c.ok
+        ? ok(`Compose v1 can reach ${d.engine.endpoint}: paramiko imports (${c.detail})`)
+        : fail(`${engineMod.PARAMIKO_REFUSAL} (${c.detail})`, 'apt-get install python3-paramiko, or install Compose v2 (docker compose)');
     },
   },
   {

@@ -121,6 +121,8 @@ export const STAGE_SCRIPT = [
   'set -euo pipefail',
   'dest=$1 work=$2 strip=$3 into=$4 from=$5 to=$6 owner=$7 gz=$8',
   'stage=$work/new',
+  // owner "=": the folder's own owner (its parent's when new), for a path part restored as root on a remote engine.
+  'if [ "$owner" = = ]; then owner=$(stat -c %u:%g "$dest" 2>/dev/null || stat -c %u:%g "$(dirname "$dest")"); fi',
   'rm -rf "$work"; mkdir -p "$stage/$into" "$work/old" "$dest"; : > "$work/added"',
   'tar -x ${gz:+-z} --no-same-owner --no-same-permissions --strip-components="$strip" -C "$stage/$into" -f -',
   'if [ -n "$from" ] && [ "$from" != "$to" ] && [ -e "$stage/$from" ]; then rm -rf "${stage:?}/$to"; mv "$stage/$from" "$stage/$to"; fi',
@@ -512,6 +514,8 @@ export const restore = defineTask({
     const stamp = restoreStamp(new Date());
     const undo: Undo[] = [];
     const commit: Array<() => Promise<void>> = [];
+    const { describeEngine } = await import('./engine.ts');
+    const remote = (await describeEngine(ctx.probe, ctx.env.values, path.join(ctx.root, '.cache', 'compose-tasks'))).remote;
     const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
     const project = needsCompose ? await ctx.compose() : undefined;
     const { compose } = await import('./compose.ts');
@@ -556,6 +560,7 @@ export const restore = defineTask({
             fromDb: manifest?.database || undefined,
             toDb: target,
             names: names.get(part.name),
+            remote,
           }),
         );
       }
@@ -784,6 +789,8 @@ async function planFolder(
     toDb: string;
     /** The part's member names (listFolderPart), read during the verification; none in a dry run. */
     names?: string[];
+    /** The engine is remote: a path part lives on its host and is restored through a one-off container. */
+    remote?: boolean;
   },
 ): Promise<FolderPlan> {
   const { part, file, project } = o;
@@ -797,8 +804,12 @@ async function planFolder(
     throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, {
       exitCode: ExitCode.usage,
     });
+  const engine = await import('./engine.ts');
+  // A path part on a remote engine: the same scripts, as root in a one-off app container with the folder's parent mounted.
+  const onServer = !isVolume && Boolean(o.remote);
+  const image = onServer ? await engine.pathPartImage(ctx, cfg?.kind === 'path' ? cfg : { name: part.name }) : undefined;
   const service = part.service ?? (cfg?.kind === 'volume' ? cfg.service : undefined);
-  const owner = part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '';
+  const owner = onServer ? '=' : (part.owner ?? (cfg?.kind === 'volume' ? cfg.owner : undefined) ?? '');
   // Inner member names decide the layout (old archives hold the folder itself).
   let layout = { strip: 0, into: '' };
   if (o.names) {
@@ -810,13 +821,17 @@ async function planFolder(
   }
   const fromDb = isVolume && layout.into === '' && o.fromDb && o.fromDb !== o.toDb ? o.fromDb : '';
   const into = layout.into ? o.toDb : '';
-  const where = isVolume ? `${service}:${dest}` : path.relative(ctx.root, dest) || dest;
+  const where = isVolume
+    ? `${service}:${dest}`
+    : `${path.relative(ctx.root, dest) || dest}${onServer ? ` on the engine's host (through ${image})` : ''}`;
+  // On the server the folder is seen inside the container, under the mount of its parent.
+  const inside = onServer ? engine.inPartMount(dest) : dest;
   // A volume's staging folder goes inside the folder itself: its parent may be outside the volume (a volume mounted at
   // /app/uploads), in the one-off container's own layer, which is gone before the swap runs in the next one.
   const work = isVolume
     ? `${dest.replace(/\/+$/, '')}/.compose-tasks-restore-${part.name}-${o.stamp}`
-    : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`);
-  const args = [dest, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
+    : path.posix.join(path.dirname(inside), `.${path.basename(dest)}.restore-${o.stamp}`);
+  const args = [inside, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
   const { compose } = await import('./compose.ts');
   if (isVolume && (!project || !service))
     throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
@@ -824,7 +839,11 @@ async function planFolder(
   const run = (_c: TaskContext, script: string, a: string[], stdin?: Cmd['stdin']): Cmd => {
     const argv = ['bash', '-c', script, 'bash', ...a];
     return {
-      argv: isVolume ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' }) : argv,
+      argv: isVolume
+        ? compose.run(project!, service!, argv, { noDeps: true, user: 'root' })
+        : onServer
+          ? engine.hostPathRun(image!, dest, 'bash', argv.slice(1))
+          : argv,
       stdin: stdin ?? 'ignore',
       stderr: 'capture',
     };
@@ -832,7 +851,7 @@ async function planFolder(
   o.undo.push({
     what: `put the previous ${part.name} back`,
     run: async () => {
-      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [dest, work]));
+      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [inside, work]));
     },
   });
   o.commit.push(async () => {
@@ -840,12 +859,16 @@ async function planFolder(
   });
   return {
     stage: async () => {
-      ctx.log.step(`unpacking ${part.name} beside ${where}${owner ? ` (owner ${owner})` : ''}`);
-      await ctx.runner.run(run(ctx, STAGE_SCRIPT, args, { file }));
+      ctx.log.step(`unpacking ${part.name} beside ${where}${owner && owner !== '=' ? ` (owner ${owner})` : ''}`);
+      try {
+        await ctx.runner.run(run(ctx, STAGE_SCRIPT, args, { file }));
+      } catch (err) {
+        throw image ? engine.explainHostPathError(err, image, dest) : err;
+      }
     },
     swap: async () => {
       ctx.log.step(`swapping ${part.name} in at ${where}`);
-      await ctx.runner.run(run(ctx, SWAP_SCRIPT, [dest, work, isVolume ? 'entries' : 'whole']));
+      await ctx.runner.run(run(ctx, SWAP_SCRIPT, [inside, work, isVolume ? 'entries' : 'whole']));
     },
   };
 }

@@ -202,6 +202,7 @@ export function createRunner(opts: RunnerOptions): Runner {
       if (opts.signal?.aborted) throw abortError(opts.signal);
       const childEnv = cleanEnv(env, cmd.env);
       let r: Awaited<ReturnType<Exec>>;
+      const t0 = Date.now();
       try {
         r = await exec({ ...cmd, cwd: cmd.cwd ?? opts.cwd }, childEnv, opts.signal);
       } catch (err) {
@@ -210,6 +211,14 @@ export function createRunner(opts: RunnerOptions): Runner {
         throw new TaskError(`cannot run ${cmd.argv[0]}: ${e.message}`, { exitCode: ExitCode.prerequisite, cause: err });
       }
       if (opts.signal?.aborted) throw abortError(opts.signal);
+      // A probe stopped by its time bound (a server that does not answer over ssh): say so, not "exit 143".
+      if (cmd.timeoutMs !== undefined && r.signal && Date.now() - t0 >= cmd.timeoutMs) {
+        const within = cmd.timeoutMs < 1000 ? `${cmd.timeoutMs} ms` : `${Math.round(cmd.timeoutMs / 1000)} s`;
+        throw new TaskError(`${cmd.argv[0]} did not answer within ${within} (stopped)`, {
+          exitCode: ExitCode.prerequisite,
+          hint: `command: ${display(cmd)}; for a remote engine check the connection (ssh to its host)`,
+        });
+      }
       const ok = cmd.okCodes ?? [0];
       if (r.code === 127 && /command not found|No such file/.test(r.stderr)) {
         throw new TaskError(`${cmd.argv[0]}: command not found`, {

@@ -4,13 +4,32 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from './define.ts';
 import { compose, containerStates, waitHealthy, type ServiceInfo } from './compose.ts';
 import { initEnvFile } from './env.ts';
+import { urlForEngine } from './engine.ts';
 import { CommandError, ExitCode, TaskError } from './errors.ts';
 
 const waitMs = (ctx: TaskContext) => Number(ctx.env.get('WAIT_TIMEOUT') ?? 180) * 1000;
+const cacheDir = (ctx: TaskContext) => path.join(ctx.root, '.cache', 'compose-tasks');
+
+const bindsWarned = new WeakSet<object>();
+/**
+ * On a remote engine, once per invocation and before anything starts: the project-folder bind mounts the server
+ * resolves on its own disk (docker/compose#8484), read from `compose config` (never printed: it holds secrets).
+ */
+export async function warnRemoteBinds(ctx: TaskContext): Promise<void> {
+  if (bindsWarned.has(ctx.log)) return;
+  bindsWarned.add(ctx.log);
+  const { describeEngine, projectBinds, remoteBindsWarning } = await import('./engine.ts');
+  const engine = await describeEngine(ctx.probe, ctx.env.values, cacheDir(ctx));
+  if (!engine.remote) return;
+  const services = await ctx.services().catch(() => [] as ServiceInfo[]);
+  const warning = remoteBindsWarning(engine, projectBinds(services, ctx.root), ctx.root);
+  if (warning) ctx.log.warn(warning);
+}
 
 /** Brings services up and waits until healthy: `up --wait` on v2, polling on v1. */
 export async function upAndWait(ctx: TaskContext, services: string[] = [], extra: { build?: boolean } = {}): Promise<void> {
   const p = await ctx.compose();
+  await warnRemoteBinds(ctx);
   await ctx.runner.run({
     argv: compose.up(p, { services, wait: true, waitTimeout: waitMs(ctx) / 1000, build: extra.build }),
     stdin: 'ignore',
@@ -26,10 +45,18 @@ export async function upAndWait(ctx: TaskContext, services: string[] = [], extra
   }
 }
 
-/** The shipped stack's URLs with ${VAR} from the environment. */
-export function expandUrls(urls: Record<string, string>, env: (k: string) => string | undefined): string[] {
+/** The shipped stack's URLs with ${VAR} from the environment; on a remote engine they name its host, not localhost. */
+export function expandUrls(
+  urls: Record<string, string>,
+  env: (k: string) => string | undefined,
+  engine: { remote: boolean; host?: string } = { remote: false },
+): string[] {
   return Object.entries(urls).map(
-    ([name, u]) => `${name}: ${u.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, k: string, d?: string) => env(k) ?? d ?? '')}`,
+    ([name, u]) =>
+      `${name}: ${urlForEngine(
+        u.replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, k: string, d?: string) => env(k) ?? d ?? ''),
+        engine,
+      )}`,
   );
 }
 
@@ -80,7 +107,9 @@ export const stackTasks: AnyTask[] = [
       if (problems.length && !ctx.runner.dryRun) throw envProblemsError(ctx.env, problems);
       await upAndWait(ctx, [], { build: ctx.opts.build });
       ctx.log.success('the stack is up and healthy');
-      for (const line of expandUrls(ctx.config.urls ?? {}, ctx.env.get)) ctx.out.write(`${line}\n`);
+      const { describeEngine } = await import('./engine.ts');
+      const engine = await describeEngine(ctx.probe, ctx.env.values, cacheDir(ctx));
+      for (const line of expandUrls(ctx.config.urls ?? {}, ctx.env.get, engine)) ctx.out.write(`${line}\n`);
     },
   }),
   defineTask({
@@ -116,7 +145,9 @@ export const stackTasks: AnyTask[] = [
     group: 'stack',
     args: { services: { description: 'services to restart (default: all)', variadic: true } },
     async run(ctx) {
-      await ctx.runner.run({ argv: compose.restart(await ctx.compose(), ctx.args.services) });
+      const p = await ctx.compose();
+      await warnRemoteBinds(ctx);
+      await ctx.runner.run({ argv: compose.restart(p, ctx.args.services) });
     },
   }),
   defineTask({
@@ -233,7 +264,9 @@ export function serviceTasks(services: ServiceInfo[]): AnyTask[] {
       description: `Restart ${s.name} only`,
       group: 'services',
       async run(ctx) {
-        await ctx.runner.run({ argv: compose.restart(await ctx.compose(), [s.name]) });
+        const p = await ctx.compose();
+        await warnRemoteBinds(ctx);
+        await ctx.runner.run({ argv: compose.restart(p, [s.name]) });
       },
     }),
     defineTask({
@@ -242,6 +275,7 @@ export function serviceTasks(services: ServiceInfo[]): AnyTask[] {
       group: 'services',
       async run(ctx) {
         const p = await ctx.compose();
+        await warnRemoteBinds(ctx);
         if (s.build) await ctx.runner.run({ argv: compose.build(p, [s.name]), stderr: 'inherit' });
         await ctx.runner.run({ argv: compose.up(p, { services: [s.name], noDeps: true, forceRecreate: true }) });
         if (s.healthcheck && !ctx.runner.dryRun) await waitHealthy(ctx.probe, p, [s.name], waitMs(ctx));

@@ -209,17 +209,25 @@ volumes:
 
   it('v1 YAML: services with image, build, profiles, ports and healthcheck', async () => {
     expect(await parseConfig(v1Yaml, 'v1')).toEqual([
-      { name: 'adminer', image: 'adminer:4', build: false, profiles: ['tools'], ports: ['127.0.0.1:8080:8080/tcp'], healthcheck: false },
-      { name: 'db', image: 'postgres:15', build: false, profiles: [], ports: ['127.0.0.1:5432:5432/tcp'], healthcheck: true },
-      { name: 'odoo', image: 'odoo:17', build: true, profiles: [], ports: ['127.0.0.1:8069:8069/tcp'], healthcheck: false },
+      {
+        name: 'adminer',
+        image: 'adminer:4',
+        build: false,
+        profiles: ['tools'],
+        ports: ['127.0.0.1:8080:8080/tcp'],
+        healthcheck: false,
+        binds: [],
+      },
+      { name: 'db', image: 'postgres:15', build: false, profiles: [], ports: ['127.0.0.1:5432:5432/tcp'], healthcheck: true, binds: [] },
+      { name: 'odoo', image: 'odoo:17', build: true, profiles: [], ports: ['127.0.0.1:8069:8069/tcp'], healthcheck: false, binds: [] },
     ]);
   });
 
   it('v2 JSON: long port syntax, disabled healthcheck counts as none', async () => {
     expect(await parseConfig(v2Json, 'v2')).toEqual([
-      { name: 'db', image: 'postgres:15', build: false, profiles: [], ports: ['5432:5432'], healthcheck: true },
-      { name: 'worker', image: undefined, build: true, profiles: [], ports: [], healthcheck: false },
-      { name: 'adminer', image: 'adminer:4', build: false, profiles: ['tools'], ports: [], healthcheck: false },
+      { name: 'db', image: 'postgres:15', build: false, profiles: [], ports: ['5432:5432'], healthcheck: true, binds: [] },
+      { name: 'worker', image: undefined, build: true, profiles: [], ports: [], healthcheck: false, binds: [] },
+      { name: 'adminer', image: 'adminer:4', build: false, profiles: ['tools'], ports: [], healthcheck: false, binds: [] },
     ]);
   });
 
