@@ -684,7 +684,7 @@ const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(par
  * pointing outside or anything but files, folders and links refuses the whole backup. Part of the verification,
  * so it runs before anything is touched.
  */
-async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
+export async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
   const r = await ctx.probe.run({
     argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'],
     stdout: 'capture',

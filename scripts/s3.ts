@@ -54,19 +54,33 @@ function globalArgs(s: S3Settings): string[] {
   return [...(s.endpoint ? ['--endpoint-url', s.endpoint] : []), ...(s.region ? ['--region', s.region] : [])];
 }
 
+/** Attempts aws makes per request (its own retries, AWS_RETRY_MODE=standard) unless AWS_MAX_ATTEMPTS says otherwise. */
+export const AWS_ATTEMPTS = 3;
+
 /**
- * The environment aws gets on top of the task's own: credentials stay there (never on argv); empty AWS
- * variables are removed (an empty AWS_PROFILE makes aws look for a profile named ""); with a custom
- * endpoint (R2, MinIO) checksums only when required: aws-cli ≥ 2.23 otherwise sends CRC checksums R2 rejects.
+ * The environment every aws call gets on top of the task's own (backup, restore, doctor, storage-*: this is the only
+ * rule). Credentials stay there (never on argv); empty AWS_* variables are removed (an empty AWS_PROFILE makes aws
+ * look for a profile named ""); retries are aws's own and bounded (AWS_RETRY_MODE=standard, AWS_MAX_ATTEMPTS=3:
+ * 500s, 503 SlowDown, throttling and dropped connections are retried with backoff, then aws fails); with a custom
+ * endpoint (R2, MinIO) checksums only when required: aws-cli ≥ 2.23 otherwise sends CRC checksums R2 rejects. A value
+ * the user set (in the environment or .env) wins, except `attempts` (doctor wants a quick answer).
  */
-export function awsEnv(s: S3Settings, env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
+export function awsEnv(
+  where: { endpoint?: string },
+  env: Readonly<Record<string, string | undefined>>,
+  o: { attempts?: number } = {},
+): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
-  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_REGION', 'AWS_REGION']) {
-    if (env[k] === '') out[k] = undefined;
-  }
-  if (s.endpoint) {
-    out.AWS_REQUEST_CHECKSUM_CALCULATION = 'when_required';
-    out.AWS_RESPONSE_CHECKSUM_VALIDATION = 'when_required';
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('AWS_') && v === '') out[k] = undefined;
+  const byDefault = (k: string, v: string) => {
+    if (!env[k]) out[k] = v;
+  };
+  byDefault('AWS_RETRY_MODE', 'standard');
+  if (o.attempts) out.AWS_MAX_ATTEMPTS = String(o.attempts);
+  else byDefault('AWS_MAX_ATTEMPTS', String(AWS_ATTEMPTS));
+  if (where.endpoint) {
+    byDefault('AWS_REQUEST_CHECKSUM_CALCULATION', 'when_required');
+    byDefault('AWS_RESPONSE_CHECKSUM_VALIDATION', 'when_required');
   }
   return out;
 }

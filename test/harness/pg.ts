@@ -13,8 +13,8 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** The repository root (this file is test/harness/pg.ts). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The shared pagila dataset, beside the clone (../shared/datasets/pagila). */
-export const pagilaDir = resolve(repoRoot, '..', 'shared', 'datasets', 'pagila');
+/** The shared pagila dataset, beside the clone (../shared/datasets/pagila), or where PAGILA_DIR says (a worktree elsewhere). */
+export const pagilaDir = process.env.PAGILA_DIR || resolve(repoRoot, '..', 'shared', 'datasets', 'pagila');
 
 interface RunResult {
   code: number;

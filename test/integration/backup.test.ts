@@ -299,10 +299,35 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/backup part addons: tar exited with code 2/);
       await expectNothingLost(x);
-      const changed = wrappers({ tar: `"${realBin('tar')}" "$@"\necho "tar: ./x: file changed as we read it" >&2\nexit 1` });
+      // Only the tar that writes the stream exits 1 (the listing of what it wrote, tar -t, is the real tar's).
+      const changed = wrappers({
+        tar: `"${realBin('tar')}" "$@" || exit\ncase " $* " in *" -cf "*) echo "tar: ./x: file changed as we read it" >&2; exit 1;; esac`,
+      });
       const ok = await x.s.p.run(['backup', '--only', 'addons'], { env: withPath(changed) });
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toMatch(/warning: backup part addons: tar exit 1, files changed/);
+    });
+
+    it.each([
+      ['mid-member', `"${realBin('tar')}" "$@" | head -c 20480\nexit 0`, /its tar stream is incomplete \(tar -t: .*Unexpected EOF/],
+      [
+        'exactly between two members',
+        // The stream without its last member and the end-of-archive blocks: every header and body whole, tar -t happy.
+        `"${realBin('tar')}" "$@" > "$TMPDIR/whole.tar"\npython3 -c 'import sys,tarfile; f=sys.argv[1]; o=tarfile.open(f).getmembers()[-1].offset; sys.stdout.buffer.write(open(f,"rb").read()[:o])' "$TMPDIR/whole.tar"\nexit 0`,
+        /its tar stream is incomplete \(it does not end with the end-of-archive blocks\)/,
+      ],
+    ])('a folder stream cut %s, tar exiting 0: the backup fails, nothing published, uploaded or pruned', async (_what, body, message) => {
+      const x = await withHistory();
+      fs.writeFileSync(path.join(x.s.p.dir, 'addons', 'big.bin'), crypto.randomBytes(300_000));
+      fs.writeFileSync(path.join(x.s.p.dir, 'addons', 'last.txt'), 'the last member\n');
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-cut-'));
+      wrapDirs.push(tmp);
+      const w = wrappers({ tar: `case " $* " in *" -cf "*) ;; *) exec "${realBin('tar')}" "$@";; esac\n${body}` });
+      const r = await x.s.p.run(['backup', '--only', 'db,addons'], { env: { ...withPath(w), TMPDIR: tmp } });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`error: backup part addons: ${message.source}`));
+      expect(r.stderr).not.toMatch(/uploading|deleted/);
+      await expectNothingLost(x);
     });
 
     it.each([1, 2, 255])('aws exiting %i: exit 8, the backup stays local, no prune', async (code) => {
