@@ -30,6 +30,27 @@ export function backupDir(ctx: Pick<TaskContext, 'root' | 'env'>): string {
 
 export const archiveFile = (dir: string, name: string) => path.join(dir, `${name}.tar.gz`);
 
+/**
+ * Publishes a complete file under its final name durably: its bytes are fsynced before the rename (a crash after
+ * it never leaves a final name over unwritten blocks), then the folder, so the rename itself is on disk before
+ * anything (an upload, a prune) relies on it.
+ */
+export function publishDurably(tmp: string, final: string): void {
+  const fd = fs.openSync(tmp, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, final);
+  const dfd = fs.openSync(path.dirname(final), 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
+
 /** A backup name from what a user typed: the name, its file name or a path to it. */
 export function normalizeName(arg: string): string {
   const name = path.basename(arg.trim()).replace(/\.tar\.gz$/, '');
@@ -623,7 +644,7 @@ export async function runBackup(
           })
         : dumpError;
     fs.chmodSync(tmp, 0o600);
-    fs.renameSync(tmp, final);
+    publishDurably(tmp, final);
     fs.rmSync(staging, { recursive: true, force: true });
     recordVerified(dir, name, false);
     ctx.log.success(`${final}: ${formatBytes(size)}, checked`);
@@ -807,7 +828,7 @@ export async function downloadBackup(ctx: TaskContext, name: string): Promise<st
     fs.chmodSync(tmp, 0o600);
     ctx.log.step('checking every part against the manifest');
     await (await mods.archive()).checkArchive(tmp, { signal: ctx.signal });
-    fs.renameSync(tmp, final);
+    publishDurably(tmp, final);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw interrupted(ctx, err);

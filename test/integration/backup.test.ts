@@ -508,6 +508,58 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     expect(argv).not.toContain(db.url);
   });
 
+  it('the archive is fsynced before the rename that publishes it, and its folder before the upload (strace)', async () => {
+    const s = await setup();
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-strace-')), 'trace');
+    wrapDirs.push(path.dirname(log));
+    const base: NodeJS.ProcessEnv = { ...process.env };
+    for (const k of Object.keys(base))
+      if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+    const trace = ['-f', '-qq', '-y', '-e', 'signal=none', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,execve', '-o', log];
+    const ran = spawnSync('strace', [...trace, process.execPath, path.join(s.p.dir, 'bin/tasks.mjs'), 'backup', '--only', 'addons'], {
+      cwd: s.p.dir,
+      env: base,
+      encoding: 'utf8',
+    });
+    const r = { code: ran.status, stdout: ran.stdout, stderr: ran.stderr };
+    expect(r.code, r.stderr).toBe(0);
+    const final = r.stdout.trim();
+    const lines = fs.readFileSync(log, 'utf8').split('\n');
+    const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+    const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const fsyncTmp = at(new RegExp(`fs?(data)?sync\\(\\d+<${esc(final)}\\.tmp>\\)`));
+    const rename = at(new RegExp(`rename(at2?)?\\(.*"${esc(final)}\\.tmp".*"${esc(final)}"`));
+    const fsyncDir = at(new RegExp(`fs?(data)?sync\\(\\d+<${esc(path.dirname(final))}>\\)`));
+    const upload = at(/execve\(.*"put-object"/);
+    expect(fsyncTmp, lines.filter((l) => /sync|rename/.test(l)).join('\n')).toBeGreaterThan(-1);
+    expect(rename).toBeGreaterThan(fsyncTmp);
+    expect(fsyncDir).toBeGreaterThan(rename);
+    expect(upload).toBeGreaterThan(fsyncDir);
+  });
+
+  it('every aws call gets the R2 checksum setting and bounded retries in its environment (recorded by aws itself)', async () => {
+    const s = await setup();
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-awsenv-')), 'env.log');
+    wrapDirs.push(path.dirname(log));
+    // The aws the tasks start records its argv and its AWS_* environment, then is the real aws.
+    const w = wrappers({
+      // One append per call: calls run side by side.
+      aws: `rec="== $*"$'\\n'"$(env | grep -E '^AWS_(REQUEST|RESPONSE|RETRY|MAX)' | sort)"\nprintf '%s\\n' "$rec" >> "${log}"\nexec "${realBin('aws')}" "$@"`,
+    });
+    const r = await s.p.run(['backup', '--only', 'addons'], { env: withPath(w) });
+    expect(r.code, r.stderr).toBe(0);
+    const calls = fs.readFileSync(log, 'utf8').split('== ').filter(Boolean);
+    expect(calls.some((c) => c.includes('put-object'))).toBe(true);
+    expect(calls.some((c) => c.includes('list-objects-v2'))).toBe(true);
+    for (const c of calls)
+      expect(c.split('\n').slice(1).filter(Boolean), c).toEqual([
+        'AWS_MAX_ATTEMPTS=3',
+        'AWS_REQUEST_CHECKSUM_CALCULATION=when_required',
+        'AWS_RESPONSE_CHECKSUM_VALIDATION=when_required',
+        'AWS_RETRY_MODE=standard',
+      ]);
+  });
+
   it('dry-run prints every command and writes nothing', async () => {
     const s = await setup();
     const r = await s.p.run(['--dry-run', 'backup', '--only', 'db,addons']);
