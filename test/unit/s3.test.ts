@@ -112,7 +112,7 @@ describe('aws argv builders', () => {
       '--region',
       'auto',
       's3api',
-      'list-objects-v2',
+      'list-objects',
       '--bucket',
       'backups',
       '--prefix',
