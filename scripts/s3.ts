@@ -185,8 +185,14 @@ export function awsFailure(what: string, err: unknown): TaskError {
 
 const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);
 
+/** Time bounds of aws calls: a listing, a head or a delete; a transfer gets 15 min plus 4 s per MiB (256 KiB/s). */
+export const AWS_CALL_MS = 5 * 60_000;
+export const transferMs = (bytes: number) => 15 * 60_000 + Math.ceil(bytes / (256 * 1024)) * 1000;
+/** A download's size is not known before it starts. */
+const DOWNLOAD_MS = 4 * 3600_000;
+
 function awsCmd(s: S3Settings, runner: Runner, argv: string[], extra: Partial<Cmd> = {}): Cmd {
-  return { argv, env: awsEnv(s, runner.env), ...extra };
+  return { argv, env: awsEnv(s, runner.env), timeoutMs: AWS_CALL_MS, ...extra };
 }
 
 export async function listRemote(runner: Runner, s: S3Settings): Promise<RemoteObject[]> {
@@ -269,12 +275,16 @@ export async function uploadFile(
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       if (size <= (s.singlePutMax ?? SINGLE_PUT_MAX)) {
-        const r = await runner.run(awsCmd(s, runner, s3.putObject(s, file, key), { stdout: 'capture', stderr: 'capture' }));
+        const r = await runner.run(
+          awsCmd(s, runner, s3.putObject(s, file, key), { stdout: 'capture', stderr: 'capture', timeoutMs: transferMs(size) }),
+        );
         if (runner.dryRun) return 'dry-run';
         const etag = md5Etag(r.stdout);
         if (etag && o.md5 !== undefined && etag === (await Promise.resolve(o.md5).catch(() => undefined))) return 'md5';
       } else {
-        await runner.run(awsCmd(s, runner, s3.cp(s, file, url), { stderr: s.terminal ? 'inherit' : 'capture' }));
+        await runner.run(
+          awsCmd(s, runner, s3.cp(s, file, url), { stderr: s.terminal ? 'inherit' : 'capture', timeoutMs: transferMs(size) }),
+        );
         if (runner.dryRun) return 'dry-run';
       }
       const remote = await remoteSize(runner, s, key);
@@ -302,7 +312,9 @@ export async function uploadFile(
 
 export async function downloadFile(runner: Runner, s: S3Settings, key: string, file: string): Promise<void> {
   try {
-    await runner.run(awsCmd(s, runner, s3.cp(s, s3Url(s, key), file), { stderr: s.terminal ? 'inherit' : 'capture' }));
+    await runner.run(
+      awsCmd(s, runner, s3.cp(s, s3Url(s, key), file), { stderr: s.terminal ? 'inherit' : 'capture', timeoutMs: DOWNLOAD_MS }),
+    );
   } catch (err) {
     throw awsFailure(`download of ${s3Url(s, key)} failed`, err);
   }
