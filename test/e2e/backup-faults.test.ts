@@ -87,6 +87,9 @@ describeE2E('torn folder streams on a real Docker engine', () => {
 
   it('the service container killed while tar streams the filestore: the backup fails naming compose, nothing published', async () => {
     await new Promise((res) => setTimeout(res, 1100)); // a new backup name
+    // The container id is read first: the kill must land while the stream runs (a few seconds).
+    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
+    expect(id).not.toBe('');
     const child = spawn(process.execPath, [path.join(p.dir, 'bin/tasks.mjs'), 'backup', '--only', 'filestore'], {
       cwd: p.dir,
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(COMPOSE_|S3_|AWS_|BACKUP_|VITEST)/.test(k))),
@@ -108,7 +111,6 @@ describeE2E('torn folder streams on a real Docker engine', () => {
     const end = Date.now() + 60_000;
     while (!streaming() && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
     expect(streaming(), stderr).toBe(true);
-    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
     const kill = await p.docker(['kill', id]);
     expect(kill.code, show(kill)).toBe(0);
     const code = await done;
