@@ -31,6 +31,27 @@ export function backupDir(ctx: Pick<TaskContext, 'root' | 'env'>): string {
 
 export const archiveFile = (dir: string, name: string) => path.join(dir, `${name}.tar.gz`);
 
+/**
+ * Publishes a complete file under its final name durably: its bytes are fsynced before the rename (a crash after
+ * it never leaves a final name over unwritten blocks), then the folder, so the rename itself is on disk before
+ * anything (an upload, a prune) relies on it.
+ */
+export function publishDurably(tmp: string, final: string): void {
+  const fd = fs.openSync(tmp, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, final);
+  const dfd = fs.openSync(path.dirname(final), 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
+
 /** A backup name from what a user typed: the name, its file name or a path to it. */
 export function normalizeName(arg: string): string {
   const name = path.basename(arg.trim()).replace(/\.tar\.gz$/, '');
@@ -186,13 +207,26 @@ export function selectParts(all: readonly BackupPart[], only: string | undefined
 const memberName = (p: BackupPart) => (p.kind === 'database' ? `${p.name}.dump` : `${p.name}.tar`);
 
 /**
+ * The line the command inside a container writes on stderr once tar has ended: tar's own exit status, told apart from
+ * compose's and docker's (an image pull that failed, a container killed, a cut link to a remote engine all exit 1 too).
+ * The script is constant; the folder travels as an argument, never inside the script.
+ */
+export const TAR_STATUS = 'compose-tasks-tar-exit:';
+export const TAR_STATUS_SCRIPT = `tar "$@"; s=$?; echo "${TAR_STATUS}$s" >&2; exit $s`;
+
+interface PartCommand {
+  argv: string[];
+  /** Through compose (exec or a one-off container): tar reports its own status (TAR_STATUS). */
+  via?: 'exec' | 'run';
+  /** Turns the command's failure into what to tell the user (a remote path part: its image or folder on the server). */
+  explain?: (err: unknown) => unknown;
+}
+
+/**
  * `tar -C <dir> -cf - .` run by the host, the service (exec -T) or a one-off container of the service (run --rm).
  * A path part on a remote engine lives on the server: a one-off container of an app service reads it there.
  */
-async function partCommand(
-  ctx: TaskContext,
-  p: Exclude<BackupPart, { kind: 'database' }>,
-): Promise<string[] | { argv: string[]; explain: (err: unknown) => unknown }> {
+async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'database' }>): Promise<PartCommand> {
   const tarArgs = (dir: string) => ['-C', dir, '-cf', '-', '.'];
   if (p.kind === 'path') {
     const abs = path.resolve(ctx.root, p.path);
@@ -203,14 +237,102 @@ async function partCommand(
         exitCode: ExitCode.prerequisite,
         hint: 'fix backupParts in tasks.ts or create the folder',
       });
-    return ['tar', ...tarArgs(abs)];
+    return { argv: ['tar', ...tarArgs(abs)] };
   }
   const { compose, containerStates } = await mods.compose();
   const project = await ctx.compose();
   const states = await containerStates(ctx.probe, project, [p.service]).catch(() => []);
-  if (states.some((s) => s.status === 'running')) return compose.exec(project, p.service, ['tar', ...tarArgs(p.path)]);
+  const script = ['-c', TAR_STATUS_SCRIPT, 'sh', ...tarArgs(p.path)];
+  if (states.some((s) => s.status === 'running')) return { argv: compose.exec(project, p.service, ['sh', ...script]), via: 'exec' };
   ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
-  return compose.run(project, p.service, tarArgs(p.path), { noDeps: true, entrypoint: 'tar' });
+  return { argv: compose.run(project, p.service, script, { noDeps: true, entrypoint: 'sh' }), via: 'run' };
+}
+
+/**
+ * Judges a folder part's tar from compose's exit code and the status tar reported itself: only tar's own 1 (files
+ * changed while they were read) is a warning. No status line means tar never ran or did not finish (an image that
+ * could not be pulled, a container killed, a cut connection); a status that differs from compose's exit code means
+ * the stream was cut after tar ended. Returns the warning to log, if any.
+ */
+export function judgeTarExit(part: string, cmd: PartCommand, code: number, stderr: string): { warning?: string; error?: TaskError } {
+  const lines = stderr.split('\n').map((l) => l.trim());
+  const statusLines = lines.filter((l) => l.startsWith(TAR_STATUS));
+  const others = lines.filter((l) => l && !l.startsWith(TAR_STATUS));
+  const last = others.slice(-1)[0] ?? '';
+  if (!cmd.via) {
+    if (code === 0) return {};
+    if (code === 1) return { warning: `backup part ${part}: tar exit 1, files changed while they were read (kept as a warning): ${last}` };
+    return { error: new TaskError(`backup part ${part}: tar exited with code ${code}${last ? `: ${last}` : ''}`) };
+  }
+  const how = cmd.via === 'exec' ? 'compose exec' : 'compose run (a one-off container)';
+  const hint =
+    'check the Docker engine and the service image (docker compose ps, docker compose pull); nothing was written under a final name';
+  const reported = statusLines.length ? Number(statusLines.slice(-1)[0]!.slice(TAR_STATUS.length)) : undefined;
+  if (reported === undefined)
+    return {
+      error: new TaskError(
+        `backup part ${part}: ${how} exited with code ${code} before tar reported its status ` +
+          `(tar did not run or was cut off)${last ? `: ${last}` : ''}`,
+        { hint },
+      ),
+    };
+  if (reported !== code)
+    return {
+      error: new TaskError(
+        `backup part ${part}: tar exited ${reported} but ${how} exited with code ${code}: ` +
+          `the stream from the container was cut${last ? `: ${last}` : ''}`,
+        { hint },
+      ),
+    };
+  if (code === 0) return {};
+  if (code === 1) return { warning: `backup part ${part}: tar exit 1, files changed while they were read (kept as a warning): ${last}` };
+  return { error: new TaskError(`backup part ${part}: tar exited with code ${code} in the container${last ? `: ${last}` : ''}`) };
+}
+
+/** A tar stream ends with two 512-byte zero blocks: without them it was cut, even exactly between two members. */
+function endsWithTarEof(file: string): boolean {
+  const size = fs.statSync(file).size;
+  if (size < 1024) return false;
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(1024);
+    fs.readSync(fd, b, 0, 1024, size - 1024);
+    return b.every((x) => x === 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * A folder part's tar, listed whole before the archive is published (restore's own listing, listFolderPart): a stream
+ * cut anywhere (mid-member, or between members: no end-of-archive blocks) fails the backup.
+ */
+async function checkFolderTar(ctx: TaskContext, name: string, mp: ManifestPart, file: string): Promise<void> {
+  const { listFolderPart } = await import('./restore.ts');
+  const cut = (why: string, cause?: unknown) =>
+    new TaskError(`backup part ${mp.name}: its tar stream is incomplete (${why})`, {
+      hint:
+        'the stream from tar was cut (a container killed, an engine restarted, a lost connection): ' +
+        'run the backup again; nothing was written under a final name',
+      cause,
+    });
+  try {
+    await listFolderPart(ctx, name, mp, file);
+  } catch (err) {
+    if (err instanceof TaskError && err.exitCode === ExitCode.refused)
+      throw new TaskError(
+        `backup part ${mp.name}: restore would refuse it: ${err.message.replace(`${name}: ${mp.file} is refused: `, '')}`,
+        {
+          hint:
+            'replace that entry in the folder (restore accepts files, folders and links that stay inside it); ' +
+            'nothing was written under a final name',
+        },
+      );
+    if (err instanceof CommandError)
+      throw cut(`tar -t: ${err.stderrTail.trim().split('\n').filter(Boolean)[0] ?? `exit ${err.exitCode}`}`, err);
+    throw err;
+  }
+  if (!endsWithTarEof(file)) throw cut('it does not end with the end-of-archive blocks');
 }
 
 /** Exit code of the remote path part's reader when the folder is missing on the server (tar itself uses 1 and 2). */
@@ -284,9 +406,16 @@ async function producePart(
     hooks.onDump?.(file, done);
     await done;
   } else {
-    const made = await partCommand(ctx, p);
-    const { argv, explain } = Array.isArray(made) ? { argv: made, explain: (e: unknown) => e } : made;
-    const run = ctx.runner.run({ argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] });
+    const pc = await partCommand(ctx, p);
+    const run = ctx.runner.run({ argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] }).then(
+      (r) => r,
+      (e: unknown) => {
+        // Through compose, any exit code is judged with the status tar reported (below).
+        if (pc.via && e instanceof CommandError && !ctx.signal.aborted)
+          return { code: e.exitCode, stdout: '', stderr: e.stderrTail, dryRun: false };
+        throw e;
+      },
+    );
     const fragment = ctx.global.dryRun
       ? undefined
       : (async () => {
@@ -300,6 +429,12 @@ async function producePart(
     try {
       if (ran.status === 'rejected') throw ran.reason;
       if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
+      if (!ctx.global.dryRun) {
+        const judged = judgeTarExit(p.name, pc, ran.value.code, ran.value.stderr);
+        if (judged.error) throw judged.error;
+        if (judged.warning) ctx.log.warn(judged.warning);
+        await checkFolderTar(ctx, p.name, { name: p.name, kind: p.kind, file: memberName(p), format: 'tar', size: 0, sha256: '' }, file);
+      }
     } catch (e) {
       fs.rmSync(file, { force: true });
       fs.rmSync(fragmentOf(file), { force: true });
@@ -308,23 +443,19 @@ async function producePart(
           exitCode: ExitCode.prerequisite,
           hint: 'create it there or fix backupParts in tasks.ts (host paths resolve on the server: docker/compose#8484)',
         });
-      const err = explain(e);
+      const err = pc.explain ? pc.explain(e) : e;
       if (
         err instanceof TaskError &&
         err.exitCode !== ExitCode.sigint &&
         err.exitCode !== ExitCode.sigterm &&
         err.exitCode !== ExitCode.prerequisite
       ) {
+        if (err.message.startsWith(`backup part ${p.name}:`)) throw err;
         const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
         throw new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
       }
       throw err;
     }
-    if (ran.value.code === 1)
-      ctx.log.warn(
-        `backup part ${p.name}: tar exit 1, files changed while they were read (kept as a warning): ` +
-          `${ran.value.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
-      );
     digest = frag.value;
     // The member holds the bytes now; the plain copy is not needed any more.
     if (digest) fs.rmSync(file, { force: true });
@@ -557,7 +688,7 @@ export async function runBackup(
           })
         : dumpError;
     fs.chmodSync(tmp, 0o600);
-    fs.renameSync(tmp, final);
+    publishDurably(tmp, final);
     fs.rmSync(staging, { recursive: true, force: true });
     recordVerified(dir, name, false, { size });
     ctx.log.success(`${final}: ${formatBytes(size)}, checked`);
@@ -767,7 +898,7 @@ export async function downloadBackup(ctx: TaskContext, name: string): Promise<st
     fs.chmodSync(tmp, 0o600);
     ctx.log.step('checking every part against the manifest');
     await (await mods.archive()).checkArchive(tmp, { signal: ctx.signal });
-    fs.renameSync(tmp, final);
+    publishDurably(tmp, final);
     recordVerified(dir, name, false, { size: fs.statSync(final).size });
   } catch (err) {
     fs.rmSync(tmp, { force: true });

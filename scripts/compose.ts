@@ -164,7 +164,7 @@ export const compose = {
     p: ComposeProject,
     service: string,
     command: readonly string[],
-    o: ExecOptions & { rm?: boolean; noDeps?: boolean; entrypoint?: string; volumes?: string[] } = {},
+    o: ExecOptions & { rm?: boolean; noDeps?: boolean; entrypoint?: string; volumes?: string[]; name?: string } = {},
   ): string[] {
     return [
       ...composeBase(p),
@@ -172,6 +172,7 @@ export const compose = {
       ...(o.rm === false ? [] : ['--rm']),
       ...(o.tty ? [] : ['-T']),
       ...(o.noDeps ? ['--no-deps'] : []),
+      ...(o.name ? ['--name', o.name] : []),
       ...(o.user ? ['--user', o.user] : []),
       ...(o.entrypoint !== undefined ? ['--entrypoint', o.entrypoint] : []),
       ...(o.volumes ?? []).flatMap((v) => ['-v', v]),

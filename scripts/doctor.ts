@@ -11,6 +11,7 @@ import { formatBytes, formatDuration } from './log.ts';
 import { parseBackupName } from './manifest.ts';
 import type { TaskContext } from './define.ts';
 import type { Cmd } from './runner.ts';
+import { awsEnv } from './s3.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -101,19 +102,6 @@ export function freeBytes(dir: string): number {
 /** Argv prefix for the aws CLI against the configured bucket (endpoint and region when set). */
 export function awsArgs(env: { endpoint?: string; region?: string }, args: string[]): string[] {
   return ['aws', ...(env.endpoint ? ['--endpoint-url', env.endpoint] : []), ...(env.region ? ['--region', env.region] : []), ...args];
-}
-
-/**
- * Environment for every aws call: R2 rejects the default CRC checksums of newer CLIs (aws/aws-cli#9214); few retries for a
- * quick answer.
- */
-export const AWS_ENV = { AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required' } as const;
-
-/** The environment of an aws call: AWS_ENV, with the empty AWS_* keys of .env removed (an empty AWS_PROFILE is "profile () not found"). */
-export function awsEnv(values: Readonly<Record<string, string>>, extra: Record<string, string> = {}): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(values)) if (k.startsWith('AWS_') && v === '') out[k] = undefined;
-  return { ...out, ...AWS_ENV, ...extra };
 }
 
 /** An age or period for people: days or hours when long, else what formatDuration says. */
@@ -284,7 +272,7 @@ export const checks: Check[] = [
       const key = `${ctx.env.get('S3_PREFIX') ?? ''}.doctor-${d.now.getTime()}`;
       const url = `s3://${bucket}/${key}`;
       const text = `compose-tasks doctor ${d.now.toISOString()}\n`;
-      const base: Omit<Cmd, 'argv'> = { env: awsEnv(ctx.env.values, { AWS_MAX_ATTEMPTS: '2' }), stderr: 'capture', timeoutMs: 90_000 };
+      const base: Omit<Cmd, 'argv'> = { env: awsEnv(where, ctx.env.values, { attempts: 2 }), stderr: 'capture', timeoutMs: 90_000 };
       const opts = ['--only-show-errors', '--cli-connect-timeout', '10', '--cli-read-timeout', '30'];
       const target = `${where.endpoint ? `${where.endpoint} ` : ''}s3://${bucket}`;
       if (ctx.runner.dryRun) {

@@ -160,11 +160,12 @@ export const operatorTasks: AnyTask[] = [
     group: 'setup',
     example: 'tasks storage-reset --yes',
     async run(ctx) {
-      const { awsArgs, awsEnv } = await import('./doctor.ts');
+      const { awsArgs } = await import('./doctor.ts');
+      const { awsEnv } = await import('./s3.ts');
       const s = devStorage(ctx);
       const url = `s3://${s.bucket}/${s.prefix}`;
       await ctx.confirm({ message: `This deletes every object under ${url} at ${s.endpoint}.` });
-      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'rm', '--recursive', '--only-show-errors', url]), env: awsEnv(ctx.env.values) });
+      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'rm', '--recursive', '--only-show-errors', url]), env: awsEnv(s, ctx.env.values) });
       ctx.log.success(`emptied ${url} at ${s.endpoint}`);
     },
   }),
@@ -174,7 +175,8 @@ export const operatorTasks: AnyTask[] = [
     group: 'setup',
     example: 'tasks storage-seed',
     async run(ctx) {
-      const { awsArgs, awsEnv } = await import('./doctor.ts');
+      const { awsArgs } = await import('./doctor.ts');
+      const { awsEnv } = await import('./s3.ts');
       const s = devStorage(ctx);
       const dir = path.join(ctx.root, FIXTURES_DIR);
       const files = listFiles(dir);
@@ -184,7 +186,10 @@ export const operatorTasks: AnyTask[] = [
           `put the files the app expects in ${FIXTURES_DIR}/ (sub-folders become key prefixes)`,
         );
       const url = `s3://${s.bucket}/${s.prefix}`;
-      await ctx.runner.run({ argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]), env: awsEnv(ctx.env.values) });
+      await ctx.runner.run({
+        argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]),
+        env: awsEnv(s, ctx.env.values),
+      });
       ctx.log.success(`uploaded ${files.length} file${files.length > 1 ? 's' : ''} to ${url} at ${s.endpoint}`);
     },
   }),

@@ -658,13 +658,21 @@ export const restore = defineTask({
         });
       }
       ctx.log.warn(`restore failed: ${(err as Error).message.split('\n')[0]}; putting everything back`);
+      const unfinished: string[] = [];
       for (const u of undo.reverse()) {
         try {
           await u.run();
         } catch (e) {
-          ctx.log.warn(`could not ${u.what}: ${(e as Error).message}`);
+          unfinished.push(u.what);
+          ctx.log.warn(`could not ${u.what}: ${(e as Error).message}${e instanceof TaskError && e.hint ? ` (${e.hint})` : ''}`);
         }
       }
+      if (unfinished.length)
+        throw new TaskError(`${(err as Error).message.split('\n')[0]}; the rollback did not finish: ${unfinished.join(', ')}`, {
+          exitCode: err instanceof TaskError ? err.exitCode : ExitCode.failure,
+          hint: 'finish it with the commands in the warnings above',
+          cause: err,
+        });
       if (err instanceof TaskError) {
         throw new TaskError(`${err.message}; nothing was changed (the previous state is back)`, {
           exitCode: err.exitCode,
@@ -734,7 +742,7 @@ const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(par
  * pointing outside or anything but files, folders and links refuses the whole backup. Part of the verification,
  * so it runs before anything is touched.
  */
-async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
+export async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
   const r = await ctx.probe.run({
     argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'],
     stdout: 'capture',
@@ -851,7 +859,9 @@ async function planFolder(
   o.undo.push({
     what: `put the previous ${part.name} back`,
     run: async () => {
-      await safe.runner.run(run(safe, SWAP_BACK_SCRIPT, [inside, work]));
+      await safe.runner.run(
+        swapBackCmd(safe, run(safe, SWAP_BACK_SCRIPT, [inside, work]), isVolume ? `${o.stamp}-${part.name}` : undefined),
+      );
     },
   });
   o.commit.push(async () => {
@@ -871,6 +881,27 @@ async function planFolder(
       await ctx.runner.run(run(ctx, SWAP_SCRIPT, [inside, work, isVolume ? 'entries' : 'whole']));
     },
   };
+}
+
+/**
+ * How long a rollback step of a folder may take (RESTORE_ROLLBACK_TIMEOUT seconds overrides it) before it is stopped
+ * and reported with the command that finishes it.
+ */
+export const ROLLBACK_STEP_MS = 10 * 60_000;
+
+/**
+ * A folder's swap back, bounded: a one-off container that never ends (an image whose entrypoint ignores its
+ * command) is stopped after ROLLBACK_STEP_MS, removed by name, and the warning says which command finishes it.
+ */
+function swapBackCmd(safe: TaskContext, cmd: Cmd, oneOff?: string): Cmd {
+  const manual = safe.runner.display(cmd);
+  const set = Number(safe.env.get('RESTORE_ROLLBACK_TIMEOUT'));
+  const timeoutMs = Number.isInteger(set) && set > 0 ? set * 1000 : ROLLBACK_STEP_MS;
+  if (!oneOff) return { ...cmd, timeoutMs, manual };
+  const name = `compose-tasks-rollback-${oneOff}`.replace(/[^A-Za-z0-9_.-]/g, '-');
+  const i = cmd.argv.indexOf('run');
+  const argv = i < 0 ? cmd.argv : [...cmd.argv.slice(0, i + 1), '--name', name, ...cmd.argv.slice(i + 1)];
+  return { ...cmd, argv, timeoutMs, container: name, manual };
 }
 
 export const restoreTasks: AnyTask[] = [restore];

@@ -1,4 +1,5 @@
 // The one injectable runner: every external command is built as data, echoed (masked) and run here, or not in dry-run.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { CommandError, ExitCode, TaskError } from './errors.ts';
@@ -17,7 +18,16 @@ export interface Cmd {
   stderr?: 'inherit' | 'capture' | 'ignore';
   /** Exit codes that count as success (tar's 1 "file changed as we read it" is one). Default [0]. */
   okCodes?: readonly number[];
+  /**
+   * A time bound: past it the command gets SIGTERM, then SIGKILL `killAfterMs` later (default 5 s: an uninterruptible
+   * child does not outlive it), and fails with "did not finish within …".
+   */
   timeoutMs?: number;
+  killAfterMs?: number;
+  /** The name of the one-off container this command starts: on a timeout it is removed too (`docker rm -f`). */
+  container?: string;
+  /** On a timeout, what finishes the step by hand (printed as the hint). */
+  manual?: string;
 }
 
 export interface Result {
@@ -33,7 +43,7 @@ export type Exec = (
   cmd: Cmd,
   env: Record<string, string>,
   signal: AbortSignal | undefined,
-) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null }>;
+) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null; timedOut?: boolean }>;
 
 export interface Runner {
   run(cmd: Cmd): Promise<Result>;
@@ -118,14 +128,36 @@ export const zxExec: Exec = async (cmd, env, signal) => {
       quiet: true,
       verbose: false,
       signal,
-      timeout: cmd.timeoutMs,
     })`${prog} ${args}`;
+    // The time bound is ours, not zx's (its timeout only sends SIGTERM): SIGTERM, then SIGKILL, and the one-off
+    // container, which outlives a killed compose client, is removed by name.
+    let timedOut = false;
+    const timers: NodeJS.Timeout[] = [];
+    if (cmd.timeoutMs)
+      timers.push(
+        setTimeout(() => {
+          timedOut = true;
+          p.kill('SIGTERM').catch(() => undefined);
+          timers.push(setTimeout(() => p.kill('SIGKILL').catch(() => undefined), cmd.killAfterMs ?? 5000));
+          if (cmd.container) {
+            spawn('docker', ['rm', '-f', cmd.container], { env, stdio: 'ignore' }).on('error', () => undefined);
+          }
+        }, cmd.timeoutMs),
+      );
     // A child that exits before reading all its input (a failing pg_restore) must not crash us with EPIPE: its exit code tells.
     p.child?.stdin?.on('error', () => undefined);
     // A followed file that cannot be read ends the child's input (it then fails on its own), rather than crashing us.
     if (input instanceof Readable) input.on('error', () => p.child?.stdin?.destroy());
-    const r = await p;
-    return { code: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1), stdout: r.stdout, stderr: r.stderr, signal: r.signal };
+    const r = await p.finally(() => {
+      for (const t of timers) clearTimeout(t);
+    });
+    return {
+      code: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1),
+      stdout: r.stdout,
+      stderr: r.stderr,
+      signal: r.signal,
+      timedOut,
+    };
   } finally {
     for (const fd of fds) fs.closeSync(fd);
   }
@@ -181,6 +213,8 @@ export function followFile(file: string, until: Promise<unknown>, signal?: Abort
   return Readable.from(chunks(), { objectMode: false });
 }
 
+const formatSeconds = (ms: number) => (ms >= 60_000 && ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.round(ms / 100) / 10} s`);
+
 function signalNumber(sig: string): number {
   return ({ SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 } as Record<string, number>)[sig] ?? 1;
 }
@@ -211,14 +245,16 @@ export function createRunner(opts: RunnerOptions): Runner {
         throw new TaskError(`cannot run ${cmd.argv[0]}: ${e.message}`, { exitCode: ExitCode.prerequisite, cause: err });
       }
       if (opts.signal?.aborted) throw abortError(opts.signal);
-      // A probe stopped by its time bound (a server that does not answer over ssh): say so, not "exit 143".
-      if (cmd.timeoutMs !== undefined && r.signal && Date.now() - t0 >= cmd.timeoutMs) {
-        const within = cmd.timeoutMs < 1000 ? `${cmd.timeoutMs} ms` : `${Math.round(cmd.timeoutMs / 1000)} s`;
-        throw new TaskError(`${cmd.argv[0]} did not answer within ${within} (stopped)`, {
-          exitCode: ExitCode.prerequisite,
-          hint: `command: ${display(cmd)}; for a remote engine check the connection (ssh to its host)`,
+      // Stopped by its time bound (the launcher says so; another launcher's kill past the bound counts too): say so,
+      // not "exit 143". A hung rollback step says how to finish it by hand.
+      const overdue = cmd.timeoutMs !== undefined && Boolean(r.signal) && Date.now() - t0 >= cmd.timeoutMs;
+      if (r.timedOut || overdue)
+        throw new TaskError(`${cmd.argv[0]} did not finish within ${formatSeconds(cmd.timeoutMs!)} and was stopped`, {
+          exitCode: ExitCode.failure,
+          hint: cmd.manual
+            ? `finish it by hand: ${opts.log.mask(cmd.manual)}`
+            : `command: ${display(cmd)}; on a remote engine, check the connection to its host`,
         });
-      }
       const ok = cmd.okCodes ?? [0];
       if (r.code === 127 && /command not found|No such file/.test(r.stderr)) {
         throw new TaskError(`${cmd.argv[0]}: command not found`, {

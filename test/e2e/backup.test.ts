@@ -71,7 +71,7 @@ describeE2E('backup of the shipped stack on a real Docker engine', () => {
     const r = await p.run(['backup']);
     expect(r.code, show(r)).toBe(0);
     expect(r.stderr).toMatch(/compose.* exec -T db pg_dump/);
-    expect(r.stderr).toMatch(/compose.* exec -T odoo tar -C \/var\/lib\/odoo\/filestore -cf - \./);
+    expect(r.stderr).toMatch(/compose.* exec -T odoo sh -c 'tar "\$@"; .*' sh -C \/var\/lib\/odoo\/filestore -cf - \./);
     const archive = r.stdout.trim();
     expect(fs.statSync(archive).mode & 0o777).toBe(0o600);
 

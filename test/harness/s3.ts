@@ -33,8 +33,8 @@ function runAws(info: S3Info, args: string[]): Promise<{ code: number; stdout: s
 
 /** Keys under the bucket (optionally under a prefix), read with the real aws CLI. */
 export async function listKeys(info: S3Info, prefix = ''): Promise<Array<{ key: string; size: number }>> {
-  const r = await runAws(info, ['s3api', 'list-objects-v2', '--bucket', info.bucket, '--prefix', prefix, '--output', 'json']);
-  if (r.code !== 0) throw new Error(`aws s3api list-objects-v2 exited ${r.code}: ${r.stderr.trim()}`);
+  const r = await runAws(info, ['s3api', 'list-objects', '--bucket', info.bucket, '--prefix', prefix, '--output', 'json']);
+  if (r.code !== 0) throw new Error(`aws s3api list-objects exited ${r.code}: ${r.stderr.trim()}`);
   if (!r.stdout.trim()) return [];
   const parsed = JSON.parse(r.stdout) as { Contents?: Array<{ Key: string; Size: number }> };
   return (parsed.Contents ?? []).map((o) => ({ key: o.Key, size: o.Size }));

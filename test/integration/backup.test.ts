@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabaseInfo, loadPagila, adminQuery, type TestDatabase } from '../harness/pg.ts';
-import { clearPrefix, listKeys } from '../harness/s3.ts';
+import { awsEnv as s3Env, clearPrefix, listKeys } from '../harness/s3.ts';
+import { startFaultProxy, type Fault, type FaultProxy } from '../harness/s3-faults.ts';
 import { makeProject, type RunResult, type TestProject } from '../harness/project.ts';
 import { readManifest, listMembers } from '../../scripts/archive.ts';
 
@@ -299,10 +300,37 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/backup part addons: tar exited with code 2/);
       await expectNothingLost(x);
-      const changed = wrappers({ tar: `"${realBin('tar')}" "$@"\necho "tar: ./x: file changed as we read it" >&2\nexit 1` });
+      // Only the tar that writes the stream exits 1 (the listing of what it wrote, tar -t, is the real tar's).
+      const changed = wrappers({
+        tar: `"${realBin('tar')}" "$@" || exit\ncase " $* " in *" -cf "*) echo "tar: ./x: file changed as we read it" >&2; exit 1;; esac`,
+      });
       const ok = await x.s.p.run(['backup', '--only', 'addons'], { env: withPath(changed) });
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toMatch(/warning: backup part addons: tar exit 1, files changed/);
+    });
+
+    it.each([
+      ['mid-member', `"${realBin('tar')}" "$@" | head -c 20480\nexit 0`, /its tar stream is incomplete \(tar -t: .*Unexpected EOF/],
+      [
+        'exactly between two members',
+        // The stream without its last member and the end-of-archive blocks: every header and body whole, tar -t happy.
+        `"${realBin('tar')}" "$@" > "$TMPDIR/whole.tar"\n` +
+          "python3 -c 'import sys,tarfile; f=sys.argv[1]; o=tarfile.open(f).getmembers()[-1].offset; " +
+          'sys.stdout.buffer.write(open(f,"rb").read()[:o])\' "$TMPDIR/whole.tar"\nexit 0',
+        /its tar stream is incomplete \(it does not end with the end-of-archive blocks\)/,
+      ],
+    ])('a folder stream cut %s, tar exiting 0: the backup fails, nothing published, uploaded or pruned', async (_what, body, message) => {
+      const x = await withHistory();
+      fs.writeFileSync(path.join(x.s.p.dir, 'addons', 'big.bin'), crypto.randomBytes(300_000));
+      fs.writeFileSync(path.join(x.s.p.dir, 'addons', 'last.txt'), 'the last member\n');
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-cut-'));
+      wrapDirs.push(tmp);
+      const w = wrappers({ tar: `case " $* " in *" -cf "*) ;; *) exec "${realBin('tar')}" "$@";; esac\n${body}` });
+      const r = await x.s.p.run(['backup', '--only', 'db,addons'], { env: { ...withPath(w), TMPDIR: tmp } });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`error: backup part addons: ${message.source}`));
+      expect(r.stderr).not.toMatch(/uploading|deleted/);
+      await expectNothingLost(x);
     });
 
     it.each([1, 2, 255])('aws exiting %i: exit 8, the backup stays local, no prune', async (code) => {
@@ -486,6 +514,60 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     expect(argv).not.toContain(db.url);
   });
 
+  it('the archive is fsynced before the rename that publishes it, and its folder before the upload (strace)', async () => {
+    const s = await setup();
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-strace-')), 'trace');
+    wrapDirs.push(path.dirname(log));
+    const base: NodeJS.ProcessEnv = { ...process.env };
+    for (const k of Object.keys(base))
+      if (/^(COMPOSE_|APP_ENV$|POSTGRES_|ODOO_|DB_|DATABASE_URL$|S3_|AWS_|BACKUP_|VITEST)/.test(k)) delete base[k];
+    const trace = ['-f', '-qq', '-y', '-e', 'signal=none', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,execve', '-o', log];
+    const ran = spawnSync('strace', [...trace, process.execPath, path.join(s.p.dir, 'bin/tasks.mjs'), 'backup', '--only', 'addons'], {
+      cwd: s.p.dir,
+      env: base,
+      encoding: 'utf8',
+    });
+    const r = { code: ran.status, stdout: ran.stdout, stderr: ran.stderr };
+    expect(r.code, r.stderr).toBe(0);
+    const final = r.stdout.trim();
+    const lines = fs.readFileSync(log, 'utf8').split('\n');
+    const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+    const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const fsyncTmp = at(new RegExp(`fs?(data)?sync\\(\\d+<${esc(final)}\\.tmp>\\)`));
+    const rename = at(new RegExp(`rename(at2?)?\\(.*"${esc(final)}\\.tmp".*"${esc(final)}"`));
+    const fsyncDir = at(new RegExp(`fs?(data)?sync\\(\\d+<${esc(path.dirname(final))}>\\)`));
+    const upload = at(/execve\(.*"put-object"/);
+    expect(fsyncTmp, lines.filter((l) => /sync|rename/.test(l)).join('\n')).toBeGreaterThan(-1);
+    expect(rename).toBeGreaterThan(fsyncTmp);
+    expect(fsyncDir).toBeGreaterThan(rename);
+    expect(upload).toBeGreaterThan(fsyncDir);
+  });
+
+  it('every aws call gets the R2 checksum setting and bounded retries in its environment (recorded by aws itself)', async () => {
+    const s = await setup();
+    const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ct-awsenv-')), 'env.log');
+    wrapDirs.push(path.dirname(log));
+    // The aws the tasks start records its argv and its AWS_* environment, then is the real aws.
+    const w = wrappers({
+      // One append per call: calls run side by side.
+      aws:
+        `rec="== $*"$'\\n'"$(env | grep -E '^AWS_(REQUEST|RESPONSE|RETRY|MAX)' | sort)"\n` +
+        `printf '%s\\n' "$rec" >> "${log}"\nexec "${realBin('aws')}" "$@"`,
+    });
+    const r = await s.p.run(['backup', '--only', 'addons'], { env: withPath(w) });
+    expect(r.code, r.stderr).toBe(0);
+    const calls = fs.readFileSync(log, 'utf8').split('== ').filter(Boolean);
+    expect(calls.some((c) => c.includes('put-object'))).toBe(true);
+    expect(calls.some((c) => c.includes('list-objects'))).toBe(true);
+    for (const c of calls)
+      expect(c.split('\n').slice(1).filter(Boolean), c).toEqual([
+        'AWS_MAX_ATTEMPTS=3',
+        'AWS_REQUEST_CHECKSUM_CALCULATION=when_required',
+        'AWS_RESPONSE_CHECKSUM_VALIDATION=when_required',
+        'AWS_RETRY_MODE=standard',
+      ]);
+  });
+
   it('dry-run prints every command and writes nothing', async () => {
     const s = await setup();
     const r = await s.p.run(['--dry-run', 'backup', '--only', 'db,addons']);
@@ -495,5 +577,143 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
     expect(r.stderr).toMatch(/would write .* upload it to s3:\/\//);
     expect(archives(s.dir)).toEqual([]);
     expect(await listKeys(s3, s.prefix)).toEqual([]);
+  });
+});
+
+describe('S3 faults through a fault-injecting proxy in front of s3rver', () => {
+  const proxies: FaultProxy[] = [];
+  afterAll(async () => {
+    for (const p of proxies) await p.stop();
+  });
+  async function proxy(faults: Fault[]): Promise<FaultProxy> {
+    const p = await startFaultProxy(s3.endpoint, faults, { lifetimeMs: 5 * 60_000 });
+    proxies.push(p);
+    return p;
+  }
+  /** One good backup uploaded straight to s3rver, and an old copy (local and remote) a good run would prune. */
+  async function history(env: Record<string, string> = {}) {
+    const s = await setup({ env: { BACKUP_KEEP_MIN: '1', ...env } });
+    const r = await s.p.run(['backup', '--only', 'addons']);
+    expect(r.code, r.stderr).toBe(0);
+    const old = oldCopy(s, archives(s.dir)[0]!);
+    awsCli(['s3', 'cp', old, `s3://${s3.bucket}/${s.prefix}${path.basename(old)}`, '--only-show-errors']);
+    await new Promise((res) => setTimeout(res, 1100));
+    return { s, before: archives(s.dir), keysBefore: (await listKeys(s3, s.prefix)).map((k) => k.key).sort() };
+  }
+  const awsCli = (args: string[]) =>
+    execFileSync('aws', ['--endpoint-url', s3.endpoint, ...args], { env: { ...process.env, ...s3Env(s3) }, encoding: 'utf8' });
+  const newKey = (x: { s: Setup; before: string[] }) => {
+    const added = archives(x.s.dir).filter((f) => !x.before.includes(f));
+    expect(added).toHaveLength(1);
+    return `${x.s.prefix}${added[0]}`;
+  };
+  const puts = (p: FaultProxy, key: string) => p.requests.filter((r) => r.method === 'PUT' && r.url.split('?')[0]!.endsWith(`/${key}`));
+
+  it.each(['500', '503'] as const)(
+    '%s on every PUT: aws retries 3 times per call, then exit 8; kept locally, no object, no prune',
+    async (kind) => {
+      const x = await history();
+      const p = await proxy([{ kind, method: 'PUT' }]);
+      const r = await x.s.p.run(['backup', '--only', 'addons'], { env: { S3_ENDPOINT: p.endpoint } });
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toMatch(/error: the upload did not happen: .*aws exited with code \d+.*the backup stays local/);
+      expect(r.stderr).toMatch(kind === '503' ? /SlowDown|reduce your request rate/ : /InternalError|internal error/);
+      // Bounded: aws's own 3 attempts (AWS_RETRY_MODE=standard, AWS_MAX_ATTEMPTS=3) for each of the tasks' 3 attempts.
+      expect(puts(p, newKey(x))).toHaveLength(9);
+      expect(archives(x.s.dir)).toEqual([...x.before, newKey(x).slice(x.s.prefix.length)].sort());
+      expect((await listKeys(s3, x.s.prefix)).map((k) => k.key).sort()).toEqual(x.keysBefore);
+      expect(r.stderr).not.toMatch(/deleted (local|remote)/);
+    },
+  );
+
+  it('a connection reset in the middle of every upload body: exit 8, no object under the final key, no prune', async () => {
+    const x = await history();
+    const p = await proxy([{ kind: 'reset', method: 'PUT' }]);
+    const r = await x.s.p.run(['backup', '--only', 'addons'], { env: { S3_ENDPOINT: p.endpoint } });
+    expect(r.code, r.stderr).toBe(8);
+    expect(r.stderr).toMatch(/the upload did not happen.*the backup stays local/);
+    expect(puts(p, newKey(x)).length).toBeGreaterThanOrEqual(3);
+    expect((await listKeys(s3, x.s.prefix)).map((k) => k.key).sort()).toEqual(x.keysBefore);
+    expect(r.stderr).not.toMatch(/deleted (local|remote)/);
+  });
+
+  it('two 500s and a slow first byte (S3_TIMEOUT=2) are retried by aws itself: uploaded and checked in one task attempt', async () => {
+    const x = await history({ S3_TIMEOUT: '2' });
+    const p = await proxy([
+      { kind: '500', method: 'PUT', times: 1 },
+      { kind: 'slow', method: 'PUT', times: 1, delayMs: 6000 },
+    ]);
+    const r = await x.s.p.run(['backup', '--only', 'addons'], { env: { S3_ENDPOINT: p.endpoint } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/retrying/);
+    expect(puts(p, newKey(x)).map((q) => q.fault ?? 'ok')).toEqual(['500', 'slow', 'ok']);
+    expect((await listKeys(s3, x.s.prefix)).map((k) => k.key)).toContain(newKey(x));
+  });
+
+  it('multipart (S3_SINGLE_PUT_MAX lowered): a part failing once is retried; a part failing always leaves no object', async () => {
+    const x = await history({ S3_SINGLE_PUT_MAX: '1048576' });
+    fs.writeFileSync(path.join(x.s.p.dir, 'addons', 'big.bin'), crypto.randomBytes(20 * 1024 * 1024));
+    const once = await proxy([{ kind: '500', method: 'PUT', path: /[?&]partNumber=2(&|$)/, times: 1 }]);
+    const ok = await x.s.p.run(['backup', '--only', 'addons'], { env: { S3_ENDPOINT: once.endpoint } });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/uploaded .*size checked/);
+    expect(once.requests.some((q) => q.fault === '500' && /uploadId=/.test(q.url))).toBe(true);
+    expect(once.requests.some((q) => q.method === 'POST' && /uploadId=/.test(q.url))).toBe(true); // completed
+    const key = newKey(x);
+    const size = fs.statSync(path.join(x.s.dir, key.slice(x.s.prefix.length))).size;
+    expect((await listKeys(s3, x.s.prefix)).find((k) => k.key === key)?.size).toBe(size);
+
+    const y = { s: x.s, before: archives(x.s.dir) };
+    const keysBefore = (await listKeys(s3, x.s.prefix)).map((k) => k.key).sort();
+    await new Promise((res) => setTimeout(res, 1100));
+    const always = await proxy([{ kind: '500', method: 'PUT', path: /[?&]partNumber=2(&|$)/ }]);
+    const bad = await x.s.p.run(['backup', '--only', 'addons'], { env: { S3_ENDPOINT: always.endpoint } });
+    expect(bad.code, bad.stderr).toBe(8);
+    expect(bad.stderr).toMatch(/the upload did not happen.*the backup stays local/);
+    expect(archives(x.s.dir)).toHaveLength(y.before.length + 1);
+    expect((await listKeys(s3, x.s.prefix)).map((k) => k.key).sort()).toEqual(keysBefore);
+  });
+
+  it('more than 1,000 objects under the prefix: backups lists them all, prune finds the old one on the second page', async () => {
+    const s = await setup({ env: { BACKUP_KEEP_MIN: '1' } });
+    expect((await s.p.run(['backup', '--only', 'addons'])).code).toBe(0);
+    // 1,000 objects of another project sort first (page one); this project's old backup is on page two.
+    const many = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-many-'));
+    wrapDirs.push(many);
+    for (let i = 0; i < 1000; i++) {
+      const d = new Date(Date.UTC(2021, 0, 1) + i * 3600_000).toISOString().slice(0, 19).replace('T', '_').replace(/:/g, '-');
+      fs.writeFileSync(path.join(many, `aaaother_backup_${d}.tar.gz`), 'x');
+    }
+    awsCli(['s3', 'cp', '--recursive', many, `s3://${s3.bucket}/${s.prefix}`, '--only-show-errors']);
+    const old = `${s.p.name}_backup_2020-01-01_00-00-00.tar.gz`;
+    awsCli(['s3', 'cp', path.join(s.dir, archives(s.dir)[0]!), `s3://${s3.bucket}/${s.prefix}${old}`, '--only-show-errors']);
+    const listed = await s.p.run(['backups', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as unknown[]).length).toBe(1002);
+    const r = await s.p.run(['prune']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`deleted remote s3://${s3.bucket}/${s.prefix}${old}`);
+    const keys = (await listKeys(s3, s.prefix)).map((k) => k.key);
+    expect(keys).toHaveLength(1001);
+    expect(keys).not.toContain(`${s.prefix}${old}`);
+  });
+
+  it('an rm failing in the middle of a prune: reported (exit 8), the rest kept, the newest never touched', async () => {
+    const s = await setup({ s3: true, env: { BACKUP_KEEP_MIN: '1' } });
+    expect((await s.p.run(['backup', '--only', 'addons'])).code).toBe(0);
+    const [real] = archives(s.dir);
+    const olds = ['2020-01-01_00-00-00', '2020-02-01_00-00-00', '2020-03-01_00-00-00'].map((d) => `${s.p.name}_backup_${d}.tar.gz`);
+    for (const o of olds) awsCli(['s3', 'cp', path.join(s.dir, real!), `s3://${s3.bucket}/${s.prefix}${o}`, '--only-show-errors']);
+    const p = await proxy([{ kind: '500', method: 'DELETE', path: /2020-02-01/ }]);
+    const r = await s.p.run(['prune'], { env: { S3_ENDPOINT: p.endpoint } });
+    expect(r.code, r.stderr).toBe(8);
+    expect(r.stderr).toMatch(new RegExp(`error: cannot delete s3://${s3.bucket}/${s.prefix}${olds[1]}: aws exited with code \\d+`));
+    const keys = (await listKeys(s3, s.prefix)).map((k) => k.key);
+    expect(keys).toContain(`${s.prefix}${real}`); // the newest
+    expect(keys).toContain(`${s.prefix}${olds[1]}`); // the one that failed
+    expect(archives(s.dir)).toContain(real);
+    // Only DELETEs of the planned old backups were ever sent.
+    const deleted = p.requests.filter((q) => q.method === 'DELETE').map((q) => decodeURIComponent(q.url.split('?')[0]!));
+    for (const d of deleted) expect(olds.some((o) => d.endsWith(o))).toBe(true);
   });
 });

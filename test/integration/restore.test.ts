@@ -668,6 +668,45 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 
+  it('a rollback step that hangs (and ignores SIGTERM) is stopped and reported with the command that finishes it', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-08_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+    const bin = tmp('ct-fakebin-');
+    fs.writeFileSync(
+      path.join(bin, 'pg_restore'),
+      `#!/bin/bash
+case " $* " in *" --dbname "*) echo "pg_restore: error: connection lost" >&2; exit 1 ;; esac
+exec ${path.join(pg.binDir, 'pg_restore')} "$@"
+`,
+      { mode: 0o755 },
+    );
+    // The folder's swap back never ends and ignores SIGTERM (as an uninterruptible one-off container does).
+    fs.writeFileSync(
+      path.join(bin, 'bash'),
+      `#!/bin/sh
+case "$2" in *'old=$2/old'*) trap '' TERM; echo $$ > "${bin}/hung.pid"; while :; do sleep 1; done;; esac
+exec /bin/bash "$@"
+`,
+      { mode: 0o755 },
+    );
+    const t0 = Date.now();
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], {
+      env: { PATH: `${bin}:${process.env.PATH}`, RESTORE_ROLLBACK_TIMEOUT: '2' },
+    });
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(
+      /could not put the previous addons back: bash did not finish within 2 s and was stopped \(finish it by hand: bash -c /,
+    );
+    expectOneError(r, /connection lost; the rollback did not finish: put the previous addons back/);
+    const pid = Number(fs.readFileSync(path.join(bin, 'hung.pid'), 'utf8'));
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+  });
+
   it('SIGINT during pg_restore: exit 130, the original database in place, the temporary one dropped, addons untouched', async () => {
     const { db, print } = await victim();
     const root = makeRoot();

@@ -369,14 +369,14 @@ describe('the services cache follows the variables the compose files use', () =>
 });
 
 describe('probes that may hang over ssh', () => {
-  it('a probe past its time bound is stopped and reported as not answering (exit 6), not as exit 143', async () => {
+  it('a probe past its time bound is stopped and reported as such (exit 1), not as exit 143', async () => {
     const started = Date.now();
     const err = await realProbe()
       .run({ argv: ['sleep', '5'], stdout: 'capture', stderr: 'capture', timeoutMs: 300 })
       .catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(err).toBeInstanceOf(TaskError);
-    expect((err as TaskError).message).toBe('sleep did not answer within 300 ms (stopped)');
-    expect((err as TaskError).exitCode).toBe(ExitCode.prerequisite);
+    expect((err as TaskError).message).toBe('sleep did not finish within 0.3 s and was stopped');
+    expect((err as TaskError).exitCode).toBe(ExitCode.failure);
   });
 });

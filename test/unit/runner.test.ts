@@ -152,3 +152,49 @@ describe('runner', () => {
     );
   });
 });
+
+describe('time bounds', () => {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('a child that ignores SIGTERM is killed (SIGKILL) past its bound, and the one-off container removed by name', async () => {
+    const dir = tmp();
+    const pidFile = path.join(dir, 'pid');
+    const dockerLog = path.join(dir, 'docker.log');
+    // A docker fixture first on PATH records what the runner asks of it.
+    fs.writeFileSync(path.join(dir, 'docker'), `#!/bin/sh\necho "$*" >> "${dockerLog}"\n`, { mode: 0o755 });
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: `${dir}:${process.env.PATH}` }, cwd: dir });
+    const t0 = Date.now();
+    const run = r.run({
+      argv: ['sh', '-c', `trap '' TERM; echo $$ > "${pidFile}"; while :; do sleep 1; done`],
+      timeoutMs: 500,
+      killAfterMs: 1000,
+      container: 'ct-oneoff-x',
+      manual: 'docker compose run --rm odoo bash -c "swap back"',
+    });
+    const err = await run.then(
+      () => undefined,
+      (e: unknown) => e as TaskError,
+    );
+    expect(err).toBeInstanceOf(TaskError);
+    expect(err!.message).toBe('sh did not finish within 0.5 s and was stopped');
+    expect(err!.hint).toBe('finish it by hand: docker compose run --rm odoo bash -c "swap back"');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    await new Promise((res) => setTimeout(res, 200));
+    expect(alive(pid)).toBe(false);
+    expect(fs.readFileSync(dockerLog, 'utf8').trim()).toBe('rm -f ct-oneoff-x');
+  });
+
+  it('a command that ends in time is not touched', async () => {
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
+    const res = await r.run({ argv: ['sh', '-c', 'sleep 0.2; echo done'], timeoutMs: 5000, stdout: 'capture' });
+    expect(res.stdout).toBe('done\n');
+  });
+});

@@ -112,7 +112,7 @@ describe('aws argv builders', () => {
       '--region',
       'auto',
       's3api',
-      'list-objects-v2',
+      'list-objects',
       '--bucket',
       'backups',
       '--prefix',
@@ -141,6 +141,12 @@ describe('aws argv builders', () => {
 });
 
 describe('aws environment', () => {
+  it("retries are aws's own and bounded; the user's settings win, except doctor's quick answer", () => {
+    expect(awsEnv(aws, { AWS_MAX_ATTEMPTS: '7', AWS_RETRY_MODE: 'adaptive' })).toEqual({});
+    expect(awsEnv(aws, { AWS_MAX_ATTEMPTS: '7' }, { attempts: 2 }).AWS_MAX_ATTEMPTS).toBe('2');
+    expect(awsEnv(r2, { AWS_REQUEST_CHECKSUM_CALCULATION: 'when_supported' }).AWS_REQUEST_CHECKSUM_CALCULATION).toBeUndefined();
+  });
+
   it('R2 / custom endpoint: checksums only when required (aws-cli ≥ 2.23 CRC checksums are rejected by R2)', () => {
     const e = awsEnv(r2, {});
     expect(e.AWS_REQUEST_CHECKSUM_CALCULATION).toBe('when_required');
@@ -148,8 +154,8 @@ describe('aws environment', () => {
   });
 
   it('plain AWS keeps the defaults; empty AWS variables are removed (an empty AWS_PROFILE breaks aws)', () => {
-    const e = awsEnv(aws, { AWS_PROFILE: '', AWS_ACCESS_KEY_ID: 'AK' });
-    expect(e).toEqual({ AWS_PROFILE: undefined });
+    const e = awsEnv(aws, { AWS_PROFILE: '', AWS_ACCESS_KEY_ID: 'AK', AWS_DEFAULT_REGION: '' });
+    expect(e).toEqual({ AWS_PROFILE: undefined, AWS_DEFAULT_REGION: undefined, AWS_RETRY_MODE: 'standard', AWS_MAX_ATTEMPTS: '3' });
     expect('AWS_REQUEST_CHECKSUM_CALCULATION' in e).toBe(false);
   });
 });
