@@ -19,23 +19,10 @@ import {
   type TestDatabase,
 } from '../harness/pg.ts';
 import { expectOneError } from '../harness/expect.ts';
+import { sink } from '../harness/sink.ts';
 
 const pg = inject('pg');
 const testConfig = { ...config, migrate: undefined, seedCommand: undefined, seedsDir: 'seeds' };
-
-function sink() {
-  let text = '';
-  return {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    get text() {
-      return text;
-    },
-    isTTY: false,
-  };
-}
 
 interface Run {
   code: number;

@@ -9,23 +9,10 @@ import { main, serviceTasks, ExitCode } from '../../scripts/index.ts';
 import { config, tasks } from '../../examples/web-api/tasks.ts';
 import { adminQuery, createTestDatabaseInfo, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { expectOneError } from '../harness/expect.ts';
+import { sink } from '../harness/sink.ts';
 
 const pg = inject('pg');
 const example = path.join(repoRoot, 'examples/web-api');
-
-function sink() {
-  let text = '';
-  return {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    get text() {
-      return text;
-    },
-    isTTY: false,
-  };
-}
 
 const roots: string[] = [];
 afterAll(() => {

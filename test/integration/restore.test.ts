@@ -15,6 +15,7 @@ import { MANIFEST_FORMAT, type Manifest, type ManifestPart } from '../../scripts
 import { adminQuery, createTestDatabaseInfo, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { awsEnv } from '../harness/s3.ts';
 import { expectOneError } from '../harness/expect.ts';
+import { sink } from '../harness/sink.ts';
 
 const pg = inject('pg');
 const s3 = inject('s3');
@@ -31,19 +32,6 @@ const testConfig = {
   healthCheck: undefined,
 };
 
-function sink() {
-  let text = '';
-  return {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    get text() {
-      return text;
-    },
-    isTTY: false,
-  };
-}
 interface Run {
   code: number;
   stdout: string;

@@ -5,20 +5,8 @@ import path from 'node:path';
 import { createRunner, displayCommand, type Cmd, type Exec } from '../../scripts/runner.ts';
 import { createLogger } from '../../scripts/log.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+import { sink } from '../harness/sink.ts';
 
-function sink() {
-  let text = '';
-  return {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    get text() {
-      return text;
-    },
-    isTTY: false,
-  };
-}
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));
 
 describe('runner', () => {
