@@ -238,7 +238,9 @@ const cronInstall = defineTask({
       fs.mkdirSync(path.dirname(s.lockFile), { recursive: true, mode: 0o700 });
     }
     await writeCrontab(ctx, next);
-    ctx.log.success(`${findBlock(current, s.project) ? 'updated' : 'installed'} in your crontab:\n${block}`);
+    const done = findBlock(current, s.project) ? 'updated' : 'installed';
+    if (ctx.global.dryRun) ctx.log.info(`[dry-run] would have ${done} this block in your crontab:\n${block}`);
+    else ctx.log.success(`${done} in your crontab:\n${block}`);
     ctx.log.info(`output goes to ${s.logFile}; check with: tasks cron-status`);
   },
 });
@@ -255,7 +257,8 @@ const cronRemove = defineTask({
       return;
     }
     await writeCrontab(ctx, replaceBlock(current, project));
-    ctx.log.success(`removed the ${project} block from your crontab`);
+    if (ctx.global.dryRun) ctx.log.info(`[dry-run] would remove the ${project} block from your crontab`);
+    else ctx.log.success(`removed the ${project} block from your crontab`);
   },
 });
 

@@ -135,7 +135,8 @@ export function webhookBody(format: NotifyFormat, r: BackupReport): string {
   return JSON.stringify({ text });
 }
 
-async function send(log: Logger, s: NotifySettings, url: string, body?: string): Promise<void> {
+/** POSTs `body` (JSON, or `text` for a ping's plain-text error) to url; a failure is a warning, never the task's result. */
+async function send(log: Logger, s: NotifySettings, url: string, body?: string, type = 'application/json'): Promise<void> {
   const shown = log.mask(url);
   if (s.dryRun) {
     log.info(`[dry-run] would ${body ? 'POST to' : 'ping'} ${shown}`);
@@ -144,7 +145,7 @@ async function send(log: Logger, s: NotifySettings, url: string, body?: string):
   try {
     const res = await fetch(url, {
       method: 'POST',
-      headers: body ? { 'content-type': 'application/json' } : {},
+      headers: body ? { 'content-type': type } : {},
       body: body ?? '',
       signal: AbortSignal.timeout(s.timeoutMs ?? 10_000),
     });
@@ -203,7 +204,13 @@ export async function report(log: Logger, s: NotifySettings, r: BackupReport): P
   if (s.smtp && tell) jobs.push(mail(log, s, s.smtp, r));
   if (s.healthcheckUrl)
     jobs.push(
-      send(log, s, pingUrl(s.healthcheckUrl, r.status === 'success' ? 'success' : 'fail'), r.error ? log.mask(r.error) : undefined),
+      send(
+        log,
+        s,
+        pingUrl(s.healthcheckUrl, r.status === 'success' ? 'success' : 'fail'),
+        r.error ? log.mask(r.error) : undefined,
+        'text/plain; charset=utf-8',
+      ),
     );
   await Promise.all(jobs);
 }

@@ -55,6 +55,9 @@ describe('cron', () => {
   it("cron-install writes one block (idempotent), the line works under cron's environment, cron-remove removes only it", async () => {
     const first = await p.run(['cron-install']);
     expect(first.code, first.stderr).toBe(0);
+    const dryInstall = await p.run(['cron-install', '--dry-run'], { env: { BACKUP_CRON: '0 3 * * *' } });
+    expect(dryInstall.stderr).toMatch(/\[dry-run\] would have updated this block in your crontab:\n.*\n.*\n0 3 \* \* \* /);
+    expect(crontab().match(new RegExp(`# BEGIN ${p.name} tasks`, 'g'))).toHaveLength(1);
     const again = await p.run(['cron-install']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/already up to date/);
@@ -89,6 +92,13 @@ describe('cron', () => {
     expect((await listKeys(s3, prefix)).map((k) => k.key)).toEqual([`${prefix}${archives[0]}`]);
     const { readManifest } = await import('../../scripts/archive.ts');
     expect((await readManifest(path.join(p.dir, 'backup', archives[0]!))).reason).toBe('scheduled');
+
+    // A dry run says what it would do, and leaves the block where it is.
+    const dry = await p.run(['cron-remove', '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stderr).toMatch(/\[dry-run\] would remove the \S+ block from your crontab/);
+    expect(dry.stderr).not.toMatch(/(^|\] )removed the /m);
+    expect(crontab()).toContain(`# BEGIN ${p.name} tasks`);
 
     const removed = await p.run(['cron-remove']);
     expect(removed.code).toBe(0);

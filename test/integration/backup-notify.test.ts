@@ -14,7 +14,7 @@ import { makeProject, type TestProject } from '../harness/project.ts';
 const pg = inject('pg');
 let server: http.Server;
 let base = '';
-const seen: Array<{ method: string; url: string; body: string }> = [];
+const seen: Array<{ method: string; url: string; body: string; type: string }> = [];
 const projects: TestProject[] = [];
 let url = '';
 let smtp: SMTPServer;
@@ -33,7 +33,7 @@ beforeAll(async () => {
         body += d;
       })
       .on('end', () => {
-        seen.push({ method: req.method ?? '', url: req.url ?? '', body });
+        seen.push({ method: req.method ?? '', url: req.url ?? '', body, type: req.headers['content-type'] ?? '' });
         res.end('OK');
       });
   });
@@ -112,6 +112,11 @@ describe('notifications', () => {
     expect(report).toMatchObject({ status: 'failure', exitCode: 1 });
     expect(String(report.error)).toMatch(/pg_dump exited with code 1: pg_dump: error: connection lost/);
     expect(body).not.toContain(new URL(url).password);
+    // The fail ping carries the error as plain text (healthchecks.io shows it), the report is JSON.
+    const fail = seen.find((s) => s.url === '/hc/abc/fail')!;
+    expect(fail.type).toBe('text/plain; charset=utf-8');
+    expect(fail.body).toMatch(/pg_dump: error: connection lost/);
+    expect(seen.find((s) => s.url === '/notify')!.type).toBe('application/json');
   });
 
   /** A PATH whose pg_dump fails the way a lost connection does. */
