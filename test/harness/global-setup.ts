@@ -12,7 +12,8 @@ type Service = 'pg' | 's3' | 'docker';
 /** The services a project's files inject, by project name: end-to-end projects are `e2e` and `e2e-…` (one per engine target). */
 export function servicesFor(projectName: string): Service[] {
   if (projectName === 'integration') return ['pg', 's3'];
-  if (projectName === 'e2e' || projectName.startsWith('e2e-')) return ['docker', 's3'];
+  // The e2e files also use the throwaway PostgreSQL (the path part over a real sshd, in URL mode).
+  if (projectName === 'e2e' || projectName.startsWith('e2e-')) return ['docker', 's3', 'pg'];
   return [];
 }
 
