@@ -228,50 +228,47 @@ describeE2E('every task against a remote engine over SSH', () => {
     expect(after.odoo).toMatchObject({ status: 'running', health: 'healthy' });
   });
 
-  it.runIf(docker.composeCmd === 'docker-compose')(
-    'Compose v1 over ssh:// without python3-paramiko is refused with one clear line (no traceback)',
-    async () => {
-      // A paramiko that cannot be imported, first on the Python path: what a machine without python3-paramiko has.
-      const shadow = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-no-paramiko-'));
-      try {
-        fs.mkdirSync(path.join(shadow, 'paramiko'));
-        fs.writeFileSync(path.join(shadow, 'paramiko/__init__.py'), 'raise ImportError("No module named \'paramiko\'")\n');
-        const r = await p.run(['status'], { env: { PYTHONPATH: shadow } });
-        expect(r.code, show(r)).toBe(6);
-        expect(r.stderr).toMatch(/paramiko/);
-        expect(r.stderr).not.toMatch(/Traceback/);
-      } finally {
-        fs.rmSync(shadow, { recursive: true, force: true });
-      }
-    },
-  );
+  // Flavour-specific: registered only for the target it is about (not a skip: there is nothing to test on the other).
+  const onlyFor = (cmd: string) => (docker.composeCmd === cmd ? it : () => undefined);
 
-  it.runIf(docker.composeCmd === 'docker compose')(
-    'the compose flavour found for one DOCKER_CONFIG is not reused for another (no COMPOSE_CMD set)',
-    async () => {
-      const file = path.join(p.dir, '.env');
-      const text = fs.readFileSync(file, 'utf8');
-      const noPlugin = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-docker-config-empty-'));
-      try {
-        fs.writeFileSync(file, text.replace(/^COMPOSE_CMD=.*\n/m, ''));
-        // `--dry-run down` shows the compose command it would run (and runs none).
-        const v2 = await p.run(['--dry-run', 'down']);
-        expect(v2.code, show(v2)).toBe(0);
-        expect(v2.stderr).toMatch(/\$ docker compose /);
-        // The same project, now with a docker config folder that has no compose plugin: v1 it is.
-        const env = { DOCKER_CONFIG: noPlugin };
-        const v1 = await p.run(['--dry-run', 'down'], { env });
-        expect(v1.code, show(v1)).toBe(0);
-        expect(v1.stderr).toMatch(/\$ docker-compose /);
-        const status = await p.run(['status'], { env });
-        expect(status.code, show(status)).toBe(0);
-        expect(status.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
-      } finally {
-        fs.writeFileSync(file, text);
-        fs.rmSync(noPlugin, { recursive: true, force: true });
-      }
-    },
-  );
+  onlyFor('docker-compose')('Compose v1 over ssh:// without python3-paramiko is refused with one clear line (no traceback)', async () => {
+    // A paramiko that cannot be imported, first on the Python path: what a machine without python3-paramiko has.
+    const shadow = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-no-paramiko-'));
+    try {
+      fs.mkdirSync(path.join(shadow, 'paramiko'));
+      fs.writeFileSync(path.join(shadow, 'paramiko/__init__.py'), 'raise ImportError("No module named \'paramiko\'")\n');
+      const r = await p.run(['status'], { env: { PYTHONPATH: shadow } });
+      expect(r.code, show(r)).toBe(6);
+      expect(r.stderr).toMatch(/paramiko/);
+      expect(r.stderr).not.toMatch(/Traceback/);
+    } finally {
+      fs.rmSync(shadow, { recursive: true, force: true });
+    }
+  });
+
+  onlyFor('docker compose')('the compose flavour found for one DOCKER_CONFIG is not reused for another (no COMPOSE_CMD set)', async () => {
+    const file = path.join(p.dir, '.env');
+    const text = fs.readFileSync(file, 'utf8');
+    const noPlugin = fs.mkdtempSync(path.join(os.tmpdir(), 'ct-docker-config-empty-'));
+    try {
+      fs.writeFileSync(file, text.replace(/^COMPOSE_CMD=.*\n/m, ''));
+      // `--dry-run down` shows the compose command it would run (and runs none).
+      const v2 = await p.run(['--dry-run', 'down']);
+      expect(v2.code, show(v2)).toBe(0);
+      expect(v2.stderr).toMatch(/\$ docker compose /);
+      // The same project, now with a docker config folder that has no compose plugin: v1 it is.
+      const env = { DOCKER_CONFIG: noPlugin };
+      const v1 = await p.run(['--dry-run', 'down'], { env });
+      expect(v1.code, show(v1)).toBe(0);
+      expect(v1.stderr).toMatch(/\$ docker-compose /);
+      const status = await p.run(['status'], { env });
+      expect(status.code, show(status)).toBe(0);
+      expect(status.stdout).toMatch(/^odoo\s+running\s+healthy\s+[0-9a-f]{12}$/m);
+    } finally {
+      fs.writeFileSync(file, text);
+      fs.rmSync(noPlugin, { recursive: true, force: true });
+    }
+  });
 
   it('`down` removes the containers from the remote engine and keeps its volumes', async () => {
     const r = await p.run(['down']);
