@@ -93,7 +93,11 @@ describeE2E('torn folder streams on a real Docker engine', () => {
     expect(id).not.toBe('');
     const child = spawn(process.execPath, [path.join(p.dir, 'bin/tasks.mjs'), 'backup', '--only', 'filestore'], {
       cwd: p.dir,
-      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(COMPOSE_|S3_|AWS_|BACKUP_|VITEST)/.test(k))),
+      env: {
+        ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(COMPOSE_|S3_|AWS_|BACKUP_|VITEST)/.test(k))),
+        // The engine target's settings (DOCKER_CONFIG: where the docker CLI finds Compose v2), as makeProject's runs get.
+        ...docker.env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
