@@ -106,7 +106,8 @@ export const stackTasks: AnyTask[] = [
       const problems = await validateEnv(ctx.env, readTemplate(ctx.root));
       if (problems.length && !ctx.runner.dryRun) throw envProblemsError(ctx.env, problems);
       await upAndWait(ctx, [], { build: ctx.opts.build });
-      ctx.log.success('the stack is up and healthy');
+      if (ctx.runner.dryRun) ctx.log.info('[dry-run] nothing was started; once up and healthy, the stack answers at:');
+      else ctx.log.success('the stack is up and healthy');
       const { describeEngine } = await import('./engine.ts');
       const engine = await describeEngine(ctx.probe, ctx.env.values, cacheDir(ctx));
       for (const line of expandUrls(ctx.config.urls ?? {}, ctx.env.get, engine)) ctx.out.write(`${line}\n`);

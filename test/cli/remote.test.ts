@@ -109,6 +109,9 @@ describe('a remote engine (DOCKER_HOST=ssh://…)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).not.toContain('bind mounts');
     expect(r.stdout).toContain('Odoo: http://localhost:8069');
+    // A dry run says nothing was started, not that the stack is up.
+    expect(r.stderr).toContain('[dry-run] nothing was started');
+    expect(r.stderr).not.toContain('the stack is up and healthy');
   });
 
   it('Compose v1 without paramiko: every compose task refuses at once with one line (exit 6)', () => {
