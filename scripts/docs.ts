@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { GROUPS, type AnyTask, type ArgSpec, type OptionSpec } from './define.ts';
-import type { ServiceInfo } from './compose.ts';
+import { GROUPS, type AnyTask, type ArgSpec, type OptionSpec } from './core/define.ts';
+import type { ServiceInfo } from './tools/compose.ts';
 
 export const BEGIN = '<!-- tasks:begin -->';
 export const END = '<!-- tasks:end -->';
@@ -126,11 +126,11 @@ const EXTERNAL_READERS: Record<string, string> = {
   AWS_PROFILE: 'the aws CLI',
 };
 
-/** Files that name a key (as a whole word): scripts/*.ts, tasks.ts and the compose files, relative to the root. */
+/** Files that name a key (as a whole word): every .ts under scripts/, tasks.ts and the compose files, relative to the root. */
 export function readersOf(root: string, key: string): string[] {
   const files = [
     ...fs
-      .readdirSync(path.join(root, 'scripts'))
+      .readdirSync(path.join(root, 'scripts'), { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts') && f !== 'docs.ts')
       .sort()
       .map((f) => `scripts/${f}`),
@@ -147,7 +147,7 @@ export function readersOf(root: string, key: string): string[] {
 
 /** docs/environment.md's block: every key of .env.template with its default, annotations, comment and readers. */
 export async function renderEnvironment(root: string): Promise<string> {
-  const { parseTemplate } = await import('./env.ts');
+  const { parseTemplate } = await import('./core/env.ts');
   const keys = parseTemplate(fs.readFileSync(path.join(root, '.env.template'), 'utf8'));
   const lines = ['| Key | Default | Annotations | What it is | Read by |', '|---|---|---|---|---|'];
   for (const k of keys) {
@@ -168,7 +168,7 @@ export async function renderEnvironment(root: string): Promise<string> {
 /** Every static task plus the targets generated for the shipped services. */
 export async function registry(root: string): Promise<{ tasks: AnyTask[]; all: AnyTask[]; services: string[] }> {
   const { tasks } = (await import(pathToFileURL(path.join(root, 'tasks.ts')).href)) as { tasks: AnyTask[] };
-  const { serviceTasks } = await import('./stack.ts');
+  const { serviceTasks } = await import('./tasks/stack.ts');
   const services = await shippedServices(root);
   const generated = serviceTasks(services.map((name): ServiceInfo => ({ name, build: false, profiles: [], ports: [], healthcheck: true })));
   return { tasks, all: [...tasks, ...generated.filter((g) => !tasks.some((t) => t.name === g.name))], services };

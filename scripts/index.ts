@@ -17,27 +17,27 @@ export {
   type SqlMigrations,
   type TaskContext,
   type TaskDef,
-} from './define.ts';
-export { sqlMigrations } from './migrations.ts';
+} from './core/define.ts';
+export { sqlMigrations } from './tools/migrations.ts';
 
 // Running the CLI (tasks.ts hands it argv, the environment and its streams).
-export { main, type MainOptions } from './cli.ts';
+export { main, type MainOptions } from './core/cli.ts';
 
 // The built-in tasks, by group, and the per-service targets generated from `compose config`.
-import { stackTasks, serviceTasks } from './stack.ts';
-import { databaseTasks } from './database.ts';
-import { backupTasks } from './backup.ts';
-import { restoreTasks } from './restore.ts';
-import { cronTasks } from './cron.ts';
-import { operatorTasks } from './operator.ts';
-import type { AnyTask } from './define.ts';
+import { stackTasks, serviceTasks } from './tasks/stack.ts';
+import { databaseTasks } from './tasks/database.ts';
+import { backupTasks } from './backup/backup.ts';
+import { restoreTasks } from './backup/restore.ts';
+import { cronTasks } from './tasks/cron.ts';
+import { operatorTasks } from './tasks/operator.ts';
+import type { AnyTask } from './core/define.ts';
 export { stackTasks, serviceTasks, databaseTasks, backupTasks, restoreTasks, cronTasks, operatorTasks };
 /** Every built-in task, in the order `tasks --list` shows them. */
 export const builtinTasks: AnyTask[] = [...stackTasks, ...databaseTasks, ...backupTasks, ...restoreTasks, ...cronTasks, ...operatorTasks];
-export { upAndWait } from './stack.ts';
+export { upAndWait } from './tasks/stack.ts';
 
 // Commands as data: compose and PostgreSQL argv builders (nothing runs until ctx.runner.run).
-export { compose, composeBase, waitHealthy, containerStates, type ComposeProject, type ServiceInfo } from './compose.ts';
+export { compose, composeBase, waitHealthy, containerStates, type ComposeProject, type ServiceInfo } from './tools/compose.ts';
 export {
   pgTarget,
   clientCmd,
@@ -49,9 +49,9 @@ export {
   quoteLiteral,
   describeTarget,
   type PgTarget,
-} from './postgres.ts';
-export { expandVars } from './database.ts';
-export type { Cmd, Result, Runner } from './runner.ts';
+} from './tools/postgres.ts';
+export { expandVars } from './tasks/database.ts';
+export type { Cmd, Result, Runner } from './core/runner.ts';
 
 // Errors with exit codes (never process.exit in a task: throw these).
-export { TaskError, CommandError, ExitCode, usage, refused } from './errors.ts';
+export { TaskError, CommandError, ExitCode, usage, refused } from './core/errors.ts';

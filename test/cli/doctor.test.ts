@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { renderEnvFromTemplate } from '../../scripts/env.ts';
-import { backupName } from '../../scripts/manifest.ts';
+import { renderEnvFromTemplate } from '../../scripts/core/env.ts';
+import { backupName } from '../../scripts/backup/manifest.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const dirs: string[] = [];

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { PARAMIKO_REFUSAL } from '../../scripts/engine.ts';
+import { PARAMIKO_REFUSAL } from '../../scripts/tools/engine.ts';
 import { errorLines } from '../harness/expect.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');

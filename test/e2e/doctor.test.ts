@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { backupName } from '../../scripts/manifest.ts';
+import { backupName } from '../../scripts/backup/manifest.ts';
 import { describeE2E } from '../harness/e2e.ts';
 import { makeProject, type TestProject } from '../harness/project.ts';
 import { listKeys } from '../harness/s3.ts';

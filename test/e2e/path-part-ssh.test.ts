@@ -12,7 +12,7 @@ import { createTestDatabaseInfo } from '../harness/pg.ts';
 import { exec, freePort, makeProject, type RunResult, type TestProject } from '../harness/project.ts';
 import { errorLines } from '../harness/expect.ts';
 import { describeE2E } from '../harness/e2e.ts';
-import { listMembers } from '../../scripts/archive.ts';
+import { listMembers } from '../../scripts/backup/archive.ts';
 
 const docker = inject('docker');
 const pg = inject('pg');

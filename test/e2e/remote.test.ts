@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { exec, makeProject, type TestProject } from '../harness/project.ts';
 import { describeE2E } from '../harness/e2e.ts';
-import { extractArchive, listMembers } from '../../scripts/archive.ts';
+import { extractArchive, listMembers } from '../../scripts/backup/archive.ts';
 
 const docker = inject('docker');
 const show = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { renderEnvFromTemplate } from '../../scripts/env.ts';
+import { renderEnvFromTemplate } from '../../scripts/core/env.ts';
 import type { DockerInfo } from './services.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { renderEnvFromTemplate } from '../../scripts/env.ts';
+import { renderEnvFromTemplate } from '../../scripts/core/env.ts';
 import { recipeHash } from './docker.ts';
 import { TEST_PROJECT_PREFIX, exec, freePort, removeComposeProject, type RunOptions, type RunResult } from './project.ts';
 import type { DockerInfo } from './services.ts';

@@ -90,7 +90,7 @@ describe('cron', () => {
     const archives = fs.readdirSync(path.join(p.dir, 'backup')).filter((f) => f.endsWith('.tar.gz'));
     expect(archives).toHaveLength(1);
     expect((await listKeys(s3, prefix)).map((k) => k.key)).toEqual([`${prefix}${archives[0]}`]);
-    const { readManifest } = await import('../../scripts/archive.ts');
+    const { readManifest } = await import('../../scripts/backup/archive.ts');
     expect((await readManifest(path.join(p.dir, 'backup', archives[0]!))).reason).toBe('scheduled');
 
     // A dry run says what it would do, and leaves the block where it is.

@@ -9,7 +9,7 @@ import { createTestDatabaseInfo, loadPagila, adminQuery, type TestDatabase } fro
 import { awsEnv as s3Env, clearPrefix, listKeys } from '../harness/s3.ts';
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/s3-faults.ts';
 import { makeProject, type RunResult, type TestProject } from '../harness/project.ts';
-import { readManifest, listMembers } from '../../scripts/archive.ts';
+import { readManifest, listMembers } from '../../scripts/backup/archive.ts';
 
 const pg = inject('pg');
 const s3 = inject('s3');

@@ -4,10 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { main } from '../../scripts/cli.ts';
+import { main } from '../../scripts/core/cli.ts';
 import { config, tasks } from '../../tasks.ts';
-import { serviceTasks } from '../../scripts/stack.ts';
-import { ExitCode } from '../../scripts/errors.ts';
+import { serviceTasks } from '../../scripts/tasks/stack.ts';
+import { ExitCode } from '../../scripts/core/errors.ts';
 import {
   adminQuery,
   createTestDatabaseInfo,

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { adminQuery, createTestDatabaseInfo, type TestDatabase } from '../harness/pg.ts';
 import { awsEnv, clearPrefix, listKeys } from '../harness/s3.ts';
 import { makeProject, type TestProject } from '../harness/project.ts';
-import { backupName } from '../../scripts/manifest.ts';
+import { backupName } from '../../scripts/backup/manifest.ts';
 
 const pg = inject('pg');
 const s3 = inject('s3');

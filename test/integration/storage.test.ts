@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { main } from '../../scripts/cli.ts';
-import { renderEnvFromTemplate } from '../../scripts/env.ts';
+import { main } from '../../scripts/core/cli.ts';
+import { renderEnvFromTemplate } from '../../scripts/core/env.ts';
 import { config, tasks } from '../../tasks.ts';
 import { clearPrefix, listKeys } from '../harness/s3.ts';
 

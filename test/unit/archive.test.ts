@@ -16,9 +16,9 @@ import {
   chunkLevel,
   writeArchive,
   writeFragment,
-} from '../../scripts/archive.ts';
-import { ExitCode } from '../../scripts/errors.ts';
-import type { Manifest } from '../../scripts/manifest.ts';
+} from '../../scripts/backup/archive.ts';
+import { ExitCode } from '../../scripts/core/errors.ts';
+import type { Manifest } from '../../scripts/backup/manifest.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'archive-'));
 

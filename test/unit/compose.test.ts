@@ -12,9 +12,9 @@ import {
   explainDockerError,
   parseConfig,
   type ComposeProject,
-} from '../../scripts/compose.ts';
-import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
-import type { Cmd, Runner } from '../../scripts/runner.ts';
+} from '../../scripts/tools/compose.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
+import type { Cmd, Runner } from '../../scripts/core/runner.ts';
 
 const v2: ComposeProject = { flavor: 'v2', root: '/srv/app', files: ['compose/compose.yaml', 'compose/compose.dev.yaml'] };
 const v1: ComposeProject = { flavor: 'v1', root: '/srv/app', files: ['compose/compose.yaml', 'compose/compose.dev.yaml'] };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { confirm } from '../../scripts/confirm.ts';
-import { createLogger } from '../../scripts/log.ts';
-import { ExitCode } from '../../scripts/errors.ts';
+import { confirm } from '../../scripts/core/confirm.ts';
+import { createLogger } from '../../scripts/core/log.ts';
+import { ExitCode } from '../../scripts/core/errors.ts';
 
 const log = createLogger({ sink: { write: () => true } });
 

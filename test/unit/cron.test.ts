@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cronBlock, cronCommand, findBlock, replaceBlock, toolDirs, validSchedule, type CronSpec } from '../../scripts/cron.ts';
+import { cronBlock, cronCommand, findBlock, replaceBlock, toolDirs, validSchedule, type CronSpec } from '../../scripts/tasks/cron.ts';
 
 const spec: CronSpec = {
   project: 'odoo',

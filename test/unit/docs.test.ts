@@ -6,8 +6,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { YAML } from 'zx';
 import { expectedDocs } from '../../scripts/docs.ts';
-import { parseTemplate } from '../../scripts/env.ts';
-import { serviceTasks } from '../../scripts/stack.ts';
+import { parseTemplate } from '../../scripts/core/env.ts';
+import { serviceTasks } from '../../scripts/tasks/stack.ts';
 import { tasks } from '../../tasks.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');

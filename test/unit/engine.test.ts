@@ -20,12 +20,12 @@ import {
   shebangInterpreter,
   sshCommand,
   urlForEngine,
-} from '../../scripts/engine.ts';
-import { composeBase, detectFlavor, discoveryKey, flavorKey, parseConfig, type ComposeProject } from '../../scripts/compose.ts';
-import { expandUrls } from '../../scripts/stack.ts';
-import { createRunner, type Cmd, type Runner } from '../../scripts/runner.ts';
-import { createLogger } from '../../scripts/log.ts';
-import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+} from '../../scripts/tools/engine.ts';
+import { composeBase, detectFlavor, discoveryKey, flavorKey, parseConfig, type ComposeProject } from '../../scripts/tools/compose.ts';
+import { expandUrls } from '../../scripts/tasks/stack.ts';
+import { createRunner, type Cmd, type Runner } from '../../scripts/core/runner.ts';
+import { createLogger } from '../../scripts/core/log.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'engine-unit-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

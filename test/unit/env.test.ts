@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { initEnvFile, loadEnv, parseTemplate, readTemplate, validateEnv, worldReadableEnvFiles } from '../../scripts/env.ts';
-import { ExitCode } from '../../scripts/errors.ts';
+import { initEnvFile, loadEnv, parseTemplate, readTemplate, validateEnv, worldReadableEnvFiles } from '../../scripts/core/env.ts';
+import { ExitCode } from '../../scripts/core/errors.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 function project(files: Record<string, string>): string {

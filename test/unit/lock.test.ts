@@ -2,11 +2,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { acquireLock, describeHolder, readHolder } from '../../scripts/lock.ts';
-import { ExitCode, TaskError } from '../../scripts/errors.ts';
-import { main } from '../../scripts/cli.ts';
+import { acquireLock, describeHolder, readHolder } from '../../scripts/core/lock.ts';
+import { ExitCode, TaskError } from '../../scripts/core/errors.ts';
+import { main } from '../../scripts/core/cli.ts';
 import { config, tasks } from '../../tasks.ts';
-import { serviceTasks } from '../../scripts/stack.ts';
+import { serviceTasks } from '../../scripts/tasks/stack.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger, formatBytes, maskSecrets, secretsFromEnv } from '../../scripts/log.ts';
+import { createLogger, formatBytes, maskSecrets, secretsFromEnv } from '../../scripts/core/log.ts';
 
 describe('masking', () => {
   it('masks passwords inside URLs and known secret values', () => {

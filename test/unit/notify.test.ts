@@ -3,9 +3,17 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { detectFormat, notifyFormat, notifyGap, notifySettings, summary, webhookBody, type BackupReport } from '../../scripts/notify.ts';
-import { createLogger, secretsFromEnv } from '../../scripts/log.ts';
-import { parseTemplate, renderEnvFromTemplate } from '../../scripts/env.ts';
+import {
+  detectFormat,
+  notifyFormat,
+  notifyGap,
+  notifySettings,
+  summary,
+  webhookBody,
+  type BackupReport,
+} from '../../scripts/core/notify.ts';
+import { createLogger, secretsFromEnv } from '../../scripts/core/log.ts';
+import { parseTemplate, renderEnvFromTemplate } from '../../scripts/core/env.ts';
 
 const failure: BackupReport = {
   status: 'failure',

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { allowedAgeMs, cronPeriodMs, findOnPath, formatAge, localBackups } from '../../scripts/doctor.ts';
-import { completionWords } from '../../scripts/completion.ts';
-import { backupName } from '../../scripts/manifest.ts';
+import { allowedAgeMs, cronPeriodMs, findOnPath, formatAge, localBackups } from '../../scripts/tasks/doctor.ts';
+import { completionWords } from '../../scripts/core/completion.ts';
+import { backupName } from '../../scripts/backup/manifest.ts';
 import { tasks } from '../../tasks.ts';
 
 const H = 3600_000;

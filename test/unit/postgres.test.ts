@@ -17,10 +17,10 @@ import {
   psqlArgs,
   formatFromName,
   type PgTarget,
-} from '../../scripts/postgres.ts';
-import { expandVars, fileStamp } from '../../scripts/database.ts';
-import type { ComposeProject } from '../../scripts/compose.ts';
-import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+} from '../../scripts/tools/postgres.ts';
+import { expandVars, fileStamp } from '../../scripts/tasks/database.ts';
+import type { ComposeProject } from '../../scripts/tools/compose.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

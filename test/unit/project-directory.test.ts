@@ -1,6 +1,6 @@
 // The project directory compose gets (--project-directory): compose's own rule for other projects' files, the root for the shipped layout.
 import { describe, expect, it } from 'vitest';
-import { composeBase, projectDirectory } from '../../scripts/compose.ts';
+import { composeBase, projectDirectory } from '../../scripts/tools/compose.ts';
 
 const root = '/srv/tasks';
 const shipped = { composeFiles: ['compose/compose.yaml'] };

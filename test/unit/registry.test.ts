@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { main } from '../../scripts/cli.ts';
-import { defineConfig, defineTask, type AnyTask } from '../../scripts/define.ts';
-import { ExitCode } from '../../scripts/errors.ts';
+import { main } from '../../scripts/core/cli.ts';
+import { defineConfig, defineTask, type AnyTask } from '../../scripts/core/define.ts';
+import { ExitCode } from '../../scripts/core/errors.ts';
 
 const config = defineConfig({ composeFiles: [], devComposeFiles: [], seedsDir: 'seeds', backupParts: [], appServices: [] });
 

@@ -18,8 +18,8 @@ import {
   rollbackCommand,
   selectParts,
   sideDatabaseName,
-} from '../../scripts/restore.ts';
-import type { TaskError } from '../../scripts/errors.ts';
+} from '../../scripts/backup/restore.ts';
+import type { TaskError } from '../../scripts/core/errors.ts';
 
 describe('names', () => {
   it('stamps and side databases fit PostgreSQL identifiers', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { futureDated, planPrune, type BackupEntry } from '../../scripts/retention.ts';
-import { backupName } from '../../scripts/manifest.ts';
+import { futureDated, planPrune, type BackupEntry } from '../../scripts/backup/retention.ts';
+import { backupName } from '../../scripts/backup/manifest.ts';
 
 const DAY = 86_400_000;
 const now = new Date('2026-06-15T12:00:00Z');

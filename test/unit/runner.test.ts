@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRunner, displayCommand, type Cmd, type Exec } from '../../scripts/runner.ts';
-import { createLogger } from '../../scripts/log.ts';
-import { CommandError, ExitCode, TaskError } from '../../scripts/errors.ts';
+import { createRunner, displayCommand, type Cmd, type Exec } from '../../scripts/core/runner.ts';
+import { createLogger } from '../../scripts/core/log.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
 import { sink } from '../harness/sink.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-'));

@@ -11,10 +11,10 @@ import {
   SINGLE_PUT_MAX,
   uploadFile,
   type S3Settings,
-} from '../../scripts/s3.ts';
-import { CommandError, ExitCode } from '../../scripts/errors.ts';
-import { createRunner, type Exec } from '../../scripts/runner.ts';
-import { createLogger } from '../../scripts/log.ts';
+} from '../../scripts/tools/s3.ts';
+import { CommandError, ExitCode } from '../../scripts/core/errors.ts';
+import { createRunner, type Exec } from '../../scripts/core/runner.ts';
+import { createLogger } from '../../scripts/core/log.ts';
 
 const r2: S3Settings = {
   bucket: 'backups',

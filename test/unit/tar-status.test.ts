@@ -1,7 +1,7 @@
 // tar's own exit status told apart from compose's and docker's (the line the command in the container writes on stderr).
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { TAR_STATUS, TAR_STATUS_SCRIPT, judgeTarExit } from '../../scripts/backup.ts';
+import { TAR_STATUS, TAR_STATUS_SCRIPT, judgeTarExit } from '../../scripts/backup/backup.ts';
 
 const viaRun = { argv: [], via: 'run' as const };
 

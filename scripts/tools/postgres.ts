@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { compose, type ComposeProject } from './compose.ts';
-import { CommandError, ExitCode, TaskError } from './errors.ts';
-import type { Cmd } from './runner.ts';
-import type { TaskContext } from './define.ts';
+import { CommandError, ExitCode, TaskError } from '../core/errors.ts';
+import type { Cmd } from '../core/runner.ts';
+import type { TaskContext } from '../core/define.ts';
 
 export type PgTarget =
   | { mode: 'compose'; service: string; user: string; password?: string; database: string }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { ExitCode, TaskError } from './errors.ts';
+import { ExitCode, TaskError } from '../core/errors.ts';
 import { LEGACY_MEMBERS, MANIFEST_FORMAT, parseBackupName, type Manifest, type ManifestPart } from './manifest.ts';
 
 export const MANIFEST_MEMBER = 'manifest.json';

@@ -1,8 +1,8 @@
 // Operator tasks: doctor, setup, storage-reset, storage-seed, completion.
 import fs from 'node:fs';
 import path from 'node:path';
-import { defineTask, type AnyTask, type TaskContext } from './define.ts';
-import { ExitCode, TaskError, refused, usage } from './errors.ts';
+import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
+import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 
 /** The development object storage: same bucket as production, at DEV_S3_ENDPOINT (S3_ENDPOINT in development). Never production. */
 export function devStorage(ctx: TaskContext): { bucket: string; prefix: string; endpoint?: string; region?: string } {
@@ -79,8 +79,8 @@ export const operatorTasks: AnyTask[] = [
     example: 'tasks setup --env production',
     async run(ctx) {
       const { runChecks, formatReport } = await import('./doctor.ts');
-      const { validateEnv, readTemplate, envProblemsError } = await import('./env.ts');
-      const { compose } = await import('./compose.ts');
+      const { validateEnv, readTemplate, envProblemsError } = await import('../core/env.ts');
+      const { compose } = await import('../tools/compose.ts');
       const { upAndWait, printStatus } = await import('./stack.ts');
       const skipBackup = ctx.opts.noBackup;
       const skipCron = ctx.opts.noCron;
@@ -161,7 +161,7 @@ export const operatorTasks: AnyTask[] = [
     example: 'tasks storage-reset --yes',
     async run(ctx) {
       const { awsArgs } = await import('./doctor.ts');
-      const { awsEnv } = await import('./s3.ts');
+      const { awsEnv } = await import('../tools/s3.ts');
       const s = devStorage(ctx);
       const url = `s3://${s.bucket}/${s.prefix}`;
       await ctx.confirm({ message: `This deletes every object under ${url} at ${s.endpoint}.` });
@@ -176,7 +176,7 @@ export const operatorTasks: AnyTask[] = [
     example: 'tasks storage-seed',
     async run(ctx) {
       const { awsArgs } = await import('./doctor.ts');
-      const { awsEnv } = await import('./s3.ts');
+      const { awsEnv } = await import('../tools/s3.ts');
       const s = devStorage(ctx);
       const dir = path.join(ctx.root, FIXTURES_DIR);
       const files = listFiles(dir);
@@ -201,7 +201,7 @@ export const operatorTasks: AnyTask[] = [
     args: { shell: { description: 'bash, zsh or fish', required: true } },
     example: 'source <(tasks completion bash)',
     async run(ctx) {
-      const { completionScript, SHELLS } = await import('./completion.ts');
+      const { completionScript, SHELLS } = await import('../core/completion.ts');
       const shell = ctx.args.shell as (typeof SHELLS)[number];
       if (!SHELLS.includes(shell)) throw usage(`unknown shell "${ctx.args.shell}": use one of ${SHELLS.join(', ')}`);
       ctx.out.write(completionScript(shell));

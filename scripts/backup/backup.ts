@@ -2,24 +2,24 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defineTask, type AnyTask, type BackupPart, type TaskContext } from './define.ts';
-import { CommandError, ExitCode, TaskError, usage } from './errors.ts';
-import { abortError, followFile } from './runner.ts';
+import { defineTask, type AnyTask, type BackupPart, type TaskContext } from '../core/define.ts';
+import { CommandError, ExitCode, TaskError, usage } from '../core/errors.ts';
+import { abortError, followFile } from '../core/runner.ts';
 import { backupName, parseBackupName, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ManifestPart } from './manifest.ts';
-import { formatBytes, formatDuration } from './log.ts';
-import type { S3Settings, RemoteObject } from './s3.ts';
+import { formatBytes, formatDuration } from '../core/log.ts';
+import type { S3Settings, RemoteObject } from '../tools/s3.ts';
 import type { PrunePlan } from './retention.ts';
 
 // Heavier modules load only when a backup task runs (`tasks --list` start-up stays fast).
 const mods = {
   archive: () => import('./archive.ts'),
-  s3: () => import('./s3.ts'),
-  pg: () => import('./postgres.ts'),
-  lock: () => import('./lock.ts'),
-  notify: () => import('./notify.ts'),
+  s3: () => import('../tools/s3.ts'),
+  pg: () => import('../tools/postgres.ts'),
+  lock: () => import('../core/lock.ts'),
+  notify: () => import('../core/notify.ts'),
   retention: () => import('./retention.ts'),
-  compose: () => import('./compose.ts'),
-  engine: () => import('./engine.ts'),
+  compose: () => import('../tools/compose.ts'),
+  engine: () => import('../tools/engine.ts'),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ export function localBackups(dir: string): LocalBackup[] {
 export interface VerifiedRecord {
   at: string;
   restoreTest: boolean;
-  /** The archive's size when it was checked: prune counts it as good only while it still has it (scripts/trust.ts). */
+  /** The archive's size when it was checked: prune counts it as good only while it still has it (scripts/backup/trust.ts). */
   size?: number;
 }
 const VERIFIED = '.verified.json';
@@ -117,7 +117,7 @@ async function s3For(ctx: TaskContext): Promise<S3Settings | undefined> {
   return (await mods.s3()).s3Settings((k) => ctx.env.get(k), ctx.log.isTTY);
 }
 
-function credentialsProblem(ctx: TaskContext, s3m: typeof import('./s3.ts')): string | undefined {
+function credentialsProblem(ctx: TaskContext, s3m: typeof import('../tools/s3.ts')): string | undefined {
   return s3m.missingCredentials(
     (k) => ctx.env.get(k),
     ctx.env.get('HOME') ?? os.homedir(),
@@ -818,7 +818,7 @@ export const pruneWarnings = (p: PruneOutcome): string[] =>
 
 /**
  * Plans and (with apply) deletes, local and remote separately, only this project's backups. Only verified backups
- * count as good, and nothing is deleted when the clock cannot be trusted (scripts/trust.ts). `fresh`: the backup
+ * count as good, and nothing is deleted when the clock cannot be trusted (scripts/backup/trust.ts). `fresh`: the backup
  * this run just made.
  */
 export async function pruneAll(

@@ -1,11 +1,11 @@
 // Stack tasks (dev, stop, down, logs, …) and the per-service targets generated from `compose config`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { defineTask, type AnyTask, type TaskContext } from './define.ts';
-import { compose, containerStates, waitHealthy, type ServiceInfo } from './compose.ts';
-import { initEnvFile } from './env.ts';
-import { urlForEngine } from './engine.ts';
-import { CommandError, ExitCode, TaskError } from './errors.ts';
+import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
+import { compose, containerStates, waitHealthy, type ServiceInfo } from '../tools/compose.ts';
+import { initEnvFile } from '../core/env.ts';
+import { urlForEngine } from '../tools/engine.ts';
+import { CommandError, ExitCode, TaskError } from '../core/errors.ts';
 
 const waitMs = (ctx: TaskContext) => Number(ctx.env.get('WAIT_TIMEOUT') ?? 180) * 1000;
 const cacheDir = (ctx: TaskContext) => path.join(ctx.root, '.cache', 'compose-tasks');
@@ -18,7 +18,7 @@ const bindsWarned = new WeakSet<object>();
 export async function warnRemoteBinds(ctx: TaskContext): Promise<void> {
   if (bindsWarned.has(ctx.log)) return;
   bindsWarned.add(ctx.log);
-  const { describeEngine, projectBinds, remoteBindsWarning } = await import('./engine.ts');
+  const { describeEngine, projectBinds, remoteBindsWarning } = await import('../tools/engine.ts');
   const engine = await describeEngine(ctx.probe, ctx.env.values, cacheDir(ctx));
   if (!engine.remote) return;
   const services = await ctx.services().catch(() => [] as ServiceInfo[]);
@@ -102,13 +102,13 @@ export const stackTasks: AnyTask[] = [
           ctx.reloadEnv();
         }
       }
-      const { validateEnv, readTemplate, envProblemsError } = await import('./env.ts');
+      const { validateEnv, readTemplate, envProblemsError } = await import('../core/env.ts');
       const problems = await validateEnv(ctx.env, readTemplate(ctx.root));
       if (problems.length && !ctx.runner.dryRun) throw envProblemsError(ctx.env, problems);
       await upAndWait(ctx, [], { build: ctx.opts.build });
       if (ctx.runner.dryRun) ctx.log.info('[dry-run] nothing was started; once up and healthy, the stack answers at:');
       else ctx.log.success('the stack is up and healthy');
-      const { describeEngine } = await import('./engine.ts');
+      const { describeEngine } = await import('../tools/engine.ts');
       const engine = await describeEngine(ctx.probe, ctx.env.values, cacheDir(ctx));
       for (const line of expandUrls(ctx.config.urls ?? {}, ctx.env.get, engine)) ctx.out.write(`${line}\n`);
     },

@@ -2,7 +2,7 @@
 import type { Logger } from './log.ts';
 import type { Runner } from './runner.ts';
 import type { LoadedEnv } from './env.ts';
-import type { ComposeProject, ServiceInfo } from './compose.ts';
+import type { ComposeProject, ServiceInfo } from '../tools/compose.ts';
 
 export const GROUPS = ['stack', 'services', 'database', 'backups', 'setup', 'custom'] as const;
 export type Group = (typeof GROUPS)[number];
@@ -126,7 +126,7 @@ export type BackupPart =
 /**
  * `tasks migrate` applies SQL files `NNN_name.sql` from `dir` (relative to the root) in version order, each in one
  * transaction, recorded in `table` (default schema_migrations: version, name, checksum, applied_at); applied ones are
- * skipped, a changed applied file is refused. Declare it with sqlMigrations('migrations') (scripts/migrations.ts).
+ * skipped, a changed applied file is refused. Declare it with sqlMigrations('migrations') (scripts/tools/migrations.ts).
  */
 export interface SqlMigrations {
   kind: 'sqlMigrations';

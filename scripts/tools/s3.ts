@@ -1,7 +1,7 @@
 // S3 / R2 through the aws CLI: settings from the env, pure argv builders (cp, put-object, ls, rm, head-object), and upload
 // with retries and a check of what arrived.
-import { CommandError, ExitCode, TaskError } from './errors.ts';
-import type { Cmd, Result, Runner } from './runner.ts';
+import { CommandError, ExitCode, TaskError } from '../core/errors.ts';
+import type { Cmd, Result, Runner } from '../core/runner.ts';
 
 export interface S3Settings {
   bucket: string;

@@ -5,10 +5,10 @@
 // file still has that size. An empty file, a truncated one or a copy whose size differs is not good. An archive
 // with no record (copied by hand, an old backup.sh archive, a download by restore) is checked in full once, and
 // recorded when it passes; a record from before sizes were recorded counts when the manifest still reads.
-import type { TaskContext } from './define.ts';
-import { backupSchedule, PRUNE_GAP_PERIODS } from './cron.ts';
+import type { TaskContext } from '../core/define.ts';
+import { backupSchedule, PRUNE_GAP_PERIODS } from '../tasks/cron.ts';
 import { readVerified, recordVerified, type LocalBackup } from './backup.ts';
-import type { RemoteObject, S3Settings } from './s3.ts';
+import type { RemoteObject, S3Settings } from '../tools/s3.ts';
 
 /** Whether each local archive counts as a good backup; the ones that do not are named in a warning. */
 export async function judgeLocal(

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { CommandError, ExitCode, TaskError } from './errors.ts';
-import type { Runner } from './runner.ts';
-import type { TaskContext } from './define.ts';
+import { CommandError, ExitCode, TaskError } from '../core/errors.ts';
+import type { Runner } from '../core/runner.ts';
+import type { TaskContext } from '../core/define.ts';
 import { PROBE_TIMEOUT_MS, type ComposeProject, type Flavor, type ServiceInfo } from './compose.ts';
 
 export type EngineSource = 'DOCKER_HOST' | 'DOCKER_CONTEXT' | 'context' | 'default';
@@ -202,7 +202,7 @@ export interface ParamikoCheck {
  * could key on, so a no is asked again next time (about 0.1 s, and only when the task is refused anyway).
  */
 export async function checkParamiko(probe: Runner, env: Record<string, string | undefined>, cacheDir?: string): Promise<ParamikoCheck> {
-  const { findOnPath } = await import('./doctor.ts');
+  const { findOnPath } = await import('../tasks/doctor.ts');
   const script = findOnPath('docker-compose', env.PATH);
   if (!script) return { ok: false, detail: 'docker-compose not found on PATH' };
   let head = '';

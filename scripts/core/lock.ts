@@ -129,7 +129,7 @@ export async function lockChanges(
   what: string,
 ): Promise<void> {
   if (ctx.global.dryRun) return;
-  const { backupDir } = await import('./backup.ts');
+  const { backupDir } = await import('../backup/backup.ts');
   const dir = backupDir(ctx);
   const file = path.join(dir, '.lock');
   const held = heldBy.get(ctx.signal) ?? new Set<string>();

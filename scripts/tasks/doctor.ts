@@ -1,17 +1,17 @@
 // `tasks doctor`: the prerequisite checks as data (one entry each), run in order, each answering in one line with its fix.
 import fs from 'node:fs';
 import path from 'node:path';
-import { compose, type Flavor } from './compose.ts';
+import { compose, type Flavor } from '../tools/compose.ts';
 import { cronPeriodMs, PRUNE_GAP_PERIODS } from './cron.ts';
-import { FUTURE_TOLERANCE_MS } from './retention.ts';
-import { maxGapMs } from './trust.ts';
-import { readTemplate, validateEnv, worldReadableEnvFiles } from './env.ts';
-import { CommandError } from './errors.ts';
-import { formatBytes, formatDuration } from './log.ts';
-import { parseBackupName } from './manifest.ts';
-import type { TaskContext } from './define.ts';
-import type { Cmd } from './runner.ts';
-import { awsEnv } from './s3.ts';
+import { FUTURE_TOLERANCE_MS } from '../backup/retention.ts';
+import { maxGapMs } from '../backup/trust.ts';
+import { readTemplate, validateEnv, worldReadableEnvFiles } from '../core/env.ts';
+import { CommandError } from '../core/errors.ts';
+import { formatBytes, formatDuration } from '../core/log.ts';
+import { parseBackupName } from '../backup/manifest.ts';
+import type { TaskContext } from '../core/define.ts';
+import type { Cmd } from '../core/runner.ts';
+import { awsEnv } from '../tools/s3.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -38,7 +38,7 @@ export interface DoctorState {
   dockerPath?: string;
   flavor?: Flavor;
   /** Set by the engine check: which engine, local or remote, and where that came from. */
-  engine?: import('./engine.ts').Engine;
+  engine?: import('../tools/engine.ts').Engine;
   now: Date;
 }
 
@@ -157,8 +157,8 @@ export const checks: Check[] = [
     name: 'engine',
     async run(d) {
       if (!d.dockerPath) return skip('needs docker');
-      const engineMod = await import('./engine.ts');
-      let e: import('./engine.ts').Engine;
+      const engineMod = await import('../tools/engine.ts');
+      let e: import('../tools/engine.ts').Engine;
       try {
         e = await engineMod.describeEngine(d.ctx.probe, d.ctx.env.values, path.join(d.ctx.root, '.cache', 'compose-tasks'));
       } catch (err) {
@@ -201,7 +201,7 @@ export const checks: Check[] = [
   {
     name: 'compose-ssh',
     async run(d) {
-      const engineMod = await import('./engine.ts');
+      const engineMod = await import('../tools/engine.ts');
       if (!d.flavor || !d.engine || !engineMod.needsParamiko(d.flavor, d.engine))
         return skip('not needed (only Compose v1 with an ssh:// engine needs paramiko)');
       const c = await engineMod.checkParamiko(d.ctx.probe, d.ctx.env.values, path.join(d.ctx.root, '.cache', 'compose-tasks'));
@@ -310,7 +310,7 @@ export const checks: Check[] = [
   {
     name: 'notify',
     async run(d) {
-      const { notifyGap, notifyChannels, notifySettings } = await import('./notify.ts');
+      const { notifyGap, notifyChannels, notifySettings } = await import('../core/notify.ts');
       const get = (k: string) => d.ctx.env.get(k);
       const gap = notifyGap(get, d.ctx.env.appEnv);
       if (gap) return warn(gap.message, gap.fix.replace('.env', d.ctx.env.fileToFix));
@@ -377,7 +377,7 @@ export const checks: Check[] = [
           `last backup ${last.name} is dated ${formatAge(-age)} after now: the clock looks wrong; prune deletes nothing`,
           'set the clock right (timedatectl set-ntp true)',
         );
-      // Past this gap prune deletes nothing (scripts/retention.ts): the clock jumped ahead or backups stopped.
+      // Past this gap prune deletes nothing (scripts/backup/retention.ts): the clock jumped ahead or backups stopped.
       const held = age > maxGapMs((k) => ctx.env.get(k)) ? '; prune deletes nothing until a new backup' : '';
       if (!dev && period !== undefined && age > allowedAgeMs(period)) {
         return fail(

@@ -1,9 +1,9 @@
 // The crontab block for scheduled backups: cron-install, cron-remove, cron-status.
 import fs from 'node:fs';
 import path from 'node:path';
-import { defineTask, type AnyTask, type TaskContext } from './define.ts';
-import { ExitCode, TaskError } from './errors.ts';
-import { shellQuote } from './runner.ts';
+import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
+import { ExitCode, TaskError } from '../core/errors.ts';
+import { shellQuote } from '../core/runner.ts';
 
 export const DEFAULT_SCHEDULE = '0 2 */5 * *';
 
@@ -32,7 +32,7 @@ export function cronPeriodMs(expr: string): number | undefined {
   return min === '*' ? 60_000 : H;
 }
 
-/** Prune deletes nothing when the newest earlier backup is older than this many periods of the schedule (scripts/retention.ts). */
+/** Prune deletes nothing when the newest earlier backup is older than this many periods of the schedule (scripts/backup/retention.ts). */
 export const PRUNE_GAP_PERIODS = 3;
 
 /** BACKUP_CRON (or the default) and its longest gap between runs; the default schedule's when it has none (@reboot). */
@@ -224,7 +224,7 @@ const cronInstall = defineTask({
   group: 'backups',
   async run(ctx) {
     const s = spec(ctx);
-    const gap = (await import('./notify.ts')).notifyGap((k) => ctx.env.get(k), ctx.env.appEnv);
+    const gap = (await import('../core/notify.ts')).notifyGap((k) => ctx.env.get(k), ctx.env.appEnv);
     if (gap) ctx.log.warn(`${gap.message}; ${gap.fix.replace('.env', ctx.env.fileToFix)}`);
     const block = cronBlock(s);
     const current = await readCrontab(ctx);

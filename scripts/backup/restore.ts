@@ -2,15 +2,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defineTask, type AnyTask, type TaskContext } from './define.ts';
-import { ExitCode, TaskError, refused, usage } from './errors.ts';
+import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
+import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 import { parseBackupName } from './manifest.ts';
 import { FUTURE_TOLERANCE_MS } from './retention.ts';
-import { createRunner, type Cmd } from './runner.ts';
+import { createRunner, type Cmd } from '../core/runner.ts';
 import type { ManifestPart } from './manifest.ts';
 
-type Pg = typeof import('./postgres.ts');
-type PgTarget = import('./postgres.ts').PgTarget;
+type Pg = typeof import('../tools/postgres.ts');
+type PgTarget = import('../tools/postgres.ts').PgTarget;
 type ArchiveManifest = import('./archive.ts').ArchiveManifest;
 
 // ---------------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ function freeBytes(dir: string): number {
 
 async function locate(ctx: TaskContext, input: string): Promise<Located> {
   const dir = backupDir(ctx);
-  const s3mod = await import('./s3.ts');
+  const s3mod = await import('../tools/s3.ts');
   const settings = s3mod.s3Settings((k) => ctx.env.get(k) || undefined, false);
   const local = localNames(dir);
   let name = bareName(input);
@@ -268,7 +268,7 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
   if (!ctx.runner.dryRun) {
     const free = freeBytes(dir);
     if (free < size) {
-      const { formatBytes } = await import('./log.ts');
+      const { formatBytes } = await import('../core/log.ts');
       throw new TaskError(`not enough free space in ${dir} to download ${name}: ${formatBytes(size)} needed, ${formatBytes(free)} free`, {
         exitCode: ExitCode.prerequisite,
         hint: 'free some space (tasks prune) or set BACKUP_DIR to a larger disk; nothing was changed',
@@ -339,13 +339,13 @@ export const restore = defineTask({
     if (ctx.opts.as !== undefined && !/^[A-Za-z_][A-Za-z0-9_-]{0,40}$/.test(ctx.opts.as)) {
       throw usage(`--as ${ctx.opts.as}: a database name of letters, digits, _ and - (at most 40 characters)`);
     }
-    const pg: Pg = await import('./postgres.ts');
+    const pg: Pg = await import('../tools/postgres.ts');
     const archiveMod = await import('./archive.ts');
-    const { formatBytes, formatDuration } = await import('./log.ts');
+    const { formatBytes, formatDuration } = await import('../core/log.ts');
     const started = Date.now();
 
-    // Nothing else that changes a database or the backup folder runs at the same time (scripts/lock.ts).
-    await (await import('./lock.ts')).lockChanges(ctx, 'restore');
+    // Nothing else that changes a database or the backup folder runs at the same time (scripts/core/lock.ts).
+    await (await import('../core/lock.ts')).lockChanges(ctx, 'restore');
 
     // 1. Find the archive.
     const loc = await locate(ctx, ctx.args.name);
@@ -366,7 +366,7 @@ export const restore = defineTask({
     const appServices = ctx.config.appServices;
     const earlyStates =
       ctx.global.yes && !dry && appServices.length
-        ? (async () => (await import('./compose.ts')).containerStates(ctx.probe, await ctx.compose(), appServices))()
+        ? (async () => (await import('../tools/compose.ts')).containerStates(ctx.probe, await ctx.compose(), appServices))()
         : undefined;
     earlyStates?.catch(() => undefined);
 
@@ -514,11 +514,11 @@ export const restore = defineTask({
     const stamp = restoreStamp(new Date());
     const undo: Undo[] = [];
     const commit: Array<() => Promise<void>> = [];
-    const { describeEngine } = await import('./engine.ts');
+    const { describeEngine } = await import('../tools/engine.ts');
     const remote = (await describeEngine(ctx.probe, ctx.env.values, path.join(ctx.root, '.cache', 'compose-tasks'))).remote;
     const needsCompose = appServices.length > 0 || otherParts.some((p) => p.kind === 'volume') || t.mode === 'compose';
     const project = needsCompose ? await ctx.compose() : undefined;
-    const { compose } = await import('./compose.ts');
+    const { compose } = await import('../tools/compose.ts');
     let stopped: string[] = [];
     let phase: 'restore' | 'health' = 'restore';
     let staging: Promise<unknown> = Promise.resolve();
@@ -527,7 +527,7 @@ export const restore = defineTask({
 
     try {
       if (project && appServices.length) {
-        const { containerStates } = await import('./compose.ts');
+        const { containerStates } = await import('../tools/compose.ts');
         const states = await (earlyStates ?? containerStates(ctx.probe, project, appServices));
         stopped = dry
           ? appServices
@@ -624,7 +624,7 @@ export const restore = defineTask({
       phase = 'health';
       if (project && stopped.length) {
         ctx.log.step(`starting ${stopped.join(', ')} and waiting until healthy`);
-        const { upAndWait } = await import('./stack.ts');
+        const { upAndWait } = await import('../tasks/stack.ts');
         await upAndWait(ctx, stopped);
         undo.splice(0, undo.findIndex((u) => u.what.startsWith('start ')) + 1);
         if (ctx.config.healthCheck && stopped.includes(ctx.config.healthCheck.service)) {
@@ -788,7 +788,7 @@ async function planFolder(
   o: {
     part: ManifestPart;
     file: string;
-    project: import('./compose.ts').ComposeProject | undefined;
+    project: import('../tools/compose.ts').ComposeProject | undefined;
     name: string;
     stamp: string;
     undo: Undo[];
@@ -812,7 +812,7 @@ async function planFolder(
     throw new TaskError(`part ${part.name}: the backup does not say where it goes and tasks.ts has no such part`, {
       exitCode: ExitCode.usage,
     });
-  const engine = await import('./engine.ts');
+  const engine = await import('../tools/engine.ts');
   // A path part on a remote engine: the same scripts, as root in a one-off app container with the folder's parent mounted.
   const onServer = !isVolume && Boolean(o.remote);
   const image = onServer ? await engine.pathPartImage(ctx, cfg?.kind === 'path' ? cfg : { name: part.name }) : undefined;
@@ -840,7 +840,7 @@ async function planFolder(
     ? `${dest.replace(/\/+$/, '')}/.compose-tasks-restore-${part.name}-${o.stamp}`
     : path.posix.join(path.dirname(inside), `.${path.basename(dest)}.restore-${o.stamp}`);
   const args = [inside, work, String(layout.strip), into, fromDb, o.toDb, owner, gz];
-  const { compose } = await import('./compose.ts');
+  const { compose } = await import('../tools/compose.ts');
   if (isVolume && (!project || !service))
     throw new TaskError(`part ${part.name} is a volume of a service: it needs the compose stack`, { exitCode: ExitCode.prerequisite });
   // Volumes: a one-off root container of the service with the volume mounted (works whether the app runs or not).

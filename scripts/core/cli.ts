@@ -15,7 +15,7 @@ import {
   projectDirectory,
   type ComposeProject,
   type ServiceInfo,
-} from './compose.ts';
+} from '../tools/compose.ts';
 import { confirm } from './confirm.ts';
 import { completionWords } from './completion.ts';
 
@@ -233,7 +233,7 @@ function composeWhere(env: LoadedEnv, o: MainOptions): Omit<ComposeProject, 'fla
 async function projectFor(probe: Runner, env: LoadedEnv, o: MainOptions): Promise<ComposeProject> {
   const cacheDir = path.join(o.root, '.cache', 'compose-tasks');
   const flavor = await detectFlavor(probe, env.values, cacheDir);
-  const { prepareProject } = await import('./engine.ts');
+  const { prepareProject } = await import('../tools/engine.ts');
   return prepareProject(probe, env.values, { flavor, ...composeWhere(env, o) }, cacheDir);
 }
 

@@ -1,17 +1,17 @@
 // Database lifecycle tasks: migrate, seed, reset-db, psql, db-export, db-import.
 import fs from 'node:fs';
 import path from 'node:path';
-import { defineTask, type AnyTask, type TaskContext } from './define.ts';
-import { ExitCode, TaskError, refused, usage } from './errors.ts';
-import type { Cmd } from './runner.ts';
+import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
+import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
+import type { Cmd } from '../core/runner.ts';
 
-type Pg = typeof import('./postgres.ts');
-const pgModule = (): Promise<Pg> => import('./postgres.ts');
+type Pg = typeof import('../tools/postgres.ts');
+const pgModule = (): Promise<Pg> => import('../tools/postgres.ts');
 
 const isProduction = (ctx: TaskContext) => ctx.env.appEnv === 'production';
 
-/** No backup, restore, prune or other database change runs at the same time (exit 5 naming it; scripts/lock.ts). */
-const lockChanges = async (ctx: TaskContext, task: string) => (await import('./lock.ts')).lockChanges(ctx, task);
+/** No backup, restore, prune or other database change runs at the same time (exit 5 naming it; scripts/core/lock.ts). */
+const lockChanges = async (ctx: TaskContext, task: string) => (await import('../core/lock.ts')).lockChanges(ctx, task);
 
 /** `${VAR}` and `${VAR:-default}` in a configured command, from the loaded environment. */
 export function expandVars(s: string, get: (k: string) => string | undefined): string {
@@ -43,11 +43,11 @@ async function runMigrate(ctx: TaskContext): Promise<void> {
     return;
   }
   if ('kind' in m) {
-    const { runSqlMigrations } = await import('./migrations.ts');
+    const { runSqlMigrations } = await import('../tools/migrations.ts');
     await runSqlMigrations(ctx, m);
     return;
   }
-  const { compose } = await import('./compose.ts');
+  const { compose } = await import('../tools/compose.ts');
   const command = m.command.map((a) => expandVars(a, (k) => ctx.env.get(k)));
   ctx.log.step(`migrating: ${m.service}`);
   await ctx.runner.run({ argv: compose.run(await ctx.compose(), m.service, command), stderr: 'inherit' });
@@ -63,7 +63,13 @@ async function seedFiles(ctx: TaskContext): Promise<string[]> {
 }
 
 /** One seed file, in one transaction, stopping at the first error. */
-async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').PgTarget, file: string, database: string): Promise<void> {
+async function loadSqlFile(
+  ctx: TaskContext,
+  pg: Pg,
+  t: import('../tools/postgres.ts').PgTarget,
+  file: string,
+  database: string,
+): Promise<void> {
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
   const psql = pg.clientCmd(project, t, 'psql', pg.psqlArgs({ database, singleTransaction: true, file: '-' }), {
     stdout: 'ignore',
@@ -77,7 +83,7 @@ async function loadSqlFile(ctx: TaskContext, pg: Pg, t: import('./postgres.ts').
   } catch (err) {
     const e = pg.explainPgError(err, t);
     if (e instanceof TaskError && e.name === 'CommandError') {
-      const tail = (e as import('./errors.ts').CommandError).stderrTail
+      const tail = (e as import('../core/errors.ts').CommandError).stderrTail
         .split('\n')
         .map((l) => l.trim())
         .filter(Boolean);
@@ -158,7 +164,7 @@ const seed = defineTask({
       await loadSqlFile(c, pg, t, f, t.database);
     }
     if (ctx.config.seedCommand) {
-      const { compose } = await import('./compose.ts');
+      const { compose } = await import('../tools/compose.ts');
       const sc = ctx.config.seedCommand;
       await ctx.runner.run({
         argv: compose.run(
@@ -304,7 +310,7 @@ const dbExport = defineTask({
     }
     const server = await compatible();
     if (ctx.global.dryRun) return;
-    const { formatBytes, formatDuration } = await import('./log.ts');
+    const { formatBytes, formatDuration } = await import('../core/log.ts');
     ctx.log.success(`exported ${t.database} (PostgreSQL ${server.text}) to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);
     ctx.out.write(`${file}\n`);
   },
@@ -362,7 +368,7 @@ const dbImport = defineTask({
       });
     }
     const size = fs.statSync(file).size;
-    const { formatBytes, formatDuration } = await import('./log.ts');
+    const { formatBytes, formatDuration } = await import('../core/log.ts');
     await ctx.confirm({
       message:
         `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
@@ -379,7 +385,7 @@ const dbImport = defineTask({
       if (swapped || ctx.global.dryRun) return;
       // A failed or interrupted import: the new copy goes, the database is as it was. After Ctrl-C the task's
       // runner refuses to start anything, so this uses one that ignores the signal.
-      const { createRunner } = await import('./runner.ts');
+      const { createRunner } = await import('../core/runner.ts');
       const runner = createRunner({ log: ctx.log, env: ctx.runner.env, cwd: ctx.root });
       const cc = {
         env: c.env,

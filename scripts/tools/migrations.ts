@@ -3,8 +3,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { SqlMigrations, TaskContext } from './define.ts';
-import { CommandError, ExitCode, TaskError, refused } from './errors.ts';
+import type { SqlMigrations, TaskContext } from '../core/define.ts';
+import { CommandError, ExitCode, TaskError, refused } from '../core/errors.ts';
 
 export const MIGRATION_FILE = /^(\d+)_([A-Za-z0-9][\w.-]*)\.sql$/;
 export const DEFAULT_MIGRATIONS_TABLE = 'schema_migrations';

@@ -2,8 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { ExitCode, TaskError, CommandError } from './errors.ts';
-import type { Cmd, Runner } from './runner.ts';
+import { ExitCode, TaskError, CommandError } from '../core/errors.ts';
+import type { Cmd, Runner } from '../core/runner.ts';
 
 export type Flavor = 'v2' | 'v1';
 
@@ -18,7 +18,7 @@ export interface ComposeProject {
   projectDir?: string;
   /** Files passed with -f; empty when COMPOSE_FILE decides (compose reads it from the environment). */
   files: string[];
-  /** v1 only: the docker context to use (v1 ignores DOCKER_CONTEXT; scripts/engine.ts prepareProject sets it). */
+  /** v1 only: the docker context to use (v1 ignores DOCKER_CONTEXT; scripts/tools/engine.ts prepareProject sets it). */
   context?: string;
 }
 
