@@ -430,21 +430,30 @@ export async function containerStates(runner: Runner, p: ComposeProject, service
     .map((s) => s.trim())
     .filter(Boolean);
   if (!ids.length) return [];
-  const fmt =
-    '{{.Id}}\t{{index .Config.Labels "com.docker.compose.service"}}\t{{.State.Status}}\t' +
-    '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}';
+  // Plain JSON, parsed here: no template logic that older engines evaluate differently (docker 20.10 answered
+  // `{{if .State.Health}}` on a container without a healthcheck with "map has no entry for key Health").
   const r = await runner.run({
-    argv: ['docker', 'inspect', '--format', fmt, ...ids],
+    argv: ['docker', 'inspect', '--type', 'container', '--format', '{{json .Id}}\t{{json .Config.Labels}}\t{{json .State}}', ...ids],
     stdout: 'capture',
     stderr: 'capture',
     timeoutMs: PROBE_TIMEOUT_MS,
   });
-  return r.stdout
+  return parseContainerStates(r.stdout);
+}
+
+/** One `docker inspect --format '{{json .Id}}\t{{json .Config.Labels}}\t{{json .State}}'` line per container. */
+export function parseContainerStates(stdout: string): ContainerState[] {
+  return stdout
     .split('\n')
-    .filter(Boolean)
+    .filter((l) => l.trim())
     .map((l) => {
-      const [id = '', service = '', status = '', health = ''] = l.split('\t');
-      return { id: id.slice(0, 12), service, status, health };
+      const [id, labels, state] = l.split('\t').map((f) => JSON.parse(f) as unknown) as [
+        string,
+        Record<string, string> | null,
+        { Status?: string; Health?: { Status?: string } | null } | null,
+      ];
+      const service = labels?.['com.docker.compose.service'] ?? '';
+      return { id: String(id).slice(0, 12), service, status: state?.Status ?? '', health: state?.Health?.Status ?? 'none' };
     });
 }
 

@@ -342,3 +342,19 @@ describe('detecting the compose flavor', () => {
     expect(explainDockerError(other)).toBe(other);
   });
 });
+
+describe('parseContainerStates (docker inspect as JSON, no template logic an older engine evaluates differently)', () => {
+  it('reads service, status and health; a container without a healthcheck (no Health key at all) is "none"', async () => {
+    const { parseContainerStates } = await import('../../scripts/tools/compose.ts');
+    const out =
+      '"4de3b2c4761c886ffab23ca5"\t{"com.docker.compose.service":"odoo"}\t{"Running":true,"Status":"running"}\n' +
+      '"aa11bb22cc33dd44ee55ff66"\t{"com.docker.compose.service":"db"}\t' +
+      '{"Status":"running","Health":{"Status":"healthy","FailingStreak":0,"Log":[]}}\n' +
+      '"0123456789abcdef01234567"\tnull\t{"Status":"exited"}\n';
+    expect(parseContainerStates(out)).toEqual([
+      { id: '4de3b2c4761c', service: 'odoo', status: 'running', health: 'none' },
+      { id: 'aa11bb22cc33', service: 'db', status: 'running', health: 'healthy' },
+      { id: '0123456789ab', service: '', status: 'exited', health: 'none' },
+    ]);
+  });
+});
