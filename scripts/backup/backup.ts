@@ -220,6 +220,14 @@ interface PartCommand {
   via?: 'exec' | 'run';
   /** Turns the command's failure into what to tell the user (a remote path part: its image or folder on the server). */
   explain?: (err: unknown) => unknown;
+  /** The one-off container's name: removed when the stream stalls (a killed compose client leaves it behind). */
+  container?: string;
+}
+
+/** BACKUP_STALL_TIMEOUT: seconds a part's stream may go without a byte before it is stopped (default 600). */
+export function stallMs(ctx: Pick<TaskContext, 'env'>): number {
+  const set = Number(ctx.env.get('BACKUP_STALL_TIMEOUT'));
+  return Number.isFinite(set) && set > 0 ? set * 1000 : 600_000;
 }
 
 /**
@@ -245,7 +253,8 @@ async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'dat
   const script = ['-c', TAR_STATUS_SCRIPT, 'sh', ...tarArgs(p.path)];
   if (states.some((s) => s.status === 'running')) return { argv: compose.exec(project, p.service, ['sh', ...script]), via: 'exec' };
   ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
-  return { argv: compose.run(project, p.service, script, { noDeps: true, entrypoint: 'sh' }), via: 'run' };
+  const container = `${ctx.env.get('COMPOSE_PROJECT_NAME') ?? 'compose-tasks'}-backup-${p.name}-${process.pid}`;
+  return { argv: compose.run(project, p.service, script, { noDeps: true, entrypoint: 'sh', name: container }), via: 'run', container };
 }
 
 /**
@@ -371,7 +380,7 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
     stderr: 'capture',
   });
   try {
-    await ctx.runner.run(cmd);
+    await ctx.runner.run({ ...cmd, stallMs: stallMs(ctx) });
   } catch (err) {
     fs.rmSync(file, { force: true });
     throw pg.explainPgError(err, t);
@@ -407,7 +416,8 @@ async function producePart(
     await done;
   } else {
     const pc = await partCommand(ctx, p);
-    const run = ctx.runner.run({ argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1] }).then(
+    const cmd = { argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1], stallMs: stallMs(ctx) } as const;
+    const run = ctx.runner.run({ ...cmd, container: pc.container }).then(
       (r) => r,
       (e: unknown) => {
         // Through compose, any exit code is judged with the status tar reported (below).

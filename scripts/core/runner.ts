@@ -28,6 +28,11 @@ export interface Cmd {
   container?: string;
   /** On a timeout, what finishes the step by hand (printed as the hint). */
   manual?: string;
+  /**
+   * A stall bound for streaming commands (a dump, a tar of a folder: hours are fine, silence is not): when the
+   * command's output to { file } has not grown for this long, it is stopped as a timeout is ("produced no output for …").
+   */
+  stallMs?: number;
 }
 
 export interface Result {
@@ -43,7 +48,7 @@ export type Exec = (
   cmd: Cmd,
   env: Record<string, string>,
   signal: AbortSignal | undefined,
-) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null; timedOut?: boolean }>;
+) => Promise<{ code: number; stdout: string; stderr: string; signal?: string | null; timedOut?: boolean; stalled?: boolean }>;
 
 export interface Runner {
   run(cmd: Cmd): Promise<Result>;
@@ -132,18 +137,41 @@ export const zxExec: Exec = async (cmd, env, signal) => {
     // The time bound is ours, not zx's (its timeout only sends SIGTERM): SIGTERM, then SIGKILL, and the one-off
     // container, which outlives a killed compose client, is removed by name.
     let timedOut = false;
+    let stalled = false;
     const timers: NodeJS.Timeout[] = [];
+    const stop = () => {
+      p.kill('SIGTERM').catch(() => undefined);
+      timers.push(setTimeout(() => p.kill('SIGKILL').catch(() => undefined), cmd.killAfterMs ?? 5000));
+      if (cmd.container) {
+        spawn('docker', ['rm', '-f', cmd.container], { env, stdio: 'ignore' }).on('error', () => undefined);
+      }
+    };
     if (cmd.timeoutMs)
       timers.push(
         setTimeout(() => {
           timedOut = true;
-          p.kill('SIGTERM').catch(() => undefined);
-          timers.push(setTimeout(() => p.kill('SIGKILL').catch(() => undefined), cmd.killAfterMs ?? 5000));
-          if (cmd.container) {
-            spawn('docker', ['rm', '-f', cmd.container], { env, stdio: 'ignore' }).on('error', () => undefined);
-          }
+          stop();
         }, cmd.timeoutMs),
       );
+    if (cmd.stallMs && typeof stdout === 'number') {
+      const fd = stdout;
+      const stallMs = cmd.stallMs;
+      let size = -1;
+      let since = Date.now();
+      const poll = setInterval(
+        () => {
+          const now = fs.fstatSync(fd).size;
+          if (now !== size) [size, since] = [now, Date.now()];
+          else if (!stalled && Date.now() - since >= stallMs) {
+            stalled = true;
+            clearInterval(poll);
+            stop();
+          }
+        },
+        Math.min(1000, Math.max(50, stallMs / 4)),
+      );
+      timers.push(poll);
+    }
     // A child that exits before reading all its input (a failing pg_restore) must not crash us with EPIPE: its exit code tells.
     p.child?.stdin?.on('error', () => undefined);
     // A followed file that cannot be read ends the child's input (it then fails on its own), rather than crashing us.
@@ -157,6 +185,7 @@ export const zxExec: Exec = async (cmd, env, signal) => {
       stderr: r.stderr,
       signal: r.signal,
       timedOut,
+      stalled,
     };
   } finally {
     for (const fd of fds) fs.closeSync(fd);
@@ -254,6 +283,11 @@ export function createRunner(opts: RunnerOptions): Runner {
           hint: cmd.manual
             ? `finish it by hand: ${opts.log.mask(cmd.manual)}`
             : `command: ${display(cmd)}; on a remote engine, check the connection to its host`,
+        });
+      if (r.stalled)
+        throw new TaskError(`${cmd.argv[0]} produced no output for ${formatSeconds(cmd.stallMs!)} and was stopped`, {
+          exitCode: ExitCode.failure,
+          hint: `the engine or the link to it stalled (on a remote engine, check the SSH connection); command: ${display(cmd)}`,
         });
       const ok = cmd.okCodes ?? [0];
       if (r.code === 127 && /command not found|No such file/.test(r.stderr)) {

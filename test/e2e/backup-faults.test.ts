@@ -86,17 +86,15 @@ describeE2E('torn folder streams on a real Docker engine', () => {
     expect((await listKeys(s3, prefix)).map((k) => k.key)).toEqual(keysBefore);
   }
 
-  it('the service container killed while tar streams the filestore: the backup fails naming compose, nothing published', async () => {
-    await new Promise((res) => setTimeout(res, 1100)); // a new backup name
-    // The container id is read first: the kill must land while the stream runs (a few seconds).
-    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
-    expect(id).not.toBe('');
+  /** `tasks backup --only filestore` as a child, returned once its stream is under way (a few MB of 200 written). */
+  async function backupUnderWay(env: Record<string, string> = {}) {
     const child = spawn(process.execPath, [path.join(p.dir, 'bin/tasks.mjs'), 'backup', '--only', 'filestore'], {
       cwd: p.dir,
       env: {
         ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(COMPOSE_|S3_|AWS_|BACKUP_|VITEST)/.test(k))),
         // The engine target's settings (DOCKER_CONFIG: where the docker CLI finds Compose v2), as makeProject's runs get.
         ...docker.env,
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -106,7 +104,6 @@ describeE2E('torn folder streams on a real Docker engine', () => {
     });
     child.stdout.resume();
     const done = new Promise<number>((res) => child.on('close', (code) => res(code ?? 128)));
-    // Kill the container once the stream is under way (a few MB written of 200).
     const streaming = () =>
       fs.existsSync(dir) &&
       fs
@@ -116,9 +113,40 @@ describeE2E('torn folder streams on a real Docker engine', () => {
     const end = Date.now() + 60_000;
     while (!streaming() && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
     expect(streaming(), stderr).toBe(true);
+    return { done, stderr: () => stderr };
+  }
+
+  it('the service container frozen mid-stream (docker pause: a stalled engine or SSH link): stopped by the stall bound', async () => {
+    await new Promise((res) => setTimeout(res, 1100)); // a new backup name
+    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
+    expect(id).not.toBe('');
+    // Only the bound is short here; the default (600 s) lets a slow but steady stream run for hours.
+    const b = await backupUnderWay({ BACKUP_STALL_TIMEOUT: '3' });
+    const paused = await p.docker(['pause', id]);
+    expect(paused.code, show(paused)).toBe(0);
+    const t0 = Date.now();
+    try {
+      const code = await Promise.race([b.done, new Promise<number>((res) => setTimeout(() => res(-1), 60_000))]);
+      const stderr = b.stderr();
+      expect(code, stderr).toBe(1);
+      expect(Date.now() - t0, stderr).toBeLessThan(45_000);
+      expect(stderr).toMatch(/error: backup part filestore: .* produced no output for 3 s and was stopped/);
+      await expectNothingLost({ code, stdout: '', stderr });
+    } finally {
+      await p.docker(['unpause', id]);
+    }
+  });
+
+  it('the service container killed while tar streams the filestore: the backup fails naming compose, nothing published', async () => {
+    await new Promise((res) => setTimeout(res, 1100)); // a new backup name
+    // The container id is read first: the kill must land while the stream runs (a few seconds).
+    const id = (await p.compose(['ps', '-q', 'odoo'])).stdout.trim();
+    expect(id).not.toBe('');
+    const b = await backupUnderWay();
     const kill = await p.docker(['kill', id]);
     expect(kill.code, show(kill)).toBe(0);
-    const code = await done;
+    const code = await b.done;
+    const stderr = b.stderr();
     expect(code, stderr).toBe(1);
     expect(stderr).toMatch(
       /error: backup part filestore: (compose exec exited with code \d+ before tar reported its status|its tar stream is incomplete)/,

@@ -180,6 +180,42 @@ describe('time bounds', () => {
     expect(fs.readFileSync(dockerLog, 'utf8').trim()).toBe('rm -f ct-oneoff-x');
   });
 
+  it('a stream that stops writing is stopped by its stall bound, however long it was allowed to run', async () => {
+    const dir = tmp();
+    const dockerLog = path.join(dir, 'docker.log');
+    fs.writeFileSync(path.join(dir, 'docker'), `#!/bin/sh\necho "$*" >> "${dockerLog}"\n`, { mode: 0o755 });
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: `${dir}:${process.env.PATH}` }, cwd: dir });
+    const out = path.join(dir, 'part.tar');
+    const t0 = Date.now();
+    const err = await r
+      .run({
+        argv: ['sh', '-c', 'printf x; sleep 0.3; printf y; sleep 60'],
+        stdout: { file: out },
+        stallMs: 800,
+        container: 'odoo-backup-filestore-1',
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as TaskError,
+      );
+    expect(err).toBeInstanceOf(TaskError);
+    expect(err!.message).toBe('sh produced no output for 0.8 s and was stopped');
+    expect(err!.hint).toMatch(/the engine or the link to it stalled/);
+    expect(fs.readFileSync(out, 'utf8')).toBe('xy');
+    // Stopped about 0.8 s after the last byte (0.3 s in), not after the 60 s sleep.
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(fs.readFileSync(dockerLog, 'utf8')).toBe('rm -f odoo-backup-filestore-1\n');
+  });
+
+  it('a stream that keeps writing outlives its stall bound', async () => {
+    const dir = tmp();
+    const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: dir });
+    const out = path.join(dir, 'part.tar');
+    await r.run({ argv: ['sh', '-c', 'for i in 1 2 3 4 5 6; do printf x; sleep 0.2; done'], stdout: { file: out }, stallMs: 600 });
+    expect(fs.readFileSync(out, 'utf8')).toBe('xxxxxx');
+  });
+
   it('a command that ends in time is not touched', async () => {
     const r = createRunner({ log: createLogger({ sink: sink() }), env: { PATH: process.env.PATH }, cwd: process.cwd() });
     const res = await r.run({ argv: ['sh', '-c', 'sleep 0.2; echo done'], timeoutMs: 5000, stdout: 'capture' });
