@@ -102,7 +102,10 @@ export const operatorTasks: AnyTask[] = [
       const reports = await runChecks(ctx, { skipNeeds: ['cron', 'backup'], skip: noEnvYet ? ['env', 'env-permissions'] : [] });
       const failed = reports.filter((r) => !r.ok);
       ctx.log.info(formatReport(reports).trimEnd());
-      if (failed.length) {
+      if (failed.length && ctx.runner.dryRun) {
+        // A dry run changes nothing: it says where the real run would stop, then shows the rest of the plan.
+        ctx.log.warn(`[dry-run] the real setup would stop here: ${failed.map((r) => `${r.name}: ${r.message}`).join('; ')}`);
+      } else if (failed.length) {
         throw new TaskError(`setup stopped: ${failed.map((r) => `${r.name}: ${r.message}`).join('; ')}`, {
           exitCode: ExitCode.prerequisite,
           hint: failed[0]?.fix,
@@ -148,8 +151,13 @@ export const operatorTasks: AnyTask[] = [
       else await ctx.runTask('backup');
 
       ctx.log.step('7/7 status');
+      if (ctx.runner.dryRun) {
+        ctx.log.info('[dry-run] would show the state and health of every service (tasks status)');
+        ctx.log.success('[dry-run] nothing was changed; the real run would do the steps above');
+        return;
+      }
       const healthy = await printStatus(ctx);
-      if (!healthy && !ctx.runner.dryRun)
+      if (!healthy)
         throw new TaskError('setup finished but the stack is not healthy', { exitCode: ExitCode.unhealthy, hint: 'see: tasks logs' });
       ctx.log.success('setup done; check it any time with: tasks doctor');
     },

@@ -200,8 +200,11 @@ describe('tasks doctor', () => {
   it('setup --dry-run on a fresh clone prints each step and its commands, and writes nothing', () => {
     const dir = project({});
     fs.rmSync(path.join(dir, '.env'));
-    const r = tasks(dir, ['setup', '--dry-run'], { COMPOSE_PROJECT_NAME: `dryrun${process.pid}` });
+    // No engine at all (a laptop before Docker starts): the dry run still shows the whole plan, and says where the
+    // real run would stop.
+    const r = tasks(dir, ['setup', '--dry-run'], { COMPOSE_PROJECT_NAME: `dryrun${process.pid}`, DOCKER_HOST: `unix://${dir}/no.sock` });
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\[dry-run\] the real setup would stop here: engine: /);
     expect(r.stderr).toContain('[dry-run] would write .env from .env.template');
     expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* pull /);
     expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* up -d/);
