@@ -15,7 +15,6 @@ const mods = {
   archive: () => import('./archive.ts'),
   s3: () => import('../tools/s3.ts'),
   pg: () => import('../tools/postgres.ts'),
-  lock: () => import('../core/lock.ts'),
   notify: () => import('../core/notify.ts'),
   retention: () => import('./retention.ts'),
   compose: () => import('../tools/compose.ts'),
@@ -543,16 +542,6 @@ function toolInfo(root: string): { name: string; version: string } {
   }
 }
 
-/** Leftovers of a killed run (we hold the lock, so nobody is writing them). */
-function removeStale(ctx: TaskContext, dir: string): void {
-  for (const f of fs.readdirSync(dir)) {
-    if (f.startsWith('.tmp-') || f.endsWith('.tar.gz.tmp')) {
-      fs.rmSync(path.join(dir, f), { recursive: true, force: true });
-      ctx.log.info(`removed ${f}, left by an interrupted run`);
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // backup
 
@@ -589,8 +578,7 @@ export async function runBackup(
     if (!dryRun) {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (o.lock !== false) {
-        await (await mods.lock()).lockChanges(ctx, 'backup');
-        removeStale(ctx, dir);
+        await (await import('./leftovers.ts')).takeChangeLock(ctx, 'backup');
       }
     }
     const staging = path.join(dir, `.tmp-${name}`);
@@ -1138,7 +1126,7 @@ const prune = defineTask({
   async run(ctx) {
     const project = ctx.env.require('COMPOSE_PROJECT_NAME');
     const dir = backupDir(ctx);
-    if (fs.existsSync(dir)) await (await mods.lock()).lockChanges(ctx, 'prune');
+    if (fs.existsSync(dir)) await (await import('./leftovers.ts')).takeChangeLock(ctx, 'prune');
     const s = await s3For(ctx);
     if (s) {
       const missing = credentialsProblem(ctx, await mods.s3());

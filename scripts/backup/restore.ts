@@ -345,7 +345,7 @@ export const restore = defineTask({
     const started = Date.now();
 
     // Nothing else that changes a database or the backup folder runs at the same time (scripts/core/lock.ts).
-    await (await import('../core/lock.ts')).lockChanges(ctx, 'restore');
+    await (await import('./leftovers.ts')).takeChangeLock(ctx, 'restore');
 
     // 1. Find the archive.
     const loc = await locate(ctx, ctx.args.name);

@@ -122,18 +122,19 @@ const heldBy = new WeakMap<AbortSignal, Set<string>>();
 
 /**
  * Takes the change lock of this project for the rest of the invocation (released by its cleanup), or fails with exit
- * 5 naming what holds it. Every task that changes a database or the backup folder calls it first. Not in a dry run.
+ * 5 naming what holds it. Not in a dry run. True when this call took it (false: held already, or a dry run). Tasks call
+ * takeChangeLock (scripts/backup/leftovers.ts), which also removes what killed runs left.
  */
 export async function lockChanges(
   ctx: Pick<TaskContext, 'root' | 'env' | 'runner' | 'signal' | 'onCleanup' | 'global'>,
   what: string,
-): Promise<void> {
-  if (ctx.global.dryRun) return;
+): Promise<boolean> {
+  if (ctx.global.dryRun) return false;
   const { backupDir } = await import('../backup/backup.ts');
   const dir = backupDir(ctx);
   const file = path.join(dir, '.lock');
   const held = heldBy.get(ctx.signal) ?? new Set<string>();
-  if (held.has(file)) return;
+  if (held.has(file)) return false;
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = await acquireLock(file, { what, env: ctx.runner.env });
   held.add(file);
@@ -142,4 +143,5 @@ export async function lockChanges(
     held.delete(file);
     await lock.release();
   });
+  return true;
 }

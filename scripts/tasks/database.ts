@@ -11,7 +11,7 @@ const pgModule = (): Promise<Pg> => import('../tools/postgres.ts');
 const isProduction = (ctx: TaskContext) => ctx.env.appEnv === 'production';
 
 /** No backup, restore, prune or other database change runs at the same time (exit 5 naming it; scripts/core/lock.ts). */
-const lockChanges = async (ctx: TaskContext, task: string) => (await import('../core/lock.ts')).lockChanges(ctx, task);
+const lockChanges = async (ctx: TaskContext, task: string) => (await import('../backup/leftovers.ts')).takeChangeLock(ctx, task);
 
 /** `${VAR}` and `${VAR:-default}` in a configured command, from the loaded environment. */
 export function expandVars(s: string, get: (k: string) => string | undefined): string {
