@@ -221,3 +221,19 @@ describe('journal', () => {
 });
 
 const ctx0 = () => fakeCtx().ctx;
+
+describe('COMPOSE_TASKS_STOP_AFTER_STEP (test-only hook)', () => {
+  it('kills the process with SIGKILL right after the named step; the journal is left for tasks recover', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const dir = tmp();
+    const fixture = path.join(import.meta.dirname, 'fixtures/stop-after-step.ts');
+    const tsx = path.join(import.meta.dirname, '../../node_modules/.bin/tsx');
+    const r = spawnSync(tsx, [fixture, dir], { env: { ...process.env, COMPOSE_TASKS_STOP_AFTER_STEP: 'swap database' } });
+    // tsx passes its child's SIGKILL on as exit 137 (128 + 9), or is killed the same way itself
+    expect(r.signal === 'SIGKILL' || r.status === 137).toBe(true);
+    expect(fs.readFileSync(path.join(dir, 'ran'), 'utf8').trim().split('\n')).toEqual(['stop app', 'swap database']);
+    const [u] = readUnfinished(dir);
+    expect(u!.last.step).toBe('swap database');
+    expect(describeUnfinished(u!)).toBe("restore of b1 into odoo was interrupted at 'swap database': run tasks recover");
+  });
+});
