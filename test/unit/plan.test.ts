@@ -237,3 +237,41 @@ describe('COMPOSE_TASKS_STOP_AFTER_STEP (test-only hook)', () => {
     expect(describeUnfinished(u!)).toBe("restore of b1 into odoo was interrupted at 'swap database': run tasks recover");
   });
 });
+
+describe('lockChanges and unfinished journals', () => {
+  it('a task that takes the change lock prints one line naming the interrupted change', async () => {
+    const { lockChanges } = await import('../../scripts/core/lock.ts');
+    const dir = tmp();
+    openJournal(dir, 'restore', 999_998).append('swap folders', { backup: 'b2', database: 'odoo' }, true);
+    const { ctx, text } = fakeCtx();
+    const cleanups: (() => unknown)[] = [];
+    const lctx = {
+      ...ctx,
+      root: dir,
+      env: { get: (k: string) => (k === 'BACKUP_DIR' ? dir : undefined) },
+      global: { dryRun: false },
+      signal: new AbortController().signal,
+      onCleanup: (fn: () => unknown) => cleanups.push(fn),
+    } as unknown as TaskContext;
+    await lockChanges(lctx, 'db-import');
+    for (const fn of cleanups.reverse()) await fn();
+    expect(text()).toContain("restore of b2 into odoo was interrupted at 'swap folders': run tasks recover");
+  });
+});
+
+describe('doctor and unfinished journals', () => {
+  it('the unfinished-change check fails naming the interrupted change, ok once it is gone', async () => {
+    const { runChecks } = await import('../../scripts/tasks/doctor.ts');
+    const dir = tmp();
+    const { ctx } = fakeCtx();
+    const dctx = { ...ctx, root: dir, env: { get: (k: string) => (k === 'BACKUP_DIR' ? dir : undefined) } } as unknown as TaskContext;
+    expect((await runChecks(dctx, { only: ['unfinished-change'] }))[0]).toMatchObject({ status: 'ok' });
+    const j = openJournal(dir, 'restore', 999_997);
+    j.append('swap database', { backup: 'b3', database: 'odoo' });
+    const [r] = await runChecks(dctx, { only: ['unfinished-change'] });
+    expect(r).toMatchObject({
+      status: 'fail',
+      message: "restore of b3 into odoo was interrupted at 'swap database': run tasks recover",
+    });
+  });
+});
