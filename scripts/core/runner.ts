@@ -311,6 +311,6 @@ export function createRunner(opts: RunnerOptions): Runner {
 
 export function abortError(signal: AbortSignal): TaskError {
   const reason = String(signal.reason ?? 'SIGINT');
-  const code = reason === 'SIGTERM' ? ExitCode.sigterm : ExitCode.sigint;
+  const code = reason === 'SIGTERM' || reason === 'SIGHUP' ? ExitCode.sigterm : ExitCode.sigint;
   return new TaskError(`interrupted (${reason})`, { exitCode: code });
 }

@@ -275,3 +275,14 @@ describe('doctor and unfinished journals', () => {
     });
   });
 });
+
+describe('SIGHUP', () => {
+  it('is handled like SIGTERM: the task is interrupted with exit 143', async () => {
+    const { abortError } = await import('../../scripts/core/runner.ts');
+    const c = new AbortController();
+    c.abort('SIGHUP');
+    const e = abortError(c.signal);
+    expect(e.exitCode).toBe(ExitCode.sigterm);
+    expect(e.message).toBe('interrupted (SIGHUP)');
+  });
+});
