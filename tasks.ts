@@ -55,7 +55,8 @@ export const tasks: AnyTask[] = [...builtinTasks, ...myTasks];
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
 if (bin || import.meta.url === pathToFileURL(entry).href) {
   const controller = new AbortController();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => controller.abort(sig));
+  // SIGHUP (the terminal or SSH session went away) is handled as SIGTERM: the change is undone or finished, exit 143.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => controller.abort(sig));
   process.exitCode = await main({
     argv: process.argv.slice(2),
     env: process.env,

@@ -6,7 +6,8 @@ import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 import { parseBackupName } from './manifest.ts';
 import { FUTURE_TOLERANCE_MS } from './retention.ts';
-import { createRunner, type Cmd } from '../core/runner.ts';
+import { uninterruptible } from '../core/plan.ts';
+import type { Cmd } from '../core/runner.ts';
 import type { ManifestPart } from './manifest.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
@@ -303,13 +304,6 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
 interface Undo {
   what: string;
   run: () => Promise<void>;
-}
-
-/** A runner like ctx's that ignores the interrupt signal: rollback steps must run after Ctrl-C too. */
-function uninterruptible(ctx: TaskContext): TaskContext {
-  const runner = createRunner({ log: ctx.log, dryRun: ctx.runner.dryRun, env: ctx.runner.env, cwd: ctx.root });
-  const probe = createRunner({ log: ctx.probe.log, env: ctx.probe.env, cwd: ctx.root });
-  return { ...ctx, runner, probe, signal: new AbortController().signal, compose: ctx.compose, env: ctx.env, log: ctx.log };
 }
 
 const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);

@@ -72,7 +72,7 @@ export interface TaskContext<A = Record<string, unknown>, O = Record<string, unk
   runTask(name: string, input?: { args?: Record<string, unknown>; opts?: Record<string, unknown> }): Promise<void>;
   /** Registered cleanups run in reverse order when the task ends, fails or is interrupted. */
   onCleanup(fn: () => void | Promise<void>): void;
-  /** Aborted on SIGINT/SIGTERM; reason is the signal name. */
+  /** Aborted on SIGINT/SIGTERM/SIGHUP (SIGHUP counts as SIGTERM: exit 143); reason is the signal name. */
   signal: AbortSignal;
   /** Standard output for results (lists, JSON); logs go to stderr. */
   out: { write(s: string): unknown; isTTY?: boolean };

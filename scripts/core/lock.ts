@@ -143,5 +143,7 @@ export async function lockChanges(
     held.delete(file);
     await lock.release();
   });
+  const { describeUnfinished, readUnfinished } = await import('./journal.ts');
+  for (const u of readUnfinished(dir)) ctx.runner.log.warn(describeUnfinished(u));
   return true;
 }

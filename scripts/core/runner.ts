@@ -59,6 +59,8 @@ export interface Runner {
   /** The environment every child gets (real environment + env files), before cmd.env. */
   readonly env: Readonly<Record<string, string>>;
   readonly signal: AbortSignal | undefined;
+  /** The launcher this runner uses (an injected one in tests): a runner derived from this one keeps it. */
+  readonly exec?: Exec;
 }
 
 export interface RunnerOptions {
@@ -258,6 +260,7 @@ export function createRunner(opts: RunnerOptions): Runner {
     log: opts.log,
     env,
     signal: opts.signal,
+    exec,
     display,
     async run(cmd) {
       opts.log.emit({ kind: 'cmd', display: displayCommand(cmd), dryRun });
@@ -308,6 +311,6 @@ export function createRunner(opts: RunnerOptions): Runner {
 
 export function abortError(signal: AbortSignal): TaskError {
   const reason = String(signal.reason ?? 'SIGINT');
-  const code = reason === 'SIGTERM' ? ExitCode.sigterm : ExitCode.sigint;
+  const code = reason === 'SIGTERM' || reason === 'SIGHUP' ? ExitCode.sigterm : ExitCode.sigint;
   return new TaskError(`interrupted (${reason})`, { exitCode: code });
 }

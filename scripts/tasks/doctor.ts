@@ -394,6 +394,17 @@ export const checks: Check[] = [
       return ok(`last backup ${last.name} (${formatBytes(last.size)}, ${formatAge(Math.max(0, age))} old)`);
     },
   },
+  {
+    name: 'unfinished-change',
+    async run(d) {
+      const dir = path.resolve(d.ctx.root, d.ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const { describeUnfinished, readUnfinished } = await import('../core/journal.ts');
+      const [first, ...more] = readUnfinished(dir);
+      if (!first) return ok('no interrupted change');
+      const others = more.length ? ` (and ${more.length} more)` : '';
+      return fail(`${describeUnfinished(first)}${others}`, 'tasks recover finishes or undoes it');
+    },
+  },
 ];
 
 /** Runs the checks in order; `skipNeeds` leaves out the checks that need something not there yet (setup before cron-install). */

@@ -1,0 +1,106 @@
+// A change as a plan of named steps run by one interpreter: dry-run, undo in reverse, the health phase, commit.
+import type { TaskContext } from './define.ts';
+import { ExitCode, TaskError } from './errors.ts';
+import { createRunner } from './runner.ts';
+
+export interface Step<S> {
+  name: string;
+  /** 'health': a failure here keeps the result (nothing is undone); the error is reported as it is. */
+  phase?: 'change' | 'health';
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step adds facts to the state, or nothing
+  run(ctx: TaskContext, s: S): Promise<Partial<S> | void>;
+  /** Registered before run starts: it must cope with a run that stopped half-way. */
+  undo?(ctx: TaskContext, s: S): Promise<void>;
+  /** Run once after the last step succeeded (old copies removed and the like). */
+  commit?(ctx: TaskContext, s: S): Promise<void>;
+}
+
+/** Steps run at the same time; their undos and commits run together too. A failure fails the whole step. */
+export function parallel<S>(name: string, steps: Step<S>[]): Step<S> {
+  const all = async (pick: (st: Step<S>) => Promise<unknown> | undefined) => {
+    const results = await Promise.allSettled(steps.map((st) => pick(st)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return results.map((r) => (r as PromiseFulfilledResult<unknown>).value);
+  };
+  return {
+    name,
+    phase: steps.some((st) => st.phase === 'health') ? 'health' : 'change',
+    async run(ctx, s) {
+      const parts = (await all((st) => st.run(ctx, s))) as (Partial<S> | undefined)[];
+      return Object.assign({}, ...parts.filter(Boolean)) as Partial<S>;
+    },
+    async undo(ctx, s) {
+      await all((st) => st.undo?.(ctx, s));
+    },
+    async commit(ctx, s) {
+      await all((st) => st.commit?.(ctx, s));
+    },
+  };
+}
+
+/** A context like ctx whose runners ignore the interrupt signal (undo must run after Ctrl-C too); the launcher is kept. */
+export function uninterruptible(ctx: TaskContext): TaskContext {
+  const runner = createRunner({ log: ctx.log, dryRun: ctx.runner.dryRun, env: ctx.runner.env, cwd: ctx.root, exec: ctx.runner.exec });
+  const probe = createRunner({ log: ctx.probe.log, env: ctx.probe.env, cwd: ctx.root, exec: ctx.probe.exec });
+  return { ...ctx, runner, probe, signal: new AbortController().signal };
+}
+
+/** Observers of a plan's progress (the journal): called before a step that changes state runs, and at the end. */
+export interface PlanHooks<S> {
+  beforeStep?(step: Step<S>, index: number, s: S): void | Promise<void>;
+  committed?(s: S): void | Promise<void>;
+}
+
+/**
+ * Test-only hook: COMPOSE_TASKS_STOP_AFTER_STEP=<step name> makes the interpreter SIGKILL its own process right after
+ * that step finishes, so tests can check that `tasks recover` finishes or undoes a change killed at any step boundary.
+ */
+export const STOP_AFTER_STEP = 'COMPOSE_TASKS_STOP_AFTER_STEP';
+
+/**
+ * Runs the steps in order, each with the state the earlier ones returned. The only place that reads dry-run for a plan:
+ * in dry-run each step name is printed and the step still runs (its commands go through the runner, which prints and
+ * skips them). On a failure the undos registered so far run in reverse through an uninterruptible runner, then the
+ * error is rethrown; a failure in phase 'health' keeps the result. After the last step, the commits run in order.
+ */
+export async function runPlan<S extends object>(ctx: TaskContext, plan: Step<S>[], init: S, hooks: PlanHooks<S> = {}): Promise<S> {
+  let s = { ...init };
+  const undos: Step<S>[] = [];
+  const dry = ctx.runner.dryRun;
+  for (const [i, step] of plan.entries()) {
+    if (dry) ctx.log.info(`[dry-run] step ${i + 1}/${plan.length}: ${step.name}`);
+    if (!dry && step.phase !== 'health') await hooks.beforeStep?.(step, i, s);
+    if (step.undo) undos.push(step);
+    try {
+      s = { ...s, ...((await step.run(ctx, s)) ?? {}) };
+    } catch (err) {
+      if (step.phase === 'health') throw err;
+      await undoAll(ctx, undos, s, err);
+      throw err;
+    }
+    if (!dry && process.env[STOP_AFTER_STEP] === step.name) process.kill(process.pid, 'SIGKILL');
+  }
+  for (const step of plan) await step.commit?.(ctx, s);
+  if (!dry) await hooks.committed?.(s);
+  return s;
+}
+
+async function undoAll<S>(ctx: TaskContext, undos: Step<S>[], s: S, cause: unknown): Promise<void> {
+  const quiet = uninterruptible(ctx);
+  const unfinished: string[] = [];
+  for (const step of [...undos].reverse()) {
+    try {
+      await step.undo!(quiet, s);
+    } catch (err) {
+      ctx.log.warn(`undo of '${step.name}' failed: ${(err as Error).message.split('\n')[0]}`);
+      unfinished.push(step.name);
+    }
+  }
+  if (unfinished.length)
+    throw new TaskError(`${(cause as Error).message.split('\n')[0]}; the undo did not finish: ${unfinished.join(', ')}`, {
+      exitCode: cause instanceof TaskError ? cause.exitCode : ExitCode.failure,
+      hint: 'run tasks recover',
+      cause,
+    });
+}
