@@ -251,6 +251,18 @@ describe('archive', () => {
     await expect(checkArchive(cut)).rejects.toThrow(/corrupt or truncated/);
   });
 
+  it('refuses an archive whose tar header checksum is wrong, in one line', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'badsum_backup_2026-01-02_03-04-05.tar.gz');
+    const tar = zlib.gunzipSync(fs.readFileSync((await build(tmp(), { 'database.dump': Buffer.from('x') })).archive));
+    tar[0] = tar[0]! ^ 0x20; // change the first member's name without fixing its checksum
+    fs.writeFileSync(file, zlib.gzipSync(tar));
+    const err = await checkArchive(file).catch((e) => e);
+    expect(err?.message).toMatch(/corrupt or truncated: a tar header has a bad checksum$/);
+    expect(err.message).not.toContain('\n');
+    expect(err.exitCode).toBe(ExitCode.refused);
+  });
+
   it('rejects ../, absolute paths, links and unexpected members before extracting anything', async () => {
     const manifest = Buffer.from(
       JSON.stringify({
