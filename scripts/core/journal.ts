@@ -1,5 +1,5 @@
 // The journal of a change in progress: one fsynced JSON line per step, so a change killed at any point can be
-// finished or undone by `tasks recover`. Kept in <BACKUP_DIR>/.journal/<op>-<pid>.jsonl; removed on success.
+// finished or undone from its records (a `tasks recover` that does it is still to come). Kept in <BACKUP_DIR>/.journal/<op>-<pid>.jsonl; removed on success.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -114,11 +114,11 @@ export function readUnfinished(backupDir: string, alive: (pid: number) => boolea
   return out;
 }
 
-/** The one line doctor and lock takers print: "restore of X into odoo was interrupted at 'swap folders': run tasks recover". */
+/** The one line doctor and lock takers print: "restore of X into odoo was interrupted at 'swap folders' (…: <journal>)". */
 export function describeUnfinished(u: Unfinished): string {
   const f = u.last.facts as { backup?: unknown; database?: unknown };
   const what = f.backup && f.database ? `${u.op} of ${String(f.backup)} into ${String(f.database)}` : u.op;
-  return `${what} was interrupted at '${u.last.step}': run tasks recover`;
+  return `${what} was interrupted at '${u.last.step}' (what each step changed: ${u.file})`;
 }
 
 /**

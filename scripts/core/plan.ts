@@ -54,7 +54,7 @@ export interface PlanHooks<S> {
 
 /**
  * Test-only hook: COMPOSE_TASKS_STOP_AFTER_STEP=<step name> makes the interpreter SIGKILL its own process right after
- * that step finishes, so tests can check that `tasks recover` finishes or undoes a change killed at any step boundary.
+ * that step finishes, so tests can check what a change killed at any step boundary leaves.
  */
 export const STOP_AFTER_STEP = 'COMPOSE_TASKS_STOP_AFTER_STEP';
 
@@ -100,7 +100,7 @@ async function undoAll<S>(ctx: TaskContext, undos: Step<S>[], s: S, cause: unkno
   if (unfinished.length)
     throw new TaskError(`${(cause as Error).message.split('\n')[0]}; the undo did not finish: ${unfinished.join(', ')}`, {
       exitCode: cause instanceof TaskError ? cause.exitCode : ExitCode.failure,
-      hint: 'run tasks recover',
+      hint: 'finish it by hand: the warnings above name each step that was not undone',
       cause,
     });
 }

@@ -402,7 +402,10 @@ export const checks: Check[] = [
       const [first, ...more] = readUnfinished(dir);
       if (!first) return ok('no interrupted change');
       const others = more.length ? ` (and ${more.length} more)` : '';
-      return fail(`${describeUnfinished(first)}${others}`, 'tasks recover finishes or undoes it');
+      return fail(
+        `${describeUnfinished(first)}${others}`,
+        'its journal names each step and what it changed: put those back by hand, then remove the journal',
+      );
     },
   },
 ];

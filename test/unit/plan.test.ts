@@ -108,13 +108,13 @@ describe('runPlan', () => {
     expect(ran).toEqual(['echo a', 'undo b', 'undo a']);
   });
 
-  it('a failed undo is named in the error with the hint to run tasks recover; the other undos still run', async () => {
+  it('a failed undo is named in the error with a hint to finish it by hand; the other undos still run', async () => {
     const events: string[] = [];
     const { ctx } = fakeCtx();
     const plan = [step('a', events), step('b', events, { undo: fail('no undo') }), step('c', events, { run: fail('c broke') })];
     const err = (await runPlan(ctx, plan, { trail: [] }).catch((e: unknown) => e)) as TaskError;
     expect(err.message).toBe('c broke; the undo did not finish: b');
-    expect(err.hint).toBe('run tasks recover');
+    expect(err.hint).toBe('finish it by hand: the warnings above name each step that was not undone');
     expect(events).toContain('undo a');
   });
 
@@ -215,7 +215,9 @@ describe('journal', () => {
     const found = readUnfinished(dir, (pid) => pid === process.pid);
     expect(found.map((u) => u.pid)).toEqual([999_999]);
     expect(found[0]!.records).toHaveLength(2);
-    expect(describeUnfinished(found[0]!)).toBe("restore of b1 into odoo was interrupted at 'swap folders': run tasks recover");
+    expect(describeUnfinished(found[0]!)).toBe(
+      `restore of b1 into odoo was interrupted at 'swap folders' (what each step changed: ${found[0]!.file})`,
+    );
     expect(readUnfinished(path.join(dir, 'none'))).toEqual([]);
   });
 });
@@ -223,7 +225,7 @@ describe('journal', () => {
 const ctx0 = () => fakeCtx().ctx;
 
 describe('COMPOSE_TASKS_STOP_AFTER_STEP (test-only hook)', () => {
-  it('kills the process with SIGKILL right after the named step; the journal is left for tasks recover', async () => {
+  it('kills the process with SIGKILL right after the named step; the journal is left behind, naming the step', async () => {
     const { spawnSync } = await import('node:child_process');
     const dir = tmp();
     const fixture = path.join(import.meta.dirname, 'fixtures/stop-after-step.ts');
@@ -234,7 +236,7 @@ describe('COMPOSE_TASKS_STOP_AFTER_STEP (test-only hook)', () => {
     expect(fs.readFileSync(path.join(dir, 'ran'), 'utf8').trim().split('\n')).toEqual(['stop app', 'swap database']);
     const [u] = readUnfinished(dir);
     expect(u!.last.step).toBe('swap database');
-    expect(describeUnfinished(u!)).toBe("restore of b1 into odoo was interrupted at 'swap database': run tasks recover");
+    expect(describeUnfinished(u!)).toBe(`restore of b1 into odoo was interrupted at 'swap database' (what each step changed: ${u!.file})`);
   });
 });
 
@@ -255,7 +257,7 @@ describe('lockChanges and unfinished journals', () => {
     } as unknown as TaskContext;
     await lockChanges(lctx, 'db-import');
     for (const fn of cleanups.reverse()) await fn();
-    expect(text()).toContain("restore of b2 into odoo was interrupted at 'swap folders': run tasks recover");
+    expect(text()).toContain("restore of b2 into odoo was interrupted at 'swap folders' (what each step changed: ");
   });
 });
 
@@ -271,7 +273,7 @@ describe('doctor and unfinished journals', () => {
     const [r] = await runChecks(dctx, { only: ['unfinished-change'] });
     expect(r).toMatchObject({
       status: 'fail',
-      message: "restore of b3 into odoo was interrupted at 'swap database': run tasks recover",
+      message: `restore of b3 into odoo was interrupted at 'swap database' (what each step changed: ${j.file})`,
     });
   });
 });
