@@ -1,5 +1,6 @@
 // The journal of a change in progress: one fsynced JSON line per step, so a change killed at any point can be
-// finished or undone from its records (a `tasks recover` that does it is still to come). Kept in <BACKUP_DIR>/.journal/<op>-<pid>.jsonl; removed on success.
+// finished or undone from its records (a `tasks recover` that does it is still to come).
+// Kept in <BACKUP_DIR>/.journal/<op>-<pid>.jsonl; removed on success.
 import fs from 'node:fs';
 import path from 'node:path';
 
