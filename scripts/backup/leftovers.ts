@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TaskContext } from '../core/define.ts';
+import { isAlive } from '../core/journal.ts';
 
 /** A file or folder in the backup folder that only a running task writes, with the pid in its name if it has one. */
 const FILE_PATTERNS: Array<{ re: RegExp; what: string }> = [
@@ -16,15 +17,8 @@ const FILE_PATTERNS: Array<{ re: RegExp; what: string }> = [
 export const SIDE_DATABASE_SQL =
   "SELECT datname FROM pg_catalog.pg_database WHERE datname ~ '_restore_[0-9]{14}(_[0-9]+)?$' OR datname ~ '_import_[0-9]+$' ORDER BY 1";
 
-const alive = (pid: number): boolean => {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
+/** This process counts as alive: a name it is writing is never a leftover. */
+const alive = (pid: number): boolean => pid === process.pid || isAlive(pid);
 
 /** Leftovers in the backup folder: names, and what each was. A name with the pid of a live process is not one. */
 export function leftoverFiles(dir: string): Array<{ name: string; what: string }> {

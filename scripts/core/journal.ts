@@ -60,6 +60,7 @@ export function openJournal(backupDir: string, op: string, pid = process.pid): J
   };
 }
 
+/** Whether a process with this pid runs (EPERM: it does, as another user). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -10,8 +10,9 @@ import { pathToFileURL } from 'node:url';
 import { main } from '../../scripts/core/cli.ts';
 import { config, tasks } from '../../tasks.ts';
 import { serviceTasks } from '../../scripts/tasks/stack.ts';
-import { adminQuery, createTestDatabaseInfo, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import { adminQuery, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { sink } from '../harness/sink.ts';
+import { smallLiveDatabase, urlModeRoot } from '../harness/url-project.ts';
 
 const pg = inject('pg');
 const PROJECT = 'kill';
@@ -27,15 +28,7 @@ const CONFIG = `{ ...config, migrate: undefined, seedCommand: undefined, appServ
   backupParts: [{ name: 'database', kind: 'database' }, { name: 'addons', kind: 'path', path: 'addons' }] }`;
 let childScript = '';
 
-function makeRoot(): string {
-  const root = tmp('ct-kill-');
-  fs.copyFileSync(path.join(repoRoot, '.env.template'), path.join(root, '.env.template'));
-  fs.writeFileSync(path.join(root, '.env'), 'POSTGRES_PASSWORD=unused-in-url-mode\n', { mode: 0o600 });
-  fs.mkdirSync(path.join(root, 'addons', 'my_module'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), "{'name': 'current'}\n");
-  fs.mkdirSync(path.join(root, 'backup'));
-  return root;
-}
+const makeRoot = () => urlModeRoot(tmp('ct-kill-'));
 
 const baseEnv = (db: TestDatabase, extra: Record<string, string> = {}): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -116,16 +109,7 @@ const sideDatabases = async (db: string) =>
     .split('\n')
     .filter(Boolean);
 
-async function victim(): Promise<{ db: TestDatabase; print: Awaited<ReturnType<typeof tableFingerprint>> }> {
-  const db = await createTestDatabaseInfo(pg, 'kvictim');
-  await adminQuery(
-    pg,
-    db.name,
-    `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); ` +
-      "INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g",
-  );
-  return { db, print: await tableFingerprint(pg, db.name) };
-}
+const victim = () => smallLiveDatabase(pg, 'kvictim');
 
 beforeAll(() => {
   const dir = tmp('ct-killchild-');

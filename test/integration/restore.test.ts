@@ -12,10 +12,11 @@ import { serviceTasks } from '../../scripts/tasks/stack.ts';
 import { ExitCode } from '../../scripts/core/errors.ts';
 import { writeArchive } from '../../scripts/backup/archive.ts';
 import { MANIFEST_FORMAT, type Manifest, type ManifestPart } from '../../scripts/backup/manifest.ts';
-import { adminQuery, createTestDatabaseInfo, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import { adminQuery, createTestDatabaseInfo, loadPagila, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { awsEnv } from '../harness/s3.ts';
 import { expectOneError } from '../harness/expect.ts';
 import { sink } from '../harness/sink.ts';
+import { smallLiveDatabase, urlModeRoot } from '../harness/url-project.ts';
 
 const pg = inject('pg');
 const s3 = inject('s3');
@@ -45,15 +46,7 @@ function tmp(prefix: string): string {
   return d;
 }
 
-function makeRoot(): string {
-  const root = tmp('ct-restore-');
-  fs.copyFileSync(path.join(repoRoot, '.env.template'), path.join(root, '.env.template'));
-  fs.writeFileSync(path.join(root, '.env'), 'POSTGRES_PASSWORD=unused-in-url-mode\n', { mode: 0o600 });
-  fs.mkdirSync(path.join(root, 'addons', 'my_module'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), "{'name': 'current'}\n");
-  fs.mkdirSync(path.join(root, 'backup'));
-  return root;
-}
+const makeRoot = () => urlModeRoot(tmp('ct-restore-'));
 
 async function restoreRun(
   root: string,
@@ -181,16 +174,7 @@ afterAll(() => {
 });
 
 /** A small live database: faults must leave it exactly as it was. */
-async function victim(): Promise<{ db: TestDatabase; print: Awaited<ReturnType<typeof tableFingerprint>> }> {
-  const db = await createTestDatabaseInfo(pg, 'rvictim');
-  await adminQuery(
-    pg,
-    db.name,
-    `SET ROLE ${db.user}; CREATE TABLE keep (id int primary key, note text); ` +
-      "INSERT INTO keep SELECT g, 'row ' || g FROM generate_series(1, 300) g",
-  );
-  return { db, print: await tableFingerprint(pg, db.name) };
-}
+const victim = () => smallLiveDatabase(pg, 'rvictim');
 
 describe('tasks restore (URL mode, real PostgreSQL)', () => {
   it("puts pagila back (rows deleted, a table dropped): every table's row count and content checksum as before; addons back", async () => {
