@@ -13,7 +13,7 @@ const FILE_PATTERNS: Array<{ re: RegExp; what: string }> = [
   { re: /\.download-(\d+)(\.tmp)?$/, what: 'a partial download' },
 ];
 
-/** Side databases of a restore (`<db>_restore_<stamp>`) or a db-import (`<db>_import_<pid>`); `_old_` ones are kept copies. */
+/** Candidates (filtered by leftoverDatabases): a restore's `<db>_restore_<stamp>`, a db-import's `<db>_import_<pid>`. */
 export const SIDE_DATABASE_SQL =
   "SELECT datname FROM pg_catalog.pg_database WHERE datname ~ '_restore_[0-9]{14}(_[0-9]+)?$' OR datname ~ '_import_[0-9]+$' ORDER BY 1";
 
@@ -34,11 +34,18 @@ export function leftoverFiles(dir: string): Array<{ name: string; what: string }
   return out;
 }
 
-/** Side databases left by a killed restore or db-import (a db-import's carries its pid: a live one is skipped). */
-export function leftoverDatabases(names: string[]): string[] {
+/**
+ * Side databases of this project's database `db` left by a killed restore or db-import. Only `db`'s own: a PostgreSQL
+ * server shared with other projects has their restores running too. A name cut to 63 bytes matches by its prefix; a
+ * db-import's carries its pid, and a live one is skipped.
+ */
+export function leftoverDatabases(names: string[], db: string): string[] {
   return names.filter((n) => {
-    const m = /_import_(\d+)$/.exec(n);
-    return !(m && alive(Number(m[1])));
+    const m = /^(.*)_(?:restore_\d{14}(?:_\d+)?|import_(\d+))$/.exec(n);
+    if (!m) return false;
+    const base = m[1]!;
+    if (base !== db && !(n.length === 63 && db.startsWith(base))) return false;
+    return !(m[2] && alive(Number(m[2])));
   });
 }
 
@@ -60,7 +67,7 @@ export async function sweepLeftovers(ctx: TaskContext, dir: string): Promise<voi
   } catch {
     return; // the server is not running: nothing to sweep there now
   }
-  for (const db of leftoverDatabases(names)) {
+  for (const db of leftoverDatabases(names, t.database)) {
     try {
       await pg.dropDatabase(ctx, t, db, { force: true });
       ctx.log.info(`dropped database ${db}, left by an interrupted restore or import`);
