@@ -5,10 +5,31 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type BackupPart, type TaskContext } from '../core/define.ts';
 import { CommandError, ExitCode, TaskError, usage } from '../core/errors.ts';
 import { abortError, followFile } from '../core/runner.ts';
-import { backupName, parseBackupName, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type ManifestPart } from './manifest.ts';
+import {
+  backupName,
+  parseBackupName,
+  selectParts,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type Manifest,
+  type ManifestPart,
+} from './manifest.ts';
 import { formatBytes, formatDuration } from '../core/log.ts';
 import type { S3Settings, RemoteObject } from '../tools/s3.ts';
 import type { PrunePlan } from './retention.ts';
+import {
+  archiveFile,
+  backupDir,
+  downloadArchive,
+  localBackups,
+  normalizeName,
+  publishDurably,
+  readVerified,
+  recordVerified,
+  resolveName,
+  type LocalBackup,
+  type VerifiedRecord,
+} from './store.ts';
 
 // Heavier modules load only when a backup task runs (`tasks --list` start-up stays fast).
 const mods = {
@@ -20,97 +41,6 @@ const mods = {
   compose: () => import('../tools/compose.ts'),
   engine: () => import('../tools/engine.ts'),
 };
-
-// ---------------------------------------------------------------------------------------------
-// Where backups are
-
-export function backupDir(ctx: Pick<TaskContext, 'root' | 'env'>): string {
-  return path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
-}
-
-export const archiveFile = (dir: string, name: string) => path.join(dir, `${name}.tar.gz`);
-
-/**
- * Publishes a complete file under its final name durably: its bytes are fsynced before the rename (a crash after
- * it never leaves a final name over unwritten blocks), then the folder, so the rename itself is on disk before
- * anything (an upload, a prune) relies on it.
- */
-export function publishDurably(tmp: string, final: string): void {
-  const fd = fs.openSync(tmp, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, final);
-  const dfd = fs.openSync(path.dirname(final), 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
-}
-
-/** A backup name from what a user typed: the name, its file name or a path to it. */
-export function normalizeName(arg: string): string {
-  const name = path.basename(arg.trim()).replace(/\.tar\.gz$/, '');
-  if (!parseBackupName(name))
-    throw usage(`"${arg}" is not a backup name (expected <project>_backup_YYYY-MM-DD_HH-MM-SS)`, 'list them with: tasks backups');
-  return name;
-}
-
-export interface LocalBackup {
-  name: string;
-  file: string;
-  size: number;
-  time: Date;
-  project: string;
-}
-
-/** Complete local archives (temporary files never count), newest first. */
-export function localBackups(dir: string): LocalBackup[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-  const out: LocalBackup[] = [];
-  for (const f of names) {
-    if (!f.endsWith('.tar.gz')) continue;
-    const p = parseBackupName(f);
-    if (!p) continue;
-    const file = path.join(dir, f);
-    const st = fs.statSync(file, { throwIfNoEntry: false });
-    if (!st?.isFile()) continue;
-    out.push({ name: p.name, file, size: st.size, time: p.time, project: p.project });
-  }
-  return out.sort((a, b) => b.time.getTime() - a.time.getTime());
-}
-
-export interface VerifiedRecord {
-  at: string;
-  restoreTest: boolean;
-  /** The archive's size when it was checked: prune counts it as good only while it still has it (scripts/backup/trust.ts). */
-  size?: number;
-}
-const VERIFIED = '.verified.json';
-
-export function readVerified(dir: string): Record<string, VerifiedRecord> {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(dir, VERIFIED), 'utf8')) as Record<string, VerifiedRecord>;
-  } catch {
-    return {};
-  }
-}
-
-export function recordVerified(dir: string, name: string, restoreTest: boolean, o: { size?: number; at?: Date } = {}): void {
-  const all = readVerified(dir);
-  all[name] = { at: (o.at ?? new Date()).toISOString(), restoreTest, ...(o.size !== undefined ? { size: o.size } : {}) };
-  const tmp = path.join(dir, `${VERIFIED}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600 });
-  fs.renameSync(tmp, path.join(dir, VERIFIED));
-}
 
 async function s3For(ctx: TaskContext): Promise<S3Settings | undefined> {
   return (await mods.s3()).s3Settings((k) => ctx.env.get(k), ctx.log.isTTY);
@@ -158,50 +88,8 @@ function progress(ctx: TaskContext, label: string, total?: number): (bytes: numb
   };
 }
 
-/**
- * A local archive for a backup name, downloading it (checksum-verified) when it is only in S3.
- * Used by restore. Returns the archive path and whether it was downloaded.
- */
-export async function fetchBackup(ctx: TaskContext, nameArg: string): Promise<{ file: string; downloaded: boolean }> {
-  const dir = backupDir(ctx);
-  const name = nameArg === 'latest' ? latestName(ctx, dir) : normalizeName(nameArg);
-  const file = archiveFile(dir, name);
-  if (fs.existsSync(file)) return { file, downloaded: false };
-  const s = await s3For(ctx);
-  if (!s)
-    throw new TaskError(`backup ${name} is not in ${dir}`, {
-      exitCode: ExitCode.usage,
-      hint: 'list them with: tasks backups (S3_BUCKET is not set, so only local backups exist)',
-    });
-  await downloadBackup(ctx, name);
-  return { file, downloaded: true };
-}
-
-function latestName(ctx: TaskContext, dir: string): string {
-  const project = ctx.env.get('COMPOSE_PROJECT_NAME');
-  const found = localBackups(dir).find((b) => !project || b.project === project);
-  if (!found) throw new TaskError(`no local backup in ${dir}`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
-  return found.name;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parts
-
-/** `--only db,addons` → the parts declared in tasks.ts, in their order ("db" means the database part). */
-export function selectParts(all: readonly BackupPart[], only: string | undefined): BackupPart[] {
-  if (!only) return [...all];
-  const wanted = only
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const out: BackupPart[] = [];
-  for (const w of wanted) {
-    const p = all.find((x) => x.name === w || (w === 'db' && x.kind === 'database'));
-    if (!p) throw usage(`--only: no backup part "${w}"`, `parts: ${all.map((x) => x.name).join(', ')}`);
-    if (!out.includes(p)) out.push(p);
-  }
-  return all.filter((p) => out.includes(p));
-}
 
 const memberName = (p: BackupPart) => (p.kind === 'database' ? `${p.name}.dump` : `${p.name}.tar`);
 
@@ -560,7 +448,7 @@ export async function runBackup(
   const dryRun = ctx.global.dryRun;
   const project = ctx.env.require('COMPOSE_PROJECT_NAME');
   const reason = o.reason ?? 'manual';
-  const parts = selectParts(ctx.config.backupParts, o.only);
+  const parts = selectParts(ctx.config.backupParts, o.only, 'tasks.ts (backupParts)');
   if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
   const dir = backupDir(ctx);
   const notifyMod = await mods.notify();
@@ -880,30 +768,30 @@ export async function pruneAll(
 // ---------------------------------------------------------------------------------------------
 // verify, upload, download
 
+/** A backup's archive here, downloaded from S3 and checked against its manifest when it is only there. */
+async function fetchBackup(ctx: TaskContext, nameArg: string): Promise<{ file: string; downloaded: boolean }> {
+  const name = await resolveName(ctx, nameArg, 'both');
+  const file = archiveFile(backupDir(ctx), name);
+  if (fs.existsSync(file)) return { file, downloaded: false };
+  if (!(await s3For(ctx)))
+    throw new TaskError(`backup ${name} is not in ${backupDir(ctx)}`, {
+      exitCode: ExitCode.usage,
+      hint: 'list them with: tasks backups (S3_BUCKET is not set, so only local backups exist)',
+    });
+  return { file: await downloadBackup(ctx, name), downloaded: true };
+}
+
 export async function downloadBackup(ctx: TaskContext, name: string): Promise<string> {
   const s = await requireS3(ctx);
-  const s3m = await mods.s3();
-  const dir = backupDir(ctx);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const final = archiveFile(dir, name);
-  const tmp = path.join(dir, `${name}.tar.gz.download-${process.pid}.tmp`);
-  ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
-  const key = s3m.objectKey(s, name);
-  ctx.log.step(`downloading ${s3m.s3Url(s, key)}`);
-  try {
-    await s3m.downloadFile(ctx.runner, s, key, tmp);
-    if (ctx.global.dryRun) return final;
-    fs.chmodSync(tmp, 0o600);
-    ctx.log.step('checking every part against the manifest');
-    await (await mods.archive()).checkArchive(tmp, { signal: ctx.signal });
-    publishDurably(tmp, final);
-    recordVerified(dir, name, false, { size: fs.statSync(final).size });
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw interrupted(ctx, err);
-  }
-  ctx.log.success(`${final}: ${formatBytes(fs.statSync(final).size)}, checksums match the manifest`);
-  return final;
+  const missing = async () =>
+    new TaskError(`no backup named ${name} in s3://${s.bucket}/${s.prefix}`, {
+      exitCode: ExitCode.usage,
+      hint: 'list them with: tasks backups',
+    });
+  const dl = await downloadArchive(ctx, s, name, { check: true, missing });
+  if (ctx.global.dryRun) return archiveFile(backupDir(ctx), name);
+  ctx.log.success(`${dl.file}: ${formatBytes(fs.statSync(dl.file).size)}, checksums match the manifest`);
+  return dl.file;
 }
 
 export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { restoreTest?: boolean }): Promise<void> {
@@ -975,7 +863,7 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
 }
 
 export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<void> {
-  const name = normalizeName(nameArg);
+  const name = await resolveName(ctx, nameArg, 'local');
   const file = archiveFile(backupDir(ctx), name);
   if (!fs.existsSync(file))
     throw new TaskError(`${file} does not exist`, { exitCode: ExitCode.usage, hint: 'list them with: tasks backups' });
@@ -1160,7 +1048,7 @@ const upload = defineTask({
   name: 'upload',
   description: 'Upload a local backup to S3/R2 (checked first; what arrived checked after)',
   group: 'backups',
-  args: { name: { description: 'backup name (or file)', required: true } },
+  args: { name: { description: 'backup name (or file), or "latest" (the newest here)', required: true } },
   async run(ctx) {
     await uploadBackup(ctx, ctx.args.name);
   },
@@ -1170,9 +1058,9 @@ const download = defineTask({
   name: 'download',
   description: 'Download a backup from S3/R2 into the backup folder, checked against its manifest',
   group: 'backups',
-  args: { name: { description: 'backup name (or file)', required: true } },
+  args: { name: { description: 'backup name (or file), or "latest" (the newest in S3)', required: true } },
   async run(ctx) {
-    const name = normalizeName(ctx.args.name);
+    const name = await resolveName(ctx, ctx.args.name, 's3');
     const final = archiveFile(backupDir(ctx), name);
     if (fs.existsSync(final)) {
       ctx.log.info(`${final} is already here`);

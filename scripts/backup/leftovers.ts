@@ -84,6 +84,6 @@ export async function sweepLeftovers(ctx: TaskContext, dir: string): Promise<voi
 export async function takeChangeLock(ctx: TaskContext, what: string): Promise<void> {
   const { lockChanges } = await import('../core/lock.ts');
   if (!(await lockChanges(ctx, what))) return;
-  const { backupDir } = await import('./backup.ts');
+  const { backupDir } = await import('./store.ts');
   await sweepLeftovers(ctx, backupDir(ctx));
 }

@@ -1,4 +1,5 @@
 // The backup archive format: names, the manifest inside every archive, and how old backup.sh archives are recognised.
+import { usage } from '../core/errors.ts';
 
 export const MANIFEST_FORMAT = 'compose-tasks-backup';
 export const MANIFEST_VERSION = 1;
@@ -61,3 +62,21 @@ export function parseBackupName(fileOrName: string): { name: string; project: st
 
 /** The old bash backup.sh layout: odoo_backup_*.tar.gz with database.dump, filestore.tar.gz, addons.tar.gz, backup.info. */
 export const LEGACY_MEMBERS = ['database.dump', 'filestore.tar.gz', 'addons.tar.gz', 'backup.info'] as const;
+
+/**
+ * `--only db,addons` → those parts, in their own order ("db" means the database part). `whose` names the list in the
+ * error: an unknown name is a usage error naming the parts there are.
+ */
+export function selectParts<P extends { name: string; kind: string }>(parts: readonly P[], only: string | undefined, whose: string): P[] {
+  if (!only) return [...parts];
+  const out = new Set<P>();
+  for (const w of only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const p = parts.find((x) => x.name === w) ?? (w === 'db' ? parts.find((x) => x.kind === 'database') : undefined);
+    if (!p) throw usage(`--only ${w}: ${whose} has no part "${w}" (it has: ${parts.map((x) => x.name).join(', ')})`);
+    out.add(p);
+  }
+  return parts.filter((p) => out.has(p));
+}

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
-import { parseBackupName } from './manifest.ts';
-import { FUTURE_TOLERANCE_MS } from './retention.ts';
+import { parseBackupName, selectParts } from './manifest.ts';
+import { archiveFile, assertFree, backupDir, bareName, downloadArchive, localBackups, resolveName, s3Of } from './store.ts';
 import { uninterruptible } from '../core/plan.ts';
 import type { Cmd } from '../core/runner.ts';
 import type { ManifestPart } from './manifest.ts';
@@ -26,14 +26,6 @@ export function restoreStamp(d: Date): string {
 export function sideDatabaseName(db: string, kind: 'restore' | 'old' | 'failed', stamp: string): string {
   const suffix = `_${kind}_${stamp}`;
   return `${db.slice(0, 63 - suffix.length)}${suffix}`;
-}
-
-/** A backup name as typed: `x`, `x.tar.gz` or a path → the bare name. */
-export function bareName(input: string): string {
-  return path
-    .basename(input.trim())
-    .replace(/\.tar\.gz$/, '')
-    .replace(/\.tgz$/, '');
 }
 
 export function levenshtein(a: string, b: string): number {
@@ -60,31 +52,6 @@ export function nearestNames(wanted: string, candidates: string[], n = 3): strin
     return levenshtein(wanted, c) * 1e6;
   };
   return unique.sort((a, b) => score(a) - score(b) || a.localeCompare(b)).slice(0, n);
-}
-
-/** The newest backup by the time in its name (never by file mtime). */
-export function newestName(names: string[]): string | undefined {
-  let best: { name: string; t: number } | undefined;
-  for (const n of names) {
-    const p = parseBackupName(n);
-    if (p && (!best || p.time.getTime() > best.t)) best = { name: p.name, t: p.time.getTime() };
-  }
-  return best?.name;
-}
-
-/** `--only db,filestore` → part names; `db` is the database part. Unknown names are a usage error. */
-export function selectParts(only: string | undefined, parts: Array<Pick<ManifestPart, 'name' | 'kind'>>): Set<string> {
-  if (!only) return new Set(parts.map((p) => p.name));
-  const out = new Set<string>();
-  for (const raw of only
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const p = parts.find((x) => x.name === raw) ?? (raw === 'db' ? parts.find((x) => x.kind === 'database') : undefined);
-    if (!p) throw usage(`--only ${raw}: this backup has no part "${raw}" (it has: ${parts.map((x) => x.name).join(', ')})`);
-    out.add(p.name);
-  }
-  return out;
 }
 
 /** Default parallelism of pg_restore: min(4, cores); --jobs overrides (a positive integer). */
@@ -167,17 +134,6 @@ export function rollbackCommand(safetyBackup: string): string {
   return `tasks restore ${safetyBackup} --yes --no-safety-backup`;
 }
 
-/** "latest" is never a backup dated after now: the clock went back, or the name was made by hand; the user names one instead. */
-export function refuseFutureLatest(newest: string, now: Date): void {
-  const p = parseBackupName(newest);
-  if (!p || p.time.getTime() - now.getTime() <= FUTURE_TOLERANCE_MS) return;
-  throw refused(
-    `latest: the newest backup, ${newest}, is dated after now (${now.toISOString().replace(/\.\d+Z$/, 'Z')}): ` +
-      'the clock or its name is wrong, so "latest" is not chosen',
-    'name the backup to restore (tasks backups lists them), or set the clock right',
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Finding the archive (local, else S3)
 
@@ -186,116 +142,37 @@ interface Located {
   file: string;
   /** Downloaded for this restore: removed again if it turns out to be bad. */
   downloaded: boolean;
-}
-
-function backupDir(ctx: TaskContext): string {
-  return path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') || 'backup');
-}
-
-function localNames(dir: string): string[] {
-  try {
-    return fs
-      .readdirSync(dir)
-      .filter((f) => f.endsWith('.tar.gz') && !f.startsWith('.'))
-      .map((f) => f.replace(/\.tar\.gz$/, ''));
-  } catch {
-    return [];
-  }
-}
-
-function freeBytes(dir: string): number {
-  const st = fs.statfsSync(dir);
-  return Number(st.bavail) * Number(st.bsize);
+  /** Puts a checked download under its final name (store.ts). */
+  publish?: () => string;
 }
 
 async function locate(ctx: TaskContext, input: string): Promise<Located> {
   const dir = backupDir(ctx);
-  const s3mod = await import('../tools/s3.ts');
-  const settings = s3mod.s3Settings((k) => ctx.env.get(k) || undefined, false);
-  const local = localNames(dir);
-  let name = bareName(input);
-
-  if (name === 'latest') {
-    let remote: string[] = [];
-    if (settings) {
-      try {
-        remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name);
-      } catch (err) {
-        ctx.log.warn(`S3 is not reachable (${(err as Error).message}); choosing among local backups only`);
-      }
-    }
-    const newest = newestName([...local, ...remote]);
-    if (!newest)
-      throw new TaskError(
-        `no backups found in ${path.relative(ctx.root, dir) || dir}${settings ? ` or s3://${settings.bucket}/${settings.prefix}` : ''}`,
-        { exitCode: ExitCode.usage, hint: 'make one first: tasks backup' },
-      );
-    refuseFutureLatest(newest, new Date());
-    name = newest;
-    ctx.log.info(`latest backup: ${name}`);
-  }
-
-  const localFile = path.join(dir, `${name}.tar.gz`);
-  if (fs.existsSync(localFile)) return { name, file: localFile, downloaded: false };
+  const settings = await s3Of(ctx);
   const direct = path.resolve(ctx.root, input);
-  if (/\.tar\.gz$/.test(input) && fs.existsSync(direct)) return { name, file: direct, downloaded: false };
-
-  const notFound = (remote: string[]) => {
-    const near = nearestNames(name, [...local, ...remote]);
+  const name = bareName(input) === 'latest' ? await resolveName(ctx, input, 'both') : bareName(input);
+  const localFile = archiveFile(dir, name);
+  if (fs.existsSync(localFile)) return { name, file: localFile, downloaded: false };
+  if (fs.existsSync(direct) && /\.(tar\.gz|tgz)$/.test(input)) return { name, file: direct, downloaded: false };
+  const notFound = async () => {
+    let remote: string[] = [];
+    if (settings)
+      try {
+        remote = (await (await import('../tools/s3.ts')).listRemote(ctx.probe, settings)).map((o) => o.name);
+      } catch {
+        /* the names are only a hint */
+      }
+    const near = nearestNames(name, [...localBackups(dir).map((b) => b.name), ...remote]);
     return new TaskError(
       `no backup named ${name} (looked in ${path.relative(ctx.root, dir) || dir}` +
         `${settings ? ` and s3://${settings.bucket}/${settings.prefix}` : ''})`,
-      {
-        exitCode: ExitCode.usage,
-        hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup',
-      },
+      { exitCode: ExitCode.usage, hint: near.length ? `nearest: ${near.join(', ')}` : 'there are no backups yet: tasks backup' },
     );
   };
-  if (!settings) throw notFound([]);
-
-  // Download: size first (free space), to a temp name, then the checksums inside are verified before use.
-  const key = s3mod.objectKey(settings, name);
-  const size = await s3mod.remoteSize(ctx.probe, settings, key);
-  if (size === undefined) {
-    let remote: string[] = [];
-    try {
-      remote = (await s3mod.listRemote(ctx.probe, settings)).map((o) => o.name);
-    } catch {
-      /* the names are only a hint */
-    }
-    throw notFound(remote);
-  }
-  if (!ctx.runner.dryRun) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!ctx.runner.dryRun) {
-    const free = freeBytes(dir);
-    if (free < size) {
-      const { formatBytes } = await import('../core/log.ts');
-      throw new TaskError(`not enough free space in ${dir} to download ${name}: ${formatBytes(size)} needed, ${formatBytes(free)} free`, {
-        exitCode: ExitCode.prerequisite,
-        hint: 'free some space (tasks prune) or set BACKUP_DIR to a larger disk; nothing was changed',
-      });
-    }
-  }
-  const tmp = path.join(dir, `.${name}.tar.gz.download-${process.pid}`);
-  ctx.onCleanup(() => fs.rmSync(tmp, { force: true }));
-  ctx.log.step(`downloading ${name} from s3://${settings.bucket}/${key}`);
-  try {
-    await s3mod.downloadFile(ctx.runner, settings, key, tmp);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  if (!ctx.runner.dryRun) {
-    const got = fs.statSync(tmp).size;
-    if (got !== size) {
-      fs.rmSync(tmp, { force: true });
-      throw new TaskError(`download of ${name} is incomplete: ${got} of ${size} bytes`, {
-        exitCode: ExitCode.uploadFailed,
-        hint: 'retry; nothing was changed',
-      });
-    }
-  }
-  return { name, file: tmp, downloaded: true };
+  if (!settings) throw await notFound();
+  // Downloaded to a temp name; restore verifies every checksum while it unpacks, then publishes it.
+  const dl = await downloadArchive(ctx, settings, name, { check: false, missing: notFound });
+  return { name, file: dl.file, downloaded: true, publish: dl.publish };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,7 +275,7 @@ export const restore = defineTask({
       ctx.log.step(`verifying ${name}`);
       try {
         manifest = await archiveMod.readManifest(loc.file);
-        selected = selectParts(ctx.opts.only, manifest.parts);
+        selected = new Set(selectParts(manifest.parts, ctx.opts.only, 'this backup').map((p) => p.name));
         // From the manifest alone, so before anything is unpacked.
         checkOrigin(ctx, name, manifest, target);
         // extractArchive lists and checks every member before writing anything; a dry run only lists them.
@@ -406,13 +283,7 @@ export const restore = defineTask({
         const need = manifest.parts.filter((p) => selected.has(p.name)).reduce((n, p) => n + p.size, 0);
         if (!dry) {
           fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const free = freeBytes(dir);
-          if (free < need) {
-            throw new TaskError(
-              `not enough free space in ${dir} to unpack ${name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`,
-              { exitCode: ExitCode.prerequisite, hint: 'free some space or set BACKUP_DIR to a larger disk; nothing was changed' },
-            );
-          }
+          assertFree(dir, need, `unpack ${name}`);
           // The dump is the first part in our archives: its checks (versions, a full read) start as soon as it is
           // unpacked and its checksum matched, while the other parts are still unpacking.
           const res = await archiveMod
@@ -448,8 +319,7 @@ export const restore = defineTask({
       }
     }
     if (loc.downloaded && !dry) {
-      const final = path.join(dir, `${name}.tar.gz`);
-      fs.renameSync(loc.file, final);
+      const final = loc.publish!();
       loc.file = final;
       loc.downloaded = false;
       ctx.log.info(`downloaded to ${path.relative(ctx.root, final)}`);

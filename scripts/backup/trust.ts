@@ -7,7 +7,7 @@
 // recorded when it passes; a record from before sizes were recorded counts when the manifest still reads.
 import type { TaskContext } from '../core/define.ts';
 import { backupSchedule, PRUNE_GAP_PERIODS } from '../tasks/cron.ts';
-import { readVerified, recordVerified, type LocalBackup } from './backup.ts';
+import { readVerified, recordVerified, type LocalBackup } from './store.ts';
 import type { RemoteObject, S3Settings } from '../tools/s3.ts';
 
 /** Whether each local archive counts as a good backup; the ones that do not are named in a warning. */

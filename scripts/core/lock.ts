@@ -130,7 +130,7 @@ export async function lockChanges(
   what: string,
 ): Promise<boolean> {
   if (ctx.global.dryRun) return false;
-  const { backupDir } = await import('../backup/backup.ts');
+  const { backupDir } = await import('../backup/store.ts');
   const dir = backupDir(ctx);
   const file = path.join(dir, '.lock');
   const held = heldBy.get(ctx.signal) ?? new Set<string>();

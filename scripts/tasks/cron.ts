@@ -4,6 +4,7 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError } from '../core/errors.ts';
 import { shellQuote } from '../core/runner.ts';
+import { backupDir } from '../backup/store.ts';
 
 export const DEFAULT_SCHEDULE = '0 2 */5 * *';
 
@@ -196,7 +197,6 @@ function spec(ctx: TaskContext): CronSpec {
       exitCode: ExitCode.invalidEnv,
       hint: `five fields, e.g. ${DEFAULT_SCHEDULE}; fix it in ${ctx.env.fileToFix}`,
     });
-  const backupDir = path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
   const { dirs, missing } = toolDirs(ctx.env.get('PATH') ?? '');
   for (const m of missing.filter((t) => ['flock', 'tar'].includes(t)))
     throw new TaskError(`${m} is not installed: the scheduled backup needs it`, { exitCode: ExitCode.prerequisite });
@@ -210,7 +210,7 @@ function spec(ctx: TaskContext): CronSpec {
     node,
     bin: path.join(ctx.root, 'bin', 'tasks.mjs'),
     logFile: path.resolve(ctx.root, ctx.env.get('BACKUP_LOG') ?? 'backup/cron.log'),
-    lockFile: path.join(backupDir, '.cron.lock'),
+    lockFile: path.join(backupDir(ctx), '.cron.lock'),
     pathDirs: [path.dirname(node), ...dirs],
     ...(ctx.global.env ? { appEnv: ctx.global.env } : {}),
   };

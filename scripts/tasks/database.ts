@@ -273,7 +273,7 @@ const dbExport = defineTask({
     const c: TaskContext = ctx;
     const pg = await pgModule();
     const t = pg.pgTarget(c);
-    const dir = ctx.env.get('BACKUP_DIR') || 'backup';
+    const dir = path.relative(ctx.root, (await import('../backup/store.ts')).backupDir(c)) || '.';
     const shown = ctx.args.file ?? path.join(dir, `${t.database}_${fileStamp()}.dump`);
     const file = resolvePath(c, shown);
     if (fs.existsSync(file) && fs.statSync(file).isDirectory())

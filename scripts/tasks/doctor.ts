@@ -5,6 +5,7 @@ import { compose, type Flavor } from '../tools/compose.ts';
 import { cronPeriodMs, PRUNE_GAP_PERIODS } from './cron.ts';
 import { FUTURE_TOLERANCE_MS } from '../backup/retention.ts';
 import { maxGapMs } from '../backup/trust.ts';
+import { backupDir, freeBytes, localBackups } from '../backup/store.ts';
 import { readTemplate, validateEnv, worldReadableEnvFiles } from '../core/env.ts';
 import { CommandError } from '../core/errors.ts';
 import { formatBytes, formatDuration } from '../core/log.ts';
@@ -74,30 +75,6 @@ export { cronPeriodMs };
 
 /** How old something scheduled may get before it counts as missed: one period, a quarter more, and an hour. */
 export const allowedAgeMs = (periodMs: number) => periodMs * 1.25 + 3600_000;
-
-/** Local backups (newest first), by the time in their names. */
-export function localBackups(dir: string): Array<{ file: string; name: string; time: Date; size: number }> {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return entries
-    .filter((f) => f.endsWith('.tar.gz'))
-    .map((f) => ({ f, parsed: parseBackupName(f) }))
-    .filter((x): x is { f: string; parsed: NonNullable<ReturnType<typeof parseBackupName>> } => Boolean(x.parsed))
-    .map(({ f, parsed }) => ({ file: path.join(dir, f), name: parsed.name, time: parsed.time, size: fs.statSync(path.join(dir, f)).size }))
-    .sort((a, b) => b.time.getTime() - a.time.getTime());
-}
-
-/** Free bytes for an unprivileged writer on the file system holding `dir` (or its nearest existing parent). */
-export function freeBytes(dir: string): number {
-  let d = path.resolve(dir);
-  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
-  const s = fs.statfsSync(d);
-  return s.bavail * s.bsize;
-}
 
 /** Argv prefix for the aws CLI against the configured bucket (endpoint and region when set). */
 export function awsArgs(env: { endpoint?: string; region?: string }, args: string[]): string[] {
@@ -247,7 +224,7 @@ export const checks: Check[] = [
   {
     name: 'disk',
     async run(d) {
-      const dir = path.resolve(d.ctx.root, d.ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const dir = backupDir(d.ctx);
       const free = freeBytes(dir);
       const last = localBackups(dir)[0];
       if (!last) return ok(`${formatBytes(free)} free for ${path.relative(d.ctx.root, dir) || '.'}; no backup yet to size against`);
@@ -367,7 +344,7 @@ export const checks: Check[] = [
     async run(d) {
       const { ctx } = d;
       const dev = ctx.env.appEnv === 'development';
-      const dir = path.resolve(ctx.root, ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const dir = backupDir(ctx);
       const last = localBackups(dir)[0];
       if (!last) return dev ? skip('no backup yet') : fail(`no backup in ${dir}`, 'take one now: tasks backup');
       const age = d.now.getTime() - last.time.getTime();
@@ -397,7 +374,7 @@ export const checks: Check[] = [
   {
     name: 'unfinished-change',
     async run(d) {
-      const dir = path.resolve(d.ctx.root, d.ctx.env.get('BACKUP_DIR') ?? 'backup');
+      const dir = backupDir(d.ctx);
       const { describeUnfinished, readUnfinished } = await import('../core/journal.ts');
       const [first, ...more] = readUnfinished(dir);
       if (!first) return ok('no interrupted change');

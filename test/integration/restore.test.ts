@@ -271,7 +271,7 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
-    expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f !== '.lock')).toEqual([`${name}.tar.gz`]);
+    expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f !== '.lock' && f !== '.verified.json')).toEqual([`${name}.tar.gz`]);
   });
 
   it('restores an archive laid out like the old backup.sh output (no manifest: says so, still reads the whole dump)', async () => {

@@ -9,16 +9,15 @@ import {
   STAGE_SCRIPT,
   SWAP_BACK_SCRIPT,
   SWAP_SCRIPT,
-  bareName,
   folderLayout,
   nearestNames,
-  newestName,
   restoreJobs,
   restoreStamp,
   rollbackCommand,
-  selectParts,
   sideDatabaseName,
 } from '../../scripts/backup/restore.ts';
+import { bareName, newestName } from '../../scripts/backup/store.ts';
+import { selectParts } from '../../scripts/backup/manifest.ts';
 import type { TaskError } from '../../scripts/core/errors.ts';
 
 describe('names', () => {
@@ -70,13 +69,13 @@ describe('options', () => {
     { name: 'addons', kind: 'path' as const },
   ];
   it('--only picks parts (db means the database part); unknown parts are a usage error naming the ones there are', () => {
-    expect([...selectParts(undefined, parts)]).toEqual(['database', 'filestore', 'addons']);
-    expect([...selectParts('db,addons', parts)]).toEqual(['database', 'addons']);
-    expect(() => selectParts('files', parts)).toThrow(
+    expect([...selectParts(parts, undefined, 'this backup').map((p) => p.name)]).toEqual(['database', 'filestore', 'addons']);
+    expect([...selectParts(parts, 'db,addons', 'this backup').map((p) => p.name)]).toEqual(['database', 'addons']);
+    expect(() => selectParts(parts, 'files', 'this backup')).toThrow(
       /--only files: this backup has no part "files" \(it has: database, filestore, addons\)/,
     );
     try {
-      selectParts('x', parts);
+      selectParts(parts, 'x', 'this backup');
     } catch (e) {
       expect((e as TaskError).exitCode).toBe(2);
     }
