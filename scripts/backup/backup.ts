@@ -882,7 +882,8 @@ export async function uploadBackup(ctx: TaskContext, nameArg: string): Promise<v
   const size = ctx.global.dryRun ? 0 : fs.statSync(file).size;
   const md5 = ctx.global.dryRun ? undefined : (await mods.archive()).md5InWorker(file, ctx.signal).catch(() => undefined);
   const checkedBy = await s3m.uploadFile(ctx.runner, s, file, key, size, { md5 });
-  ctx.log.success(`uploaded ${name}${checkedBy === 'md5' ? ', ETag matches the MD5' : checkedBy === 'size' ? ', size checked' : ''}`);
+  if (ctx.global.dryRun) ctx.log.info(`[dry-run] would upload ${name}`);
+  else ctx.log.success(`uploaded ${name}${checkedBy === 'md5' ? ', ETag matches the MD5' : checkedBy === 'size' ? ', size checked' : ''}`);
 }
 
 // ---------------------------------------------------------------------------------------------

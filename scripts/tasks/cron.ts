@@ -5,6 +5,7 @@ import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError } from '../core/errors.ts';
 import { shellQuote } from '../core/runner.ts';
 import { backupDir } from '../backup/store.ts';
+import { readOrUnknown } from '../core/plan.ts';
 
 export const DEFAULT_SCHEDULE = '0 2 */5 * *';
 
@@ -173,12 +174,19 @@ export function toolDirs(
 }
 
 async function readCrontab(ctx: TaskContext): Promise<string> {
-  const r = await ctx.probe.run({ argv: ['crontab', '-l'], stdout: 'capture', stderr: 'capture', okCodes: [0, 1] });
-  if (r.code === 1) {
-    if (/no crontab/i.test(r.stderr)) return '';
-    throw new TaskError(`crontab -l failed: ${r.stderr.trim()}`, { exitCode: ExitCode.prerequisite });
-  }
-  return r.stdout;
+  return readOrUnknown(
+    ctx,
+    'your crontab',
+    async () => {
+      const r = await ctx.probe.run({ argv: ['crontab', '-l'], stdout: 'capture', stderr: 'capture', okCodes: [0, 1] });
+      if (r.code === 1) {
+        if (/no crontab/i.test(r.stderr)) return '';
+        throw new TaskError(`crontab -l failed: ${r.stderr.trim()}`, { exitCode: ExitCode.prerequisite });
+      }
+      return r.stdout;
+    },
+    '',
+  );
 }
 
 async function writeCrontab(ctx: TaskContext, text: string): Promise<void> {

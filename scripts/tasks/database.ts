@@ -4,6 +4,7 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 import type { Cmd } from '../core/runner.ts';
+import { readOrUnknown } from '../core/plan.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
 const pgModule = (): Promise<Pg> => import('../tools/postgres.ts');
@@ -51,7 +52,8 @@ async function runMigrate(ctx: TaskContext): Promise<void> {
   const command = m.command.map((a) => expandVars(a, (k) => ctx.env.get(k)));
   ctx.log.step(`migrating: ${m.service}`);
   await ctx.runner.run({ argv: compose.run(await ctx.compose(), m.service, command), stderr: 'inherit' });
-  ctx.log.success('migrations applied');
+  if (ctx.global.dryRun) ctx.log.info(`[dry-run] would apply the migrations (the ${m.service} command above)`);
+  else ctx.log.success('migrations applied');
 }
 
 async function seedFiles(ctx: TaskContext): Promise<string[]> {
@@ -175,9 +177,9 @@ const seed = defineTask({
         stderr: 'inherit',
       });
     }
-    ctx.log.success(
-      `seeded ${t.database}: ${files.length} file${files.length === 1 ? '' : 's'}${ctx.config.seedCommand ? ' and the seed command' : ''}`,
-    );
+    const what = `${files.length} file${files.length === 1 ? '' : 's'}${ctx.config.seedCommand ? ' and the seed command' : ''}`;
+    if (ctx.global.dryRun) ctx.log.info(`[dry-run] would seed ${t.database}: ${what}`);
+    else ctx.log.success(`seeded ${t.database}: ${what}`);
   },
 });
 
@@ -194,7 +196,7 @@ const resetDb = defineTask({
     await lockChanges(c, 'reset-db');
     const pg = await pgModule();
     const t = pg.pgTarget(c);
-    const server = await pg.serverVersion(c, t);
+    const server = await readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined);
     await ctx.confirm({
       message:
         `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
@@ -210,12 +212,13 @@ const resetDb = defineTask({
       throw inUseOr(err, t.database);
     }
     ctx.log.step(`dropping ${t.database}`);
-    await pg.dropDatabase(c, t, t.database, { force: true, serverMajor: server.major });
+    await pg.dropDatabase(c, t, t.database, { force: true, serverMajor: server?.major });
     ctx.log.step(`creating ${t.database} owned by ${t.user}`);
     await pg.createDatabase(c, t, t.database, t.user);
     await runMigrate(c);
     await ctx.runTask('seed', { opts: { force: ctx.opts.force } });
-    ctx.log.success(`${t.database} was reset`);
+    if (ctx.global.dryRun) ctx.log.info(`[dry-run] would have reset ${t.database}`);
+    else ctx.log.success(`${t.database} was reset`);
   },
 });
 
@@ -285,12 +288,15 @@ const dbExport = defineTask({
     // both versions and nothing is written under the final name. A connection error is reported from the probe.
     // Deferred a turn so that pg_dump, the long step, is the first process started.
     const versions = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-      Promise.all([pg.serverVersion(c, t), pg.clientVersion(c, t, 'pg_dump')]),
+      Promise.all([
+        readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined),
+        readOrUnknown(c, 'pg_dump version', () => pg.clientVersion(c, t, 'pg_dump'), undefined),
+      ]),
     );
     versions.catch(() => undefined);
     const compatible = async () => {
       const [server, client] = await versions;
-      pg.assertDumpCompatible({ server, pgDump: client });
+      if (server) pg.assertDumpCompatible({ server, pgDump: client });
       return server;
     };
     ctx.log.step(`exporting ${t.database} to ${shown}`);
@@ -309,7 +315,7 @@ const dbExport = defineTask({
       throw err;
     }
     const server = await compatible();
-    if (ctx.global.dryRun) return;
+    if (ctx.global.dryRun || !server) return;
     const { formatBytes, formatDuration } = await import('../core/log.ts');
     ctx.log.success(`exported ${t.database} (PostgreSQL ${server.text}) to ${shown}: ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}`);
     ctx.out.write(`${file}\n`);
@@ -345,9 +351,9 @@ const dbImport = defineTask({
     const t = pg.pgTarget(c);
     // The server, the dump's header and the target's existence are read side by side; the first problem in that order is reported.
     const [serverR, headerR, existsR] = await Promise.allSettled([
-      pg.serverVersion(c, t),
-      pg.dumpHeader(c, t, file),
-      ctx.global.dryRun ? Promise.resolve(true) : pg.databaseExists(c, t, t.database),
+      readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined),
+      readOrUnknown(c, `the versions in ${shown}`, () => pg.dumpHeader(c, t, file), { format }),
+      readOrUnknown(c, `whether database ${t.database} exists`, () => pg.databaseExists(c, t, t.database), true),
     ]);
     if (serverR.status === 'rejected') throw serverR.reason;
     const server = serverR.value;
@@ -360,7 +366,7 @@ const dbImport = defineTask({
     const header = headerR.value;
     if (existsR.status === 'rejected') throw existsR.reason;
     const exists = existsR.value;
-    if (header.dumpedFromMajor !== undefined) {
+    if (server && header.dumpedFromMajor !== undefined) {
       pg.assertDumpCompatible({
         server,
         dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) },
@@ -398,11 +404,11 @@ const dbImport = defineTask({
         signal: c.signal,
       };
       await pg
-        .dropDatabase(cc, t, temp, { force: true, serverMajor: server.major })
+        .dropDatabase(cc, t, temp, { force: true, serverMajor: server?.major })
         .catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
     });
     ctx.log.step(`restoring ${shown} into a new database ${temp}`);
-    await pg.recreateDatabase(c, t, temp, t.user, { serverMajor: server.major });
+    await pg.recreateDatabase(c, t, temp, t.user, { serverMajor: server?.major });
     try {
       await pg.restoreDump(c, t, { file, database: temp, jobs, format });
     } catch (err) {
@@ -412,10 +418,10 @@ const dbImport = defineTask({
     }
     ctx.log.step(`swapping ${temp} in as ${t.database}`);
     if (exists) {
-      await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server.major });
+      await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server?.major });
       // The import is done; a previous copy that cannot be dropped is reported, not turned into a failure.
       await pg
-        .dropDatabase(c, t, old, { force: true, serverMajor: server.major })
+        .dropDatabase(c, t, old, { force: true, serverMajor: server?.major })
         .catch((err) =>
           ctx.log.warn(
             `the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); ` +
@@ -426,7 +432,10 @@ const dbImport = defineTask({
       await pg.renameDatabase(c, t, temp, t.database);
     }
     swapped = true;
-    if (ctx.global.dryRun) return;
+    if (ctx.global.dryRun) {
+      ctx.log.info(`[dry-run] would have imported ${shown} into ${t.database}`);
+      return;
+    }
     ctx.log.success(`imported ${shown} into ${t.database} in ${formatDuration(Date.now() - started)}`);
   },
 });

@@ -174,7 +174,8 @@ export const operatorTasks: AnyTask[] = [
       const url = `s3://${s.bucket}/${s.prefix}`;
       await ctx.confirm({ message: `This deletes every object under ${url} at ${s.endpoint}.` });
       await ctx.runner.run({ argv: awsArgs(s, ['s3', 'rm', '--recursive', '--only-show-errors', url]), env: awsEnv(s, ctx.env.values) });
-      ctx.log.success(`emptied ${url} at ${s.endpoint}`);
+      if (ctx.runner.dryRun) ctx.log.info(`[dry-run] would empty ${url} at ${s.endpoint}`);
+      else ctx.log.success(`emptied ${url} at ${s.endpoint}`);
     },
   }),
   defineTask({
@@ -198,7 +199,9 @@ export const operatorTasks: AnyTask[] = [
         argv: awsArgs(s, ['s3', 'cp', '--recursive', '--only-show-errors', dir, url]),
         env: awsEnv(s, ctx.env.values),
       });
-      ctx.log.success(`uploaded ${files.length} file${files.length > 1 ? 's' : ''} to ${url} at ${s.endpoint}`);
+      const what = `${files.length} file${files.length > 1 ? 's' : ''} to ${url} at ${s.endpoint}`;
+      if (ctx.runner.dryRun) ctx.log.info(`[dry-run] would upload ${what}`);
+      else ctx.log.success(`uploaded ${what}`);
     },
   }),
   defineTask({

@@ -82,6 +82,11 @@ export const stackTasks: AnyTask[] = [
     needsEnv: false,
     example: 'tasks env-init --env production',
     async run(ctx) {
+      // A dry run writes nothing; an existing .env is refused as in a real run (initEnvFile never overwrites).
+      if (ctx.runner.dryRun && !fs.existsSync(path.join(ctx.root, '.env'))) {
+        ctx.log.info(`[dry-run] would write .env from .env.template with generated secrets (mode 0600) for APP_ENV=${ctx.env.appEnv}`);
+        return;
+      }
       const file = initEnvFile(ctx.root, { APP_ENV: ctx.env.appEnv });
       ctx.log.success(`wrote ${path.relative(ctx.root, file)} (mode 0600) for APP_ENV=${ctx.env.appEnv}; review it, then run: tasks dev`);
     },
@@ -219,7 +224,8 @@ export const stackTasks: AnyTask[] = [
           });
         }
       }
-      ctx.log.success('healthy');
+      if (ctx.runner.dryRun && ctx.config.healthCheck) ctx.log.info('[dry-run] the services are healthy; the health check above would run');
+      else ctx.log.success('healthy');
     },
   }),
 ];

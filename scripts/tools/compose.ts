@@ -219,6 +219,27 @@ export function explainDockerError(err: unknown): unknown {
   return err;
 }
 
+// v2: `service "db" is not running`; v1 exits 1 and prints nothing when the service has no container.
+const SERVICE_DOWN = /is not running|No container found/i;
+
+/**
+ * Why a read-only command could not run at all (no engine, the stack is down, the database server does not answer, a
+ * tool is missing), as one line; undefined for any other failure (a command that ran and said no, a corrupt file).
+ */
+export function cannotRunReason(err: unknown): string | undefined {
+  const docker = explainDockerError(err);
+  if (docker !== err && docker instanceof TaskError) return docker.message;
+  if (err instanceof CommandError) {
+    const at = err.argv.indexOf('exec');
+    const service = err.argv.slice(at + 1).find((a) => !a.startsWith('-'));
+    const silent = err.exitCode === 1 && !err.stderrTail.trim();
+    if (at >= 0 && (SERVICE_DOWN.test(err.stderrTail) || silent)) return `the stack is not running: no ${service} container is up`;
+    return undefined;
+  }
+  if (err instanceof TaskError && err.exitCode === ExitCode.prerequisite) return err.message.split('\n')[0];
+  return undefined;
+}
+
 /** Finds the compose command: COMPOSE_CMD forces one; else `docker compose` (v2), else `docker-compose` (v1). */
 /** Probes that may wait on a server over ssh (versions, ps, inspect, context inspect) get this bound; data streams never do. */
 export const PROBE_TIMEOUT_MS = 30_000;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SqlMigrations, TaskContext } from '../core/define.ts';
 import { CommandError, ExitCode, TaskError, refused } from '../core/errors.ts';
+import { readOrUnknown } from '../core/plan.ts';
 
 export const MIGRATION_FILE = /^(\d+)_([A-Za-z0-9][\w.-]*)\.sql$/;
 export const DEFAULT_MIGRATIONS_TABLE = 'schema_migrations';
@@ -109,7 +110,12 @@ export async function runSqlMigrations(ctx: TaskContext, m: SqlMigrations): Prom
   const shownDir = path.relative(ctx.root, dir) || '.';
   const files = migrationFiles(dir, shownDir);
   // Read-only facts (they run in dry-run too): the recorded migrations, once the table exists.
-  const exists = (await pg.psqlQuery(ctx, t, `SELECT to_regclass(${pg.quoteLiteral(table)}) IS NOT NULL`, { probe: true })) === 't';
+  const exists = await readOrUnknown(
+    ctx,
+    `the migrations applied (${table})`,
+    async () => (await pg.psqlQuery(ctx, t, `SELECT to_regclass(${pg.quoteLiteral(table)}) IS NOT NULL`, { probe: true })) === 't',
+    false,
+  );
   const applied: AppliedMigration[] = exists
     ? (await pg.psqlQuery(ctx, t, `SELECT version, name, checksum FROM ${table} ORDER BY version`, { probe: true }))
         .split('\n')

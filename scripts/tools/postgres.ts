@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { compose, type ComposeProject } from './compose.ts';
+import { cannotRunReason, compose, type ComposeProject } from './compose.ts';
 import { CommandError, ExitCode, TaskError } from '../core/errors.ts';
 import type { Cmd } from '../core/runner.ts';
 import type { TaskContext } from '../core/define.ts';
@@ -459,7 +459,8 @@ export async function dumpHeader(ctx: PgContext, t: PgTarget, file: string): Pro
   try {
     out = (await ctx.probe.run(cmd)).stdout;
   } catch (err) {
-    if (err instanceof CommandError) throw corruptDump(file, err);
+    // pg_restore's own verdict; not a stopped stack or engine, where it never ran.
+    if (err instanceof CommandError && !cannotRunReason(err)) throw corruptDump(file, err);
     throw err;
   }
   const from = /Dumped from database version:\s*(\S+)/.exec(out)?.[1];

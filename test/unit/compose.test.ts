@@ -9,6 +9,7 @@ import {
   composeFiles,
   detectFlavor,
   effectiveComposeFiles,
+  cannotRunReason,
   explainDockerError,
   parseConfig,
   type ComposeProject,
@@ -340,6 +341,32 @@ describe('detecting the compose flavor', () => {
     expect((explainDockerError(denied) as TaskError).message).toBe('no permission to use the Docker engine');
     const other = new CommandError('docker-compose ps', ['docker-compose', 'ps'], 1, 'no such service: x');
     expect(explainDockerError(other)).toBe(other);
+  });
+});
+
+describe('cannotRunReason (a read-only command that could not run at all, for a dry run)', () => {
+  const exec = (stderr: string, code = 1) =>
+    new CommandError('compose exec', [...V2, 'exec', '-T', 'db', 'psql', '-c', 'SHOW server_version'], code, stderr);
+
+  it('no engine, a stopped stack (v2 says so, v1 exits 1 silently), an unreachable server or a missing tool', () => {
+    expect(cannotRunReason(exec('Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?'))).toBe(
+      'the Docker engine is not running',
+    );
+    expect(cannotRunReason(exec('service "db" is not running'))).toBe('the stack is not running: no db container is up');
+    expect(cannotRunReason(new CommandError('compose exec', [...V1, 'exec', '-T', 'db', 'psql'], 1, ''))).toBe(
+      'the stack is not running: no db container is up',
+    );
+    const refused = new TaskError('cannot connect to PostgreSQL at 127.0.0.1:5432: connection refused', {
+      exitCode: ExitCode.prerequisite,
+    });
+    expect(cannotRunReason(refused)).toBe('cannot connect to PostgreSQL at 127.0.0.1:5432: connection refused');
+  });
+
+  it('a command that ran and failed is not one: psql errors, a corrupt dump, a timeout', () => {
+    expect(cannotRunReason(exec('psql: ERROR:  relation "x" does not exist'))).toBeUndefined();
+    expect(cannotRunReason(exec('', 2))).toBeUndefined();
+    expect(cannotRunReason(new CommandError('pg_restore', ['pg_restore', '--list', 'x.dump'], 1, ''))).toBeUndefined();
+    expect(cannotRunReason(new TaskError('pg_dump did not finish within 30 s and was stopped'))).toBeUndefined();
   });
 });
 

@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TaskContext } from '../../scripts/core/define.ts';
-import { ExitCode, TaskError } from '../../scripts/core/errors.ts';
+import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
 import { describeUnfinished, journalHooks, openJournal, readUnfinished } from '../../scripts/core/journal.ts';
 import { createLogger } from '../../scripts/core/log.ts';
-import { parallel, runPlan, type Step } from '../../scripts/core/plan.ts';
+import { parallel, readOrUnknown, runPlan, type Step } from '../../scripts/core/plan.ts';
 import { createRunner, type Exec } from '../../scripts/core/runner.ts';
 
 const dirs: string[] = [];
@@ -286,5 +286,37 @@ describe('SIGHUP', () => {
     const e = abortError(c.signal);
     expect(e.exitCode).toBe(ExitCode.sigterm);
     expect(e.message).toBe('interrupted (SIGHUP)');
+  });
+});
+
+describe('readOrUnknown: a read-only fact a dry run cannot read', () => {
+  const engineDown = () =>
+    new CommandError(
+      'docker-compose exec -T db psql',
+      ['docker-compose', 'exec', '-T', 'db', 'psql'],
+      1,
+      "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2))",
+    );
+  const ctxOf = (dryRun: boolean) => {
+    let text = '';
+    const log = createLogger({ sink: { write: (s: string) => (text += s) } });
+    return { ctx: { global: { dryRun, yes: false, quiet: false }, log }, text: () => text };
+  };
+
+  it('in a dry run: the fallback, and one line saying the fact is unknown and why', async () => {
+    const { ctx, text } = ctxOf(true);
+    const v = await readOrUnknown(ctx, 'PostgreSQL server version', () => Promise.reject(engineDown()), 'fallback');
+    expect(v).toBe('fallback');
+    expect(text()).toBe('[dry-run] PostgreSQL server version: unknown (the Docker engine is not running)\n');
+  });
+
+  it('in a real run the error goes through unchanged, and in a dry run a failure that is not "cannot run" does too', async () => {
+    const err = engineDown();
+    const real = ctxOf(false);
+    await expect(readOrUnknown(real.ctx, 'x', () => Promise.reject(err), 1)).rejects.toBe(err);
+    expect(real.text()).toBe('');
+    const corrupt = new TaskError('x.dump is corrupt or truncated', { hint: 'use another dump; nothing was changed' });
+    await expect(readOrUnknown(ctxOf(true).ctx, 'x', () => Promise.reject(corrupt), 1)).rejects.toBe(corrupt);
+    expect(await readOrUnknown(real.ctx, 'x', async () => 2, 1)).toBe(2);
   });
 });
