@@ -49,8 +49,20 @@ async function restoreRecovery(ctx: TaskContext, u: Unfinished): Promise<Recover
   };
 }
 
-const RECOVERIES: Record<string, (ctx: TaskContext, u: Unfinished) => Promise<Recovery<object>>> = {
-  restore: restoreRecovery as (ctx: TaskContext, u: Unfinished) => Promise<Recovery<object>>,
+/** A db-import from its facts (importFacts in import.ts). */
+async function importRecovery(ctx: TaskContext, u: Unfinished): Promise<Recovery<import('./import.ts').ImportState>> {
+  const m = await import('./import.ts');
+  const pg = await import('../tools/postgres.ts');
+  const f = u.last.facts as { backup?: string; file?: string; database: string; targetExists?: boolean; temp?: string; old?: string };
+  const input = { pg, t: pg.pgTarget(ctx), file: String(f.file ?? ''), shown: String(f.backup ?? ''), format: 'custom' as const, jobs: 1 };
+  const state = { ...m.importState(f.database, u.pid), targetExists: Boolean(f.targetExists), temp: f.temp, old: f.old };
+  return { plan: m.importPlan(input), state, facts: m.importFacts(input), commitPoint: m.IMPORT_COMMIT_POINT, paths: [] };
+}
+
+type AnyRecovery = (ctx: TaskContext, u: Unfinished) => Promise<Recovery<object>>;
+const RECOVERIES: Record<string, AnyRecovery> = {
+  restore: restoreRecovery as AnyRecovery,
+  'db-import': importRecovery as AnyRecovery,
 };
 
 /**

@@ -11,6 +11,7 @@ import { parallel, readOrUnknown, runPlan, type Step } from '../core/plan.ts';
 import { journalHooks, openJournal } from '../core/journal.ts';
 import { listFolderPart, planFolder, stageFolder, type FolderCmds } from './folders.ts';
 import type { ComposeProject } from '../tools/compose.ts';
+import { loadStep, sideDatabaseName, swapStep, type SideDatabase, type SideEnv } from './sidedb.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
 type PgTarget = import('../tools/postgres.ts').PgTarget;
@@ -22,12 +23,6 @@ type ArchiveManifest = import('./archive.ts').ArchiveManifest;
 /** `2026-11-22T05:59:01Z` → `20261122055901`: the suffix of the temporary and previous database names. */
 export function restoreStamp(d: Date): string {
   return d.toISOString().slice(0, 19).replace(/[-:T]/g, '');
-}
-
-/** `<db>_<kind>_<stamp>`, shortened so it fits PostgreSQL's 63-byte identifiers. */
-export function sideDatabaseName(db: string, kind: 'restore' | 'old' | 'failed', stamp: string): string {
-  const suffix = `_${kind}_${stamp}`;
-  return `${db.slice(0, 63 - suffix.length)}${suffix}`;
 }
 
 export function levenshtein(a: string, b: string): number {
@@ -114,7 +109,7 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
 // The plan
 
 /** What the steps of a restore read and return; factsOf picks what its journal keeps. */
-export interface RestoreState {
+export interface RestoreState extends SideDatabase {
   input: string;
   /** The database restored into (--as, else the app's). */
   target: string;
@@ -175,6 +170,8 @@ export function restoreFacts(s: RestoreState, e: RestoreEnv): Record<string, unk
   };
 }
 
+const sideEnv = (e: RestoreEnv): SideEnv => ({ pg: e.pg, t: e.t, failedName: (target) => sideDatabaseName(target, 'failed', e.stamp) });
+
 const dbPartOf = (s: RestoreState) => s.manifest?.parts.find((p) => p.kind === 'database' && s.selected.includes(p.name));
 const folderPartsOf = (s: RestoreState) => s.manifest?.parts.filter((p) => p.kind !== 'database' && s.selected.includes(p.name)) ?? [];
 
@@ -187,16 +184,10 @@ export function restorePlan(e: RestoreEnv): Step<RestoreState>[] {
     { name: 'safety backup', run: (ctx, s) => safetyBackup(ctx, e, s) },
     { name: 'stop the app', run: (ctx, s) => stopApp(ctx, s), undo: (ctx, s) => startApp(ctx, s) },
     parallel('restore the database and unpack the folders', [
-      { name: 'restore the database', run: (ctx, s) => restoreSide(ctx, e, s), undo: (ctx, s) => dropTemp(ctx, e, s) },
+      loadStep('restore the database', sideEnv(e), (ctx, s: RestoreState) => restoreSide(ctx, e, s)),
       { name: 'unpack the folders', run: (ctx, s) => unpackFolders(ctx, s), undo: (ctx, s) => foldersBack(ctx, s) },
     ]),
-    {
-      name: RESTORE_COMMIT_POINT,
-      run: (ctx, s) => swapDatabase(ctx, e, s),
-      undo: (ctx, s) => swapDatabaseBack(ctx, e, s),
-      done: async (ctx, s) => !s.temp || !(await e.pg.databaseExists(ctx, e.t, s.temp)),
-      commit: (ctx, s) => dropOld(ctx, e, s),
-    },
+    swapStep(RESTORE_COMMIT_POINT, sideEnv(e)),
     { name: 'swap the folders', run: (ctx, s) => swapFolders(ctx, s), undo: (ctx, s) => foldersBack(ctx, s), commit: removeOldFolders },
     { name: 'start the app', phase: 'health', run: (ctx, s) => unhealthy(s, () => startAndCheckApp(ctx, s)) },
     { name: 'check the database', phase: 'health', run: (ctx, s) => unhealthy(s, () => checkDatabase(ctx, e, s)) },
@@ -445,15 +436,10 @@ async function restoreSide(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Pr
   if (!part || !s.temp) return;
   const dump = s.files[part.name] ?? path.join(e.work, part.file);
   ctx.log.step(`restoring the database into ${s.temp} (pg_restore -j ${s.jobs})`);
-  await e.pg.createDatabase(ctx, e.t, s.temp, e.t.user);
   const t0 = Date.now();
   await e.pg.restoreDump(ctx, e.t, { file: dump, database: s.temp, jobs: s.jobs, format: 'custom' });
   const { formatDuration } = await import('../core/log.ts');
   ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
-}
-
-async function dropTemp(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<void> {
-  if (s.temp) await e.pg.dropDatabase(ctx, e.t, s.temp, { force: true, serverMajor: s.serverMajor });
 }
 
 async function unpackFolders(ctx: TaskContext, s: RestoreState): Promise<void> {
@@ -465,48 +451,6 @@ async function foldersBack(ctx: TaskContext, s: RestoreState): Promise<void> {
   const results = await Promise.allSettled(s.folders.map((f) => ctx.runner.run(f.back)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
-}
-
-async function swapDatabase(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<void> {
-  if (!s.temp) return;
-  ctx.log.step(`swapping ${s.temp} in as ${s.target}`);
-  if (s.targetExists) await e.pg.swapDatabases(ctx, e.t, { live: s.target, incoming: s.temp, aside: s.old!, serverMajor: s.serverMajor });
-  else await e.pg.renameDatabase(ctx, e.t, s.temp, s.target);
-}
-
-/** The previous database back under its name (safe to run whether or not the swap happened). */
-async function swapDatabaseBack(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<void> {
-  const { pg, t } = e;
-  if (!s.temp) return;
-  if (!s.targetExists) {
-    // A new database: renamed back to its side name, which the restore step's undo drops.
-    if (!(await pg.databaseExists(ctx, t, s.temp)) && (await pg.databaseExists(ctx, t, s.target))) {
-      await pg.terminateSessions(ctx, t, s.target);
-      await pg.renameDatabase(ctx, t, s.target, s.temp);
-    }
-    return;
-  }
-  if (!s.old || !(await pg.databaseExists(ctx, t, s.old))) return; // the swap did not happen
-  if (await pg.databaseExists(ctx, t, s.target)) {
-    const failed = sideDatabaseName(s.target, 'failed', e.stamp);
-    await pg.terminateSessions(ctx, t, s.target);
-    await pg.renameDatabase(ctx, t, s.target, failed);
-    await pg.renameDatabase(ctx, t, s.old, s.target);
-    await pg.dropDatabase(ctx, t, failed, { force: true, serverMajor: s.serverMajor });
-    return;
-  }
-  await pg.renameDatabase(ctx, t, s.old, s.target);
-}
-
-async function dropOld(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<void> {
-  if (!s.old) return;
-  if (s.keepOld) {
-    ctx.log.info(`the previous database is kept as ${s.old}`);
-    return;
-  }
-  await e.pg
-    .dropDatabase(ctx, e.t, s.old, { force: true, serverMajor: s.serverMajor })
-    .catch((err: unknown) => ctx.log.warn(`cleanup after the restore: ${(err as Error).message}`));
 }
 
 async function swapFolders(ctx: TaskContext, s: RestoreState): Promise<void> {

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { TaskContext } from './define.ts';
 import { ExitCode, TaskError } from './errors.ts';
+import { isAlive } from './journal.ts';
 
 export interface Lock {
   release(): Promise<void>;
@@ -46,18 +47,13 @@ export function readHolder(file: string): LockHolder {
 /** "restore is running (pid 123, since 2026-11-22T05:59:01Z)" */
 export const describeHolder = (h: LockHolder) => `${h.task} is running (pid ${h.pid}${h.since ? `, since ${h.since}` : ''})`;
 
-/**
- * Takes the lock at once or fails with exit 5 naming the holder ("restore is running (pid N, since …)"). `what` is
- * this task's name, recorded for the message another one prints; `env` is the environment of the flock child
- * (the runner's: PATH from the env files decides which flock runs).
- */
-export async function acquireLock(file: string, o: { what: string; env: Readonly<Record<string, string>> }): Promise<Lock> {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+/** One `flock -n`: 'locked' (the child holds it), BUSY, another exit code, or the spawn error. */
+async function tryFlock(file: string, env: Readonly<Record<string, string>>) {
   // Its own session: Ctrl-C in the terminal reaches us, not the holder, so the lock lasts until our cleanup ran.
   const child = spawn('flock', ['-n', '-E', String(BUSY), file, 'sh', '-c', 'echo locked; exec cat > /dev/null'], {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
-    env: { ...o.env },
+    env: { ...env },
   });
   child.stdin.on('error', () => undefined);
   const outcome = await new Promise<'locked' | number | Error>((resolve) => {
@@ -69,6 +65,25 @@ export async function acquireLock(file: string, o: { what: string; env: Readonly
     child.on('error', (err) => resolve(err));
     child.on('exit', (code) => resolve(code ?? 1));
   });
+  return { child, outcome };
+}
+
+/** Whether the process named in the lock file runs (a bare or unknown pid counts as running). */
+const holderAlive = (h: LockHolder): boolean => !/^\d+$/.test(h.pid) || isAlive(Number(h.pid));
+
+/**
+ * Takes the lock at once or fails with exit 5 naming the holder ("restore is running (pid N, since …)"). `what` is
+ * this task's name, recorded for the message another one prints; `env` is the environment of the flock child
+ * (the runner's: PATH from the env files decides which flock runs).
+ */
+export async function acquireLock(file: string, o: { what: string; env: Readonly<Record<string, string>> }): Promise<Lock> {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  let { child, outcome } = await tryFlock(file, o.env);
+  // A holder that was just killed: its cat ends a moment after it (when the pipe closes), and the kernel drops the lock.
+  for (let i = 0; outcome === BUSY && i < 25 && !holderAlive(readHolder(file)); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    ({ child, outcome } = await tryFlock(file, o.env));
+  }
   if (outcome instanceof Error) {
     throw new TaskError(`cannot take the lock ${file}: ${outcome.message}`, {
       exitCode: ExitCode.prerequisite,

@@ -128,12 +128,6 @@ function checkInputFile(file: string, shown: string): void {
     throw new TaskError(`${shown} is empty`, { exitCode: ExitCode.failure, hint: 'use another dump; nothing was changed' });
 }
 
-/** A temp/old database name next to `db`, within PostgreSQL's 63-byte limit. */
-function sideName(db: string, what: string): string {
-  const suffix = `_${what}_${process.pid}`;
-  return db.slice(0, 63 - suffix.length) + suffix;
-}
-
 const migrate = defineTask({
   name: 'migrate',
   description: "Run the stack's migrations (Odoo: update modules, then stop)",
@@ -349,89 +343,32 @@ const dbImport = defineTask({
         hint: 'nothing was changed',
       });
     const t = pg.pgTarget(c);
-    // The server, the dump's header and the target's existence are read side by side; the first problem in that order is reported.
-    const [serverR, headerR, existsR] = await Promise.allSettled([
-      readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined),
-      readOrUnknown(c, `the versions in ${shown}`, () => pg.dumpHeader(c, t, file), { format }),
-      readOrUnknown(c, `whether database ${t.database} exists`, () => pg.databaseExists(c, t, t.database), true),
-    ]);
-    if (serverR.status === 'rejected') throw serverR.reason;
-    const server = serverR.value;
-    if (headerR.status === 'rejected') {
-      const err = headerR.reason as unknown;
-      if (err instanceof TaskError)
-        throw new TaskError(err.message.replace(file, shown), { exitCode: err.exitCode, hint: 'nothing was changed' });
-      throw err;
-    }
-    const header = headerR.value;
-    if (existsR.status === 'rejected') throw existsR.reason;
-    const exists = existsR.value;
-    if (server && header.dumpedFromMajor !== undefined) {
-      pg.assertDumpCompatible({
-        server,
-        dumpedFrom: { major: header.dumpedFromMajor, text: header.dumpedFrom ?? String(header.dumpedFromMajor) },
-        file: shown,
-      });
-    }
     const size = fs.statSync(file).size;
     const { formatBytes, formatDuration } = await import('../core/log.ts');
-    await ctx.confirm({
-      message:
-        `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
-        `with ${shown} (${formatBytes(size)})`,
-      ...(prod ? { typed: t.database } : {}),
-      requireForce: prod,
-      force: ctx.opts.force,
-    });
+    const { importFacts, importPlan, importState, IMPORT_COMMIT_POINT } = await import('../backup/import.ts');
+    const input = {
+      pg,
+      t,
+      file,
+      shown,
+      format,
+      jobs,
+      confirm: () =>
+        ctx.confirm({
+          message:
+            `db-import replaces database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
+            `with ${shown} (${formatBytes(size)})`,
+          ...(prod ? { typed: t.database } : {}),
+          requireForce: prod,
+          force: ctx.opts.force,
+        }),
+    };
     const started = Date.now();
-    const temp = sideName(t.database, 'import');
-    const old = sideName(t.database, 'old');
-    let swapped = false;
-    ctx.onCleanup(async () => {
-      if (swapped || ctx.global.dryRun) return;
-      // A failed or interrupted import: the new copy goes, the database is as it was. After Ctrl-C the task's
-      // runner refuses to start anything, so this uses one that ignores the signal.
-      const { createRunner } = await import('../core/runner.ts');
-      const runner = createRunner({ log: ctx.log, env: ctx.runner.env, cwd: ctx.root });
-      const cc = {
-        env: c.env,
-        runner,
-        probe: runner,
-        compose: c.compose,
-        log: c.log,
-        onCleanup: c.onCleanup,
-        global: c.global,
-        signal: c.signal,
-      };
-      await pg
-        .dropDatabase(cc, t, temp, { force: true, serverMajor: server?.major })
-        .catch((err) => ctx.log.warn(`could not drop ${temp}: ${(err as Error).message}`));
-    });
-    ctx.log.step(`restoring ${shown} into a new database ${temp}`);
-    await pg.recreateDatabase(c, t, temp, t.user, { serverMajor: server?.major });
-    try {
-      await pg.restoreDump(c, t, { file, database: temp, jobs, format });
-    } catch (err) {
-      if (err instanceof TaskError)
-        throw new TaskError(`${err.message.replace(file, shown)}`, { exitCode: err.exitCode, hint: `${t.database} was not changed` });
-      throw err;
-    }
-    ctx.log.step(`swapping ${temp} in as ${t.database}`);
-    if (exists) {
-      await pg.swapDatabases(c, t, { live: t.database, incoming: temp, aside: old, serverMajor: server?.major });
-      // The import is done; a previous copy that cannot be dropped is reported, not turned into a failure.
-      await pg
-        .dropDatabase(c, t, old, { force: true, serverMajor: server?.major })
-        .catch((err) =>
-          ctx.log.warn(
-            `the previous database is kept as ${old} (could not drop it: ${(err as Error).message.split('\n')[0]}); ` +
-              `drop it with: tasks psql -- -d postgres -c 'DROP DATABASE "${old}"'`,
-          ),
-        );
-    } else {
-      await pg.renameDatabase(c, t, temp, t.database);
-    }
-    swapped = true;
+    const { journalHooks, openJournal } = await import('../core/journal.ts');
+    const { backupDir } = await import('../backup/store.ts');
+    const journal = openJournal(backupDir(c), 'db-import');
+    const { runPlan } = await import('../core/plan.ts');
+    await runPlan(c, importPlan(input), importState(t.database), journalHooks(journal, importFacts(input), IMPORT_COMMIT_POINT));
     if (ctx.global.dryRun) {
       ctx.log.info(`[dry-run] would have imported ${shown} into ${t.database}`);
       return;

@@ -380,7 +380,7 @@ export const checks: Check[] = [
       const others = more.length ? ` (and ${more.length} more)` : '';
       return fail(
         `${describeUnfinished(first)}${others}`,
-        'its journal names each step and what it changed: put those back by hand, then remove the journal',
+        'tasks recover finishes it (past its commit point) or undoes it, starts the app and removes what it left',
       );
     },
   },

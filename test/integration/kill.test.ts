@@ -70,7 +70,13 @@ async function run(root: string, db: TestDatabase, argv: string[]): Promise<{ co
  * Starts `tasks <argv>` as its own process with a client tool (pg_restore or pg_dump) that does part of its work,
  * touches $MARK and hangs; once the mark is there, kills the tasks process with SIGKILL (and the hung tool).
  */
-async function killMidway(root: string, db: TestDatabase, argv: string[], tool: 'pg_restore' | 'pg_dump'): Promise<string> {
+async function killMidway(
+  root: string,
+  db: TestDatabase,
+  argv: string[],
+  tool: 'pg_restore' | 'pg_dump',
+  signal: NodeJS.Signals = 'SIGKILL',
+): Promise<{ stderr: string; code: number | null }> {
   const bin = tmp('ct-killbin-');
   const mark = path.join(bin, 'started');
   const real = path.join(pg.binDir, tool);
@@ -97,11 +103,11 @@ async function killMidway(root: string, db: TestDatabase, argv: string[], tool: 
   const exited = new Promise<void>((res) => child.on('exit', () => res()));
   for (let i = 0; i < 1200 && !fs.existsSync(mark) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
   expect(fs.existsSync(mark), stderr).toBe(true);
-  child.kill('SIGKILL');
+  child.kill(signal);
   await exited;
   spawnSync('kill', ['-9', fs.readFileSync(mark, 'utf8').trim()]);
   child.stderr.destroy();
-  return stderr;
+  return { stderr, code: child.exitCode };
 }
 
 const sideDatabases = async (db: string) =>
@@ -121,8 +127,12 @@ beforeAll(() => {
       `import { main } from ${imp('scripts/core/cli.ts')};`,
       `import { config, tasks } from ${imp('tasks.ts')};`,
       `import { serviceTasks } from ${imp('scripts/tasks/stack.ts')};`,
+      // The signals as tasks.ts handles them (SIGHUP like SIGTERM).
+      'const controller = new AbortController();',
+      "for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => controller.abort(sig));",
       `process.exitCode = await main({ argv: process.argv.slice(2), env: process.env, root: process.env.CT_ROOT!, tasks, serviceTasks,`,
-      `  config: ${CONFIG} as typeof config, stdout: process.stdout, stderr: process.stderr, stdinIsTTY: false });`,
+      `  config: ${CONFIG} as typeof config, stdout: process.stdout, stderr: process.stderr, stdinIsTTY: false,`,
+      '  signal: controller.signal });',
     ].join('\n'),
   );
 });
@@ -138,7 +148,7 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(made.code, made.stderr).toBe(0);
     const [archive] = fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'));
     await new Promise((r) => setTimeout(r, 1100)); // the next backup gets a new name
-    const out = await killMidway(root, db, ['restore', archive!, '--yes', '--no-safety-backup'], 'pg_restore');
+    const { stderr: out } = await killMidway(root, db, ['restore', archive!, '--yes', '--no-safety-backup'], 'pg_restore');
     // What the dead run left: a half-restored side database and the unpacked archive.
     const left = await sideDatabases(db.name);
     expect(left, out).toEqual([expect.stringMatching(new RegExp(`^${db.name}_restore_\\d{14}$`))]);
@@ -148,7 +158,9 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     const refused = await run(root, db, ['backup']);
     expect(refused.code, refused.stderr).toBe(3);
     expect(refused.stderr).toMatch(
-      new RegExp(`restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`),
+      new RegExp(
+        `restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`,
+      ),
     );
     expect(refused.stderr).toContain('run tasks recover');
     const rec = await run(root, db, ['recover']);
@@ -164,7 +176,7 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
   it('backup killed during pg_dump: the next backup removes the partial staging folder; no archive from the dead run', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
-    const out = await killMidway(root, db, ['backup'], 'pg_dump');
+    const { stderr: out } = await killMidway(root, db, ['backup'], 'pg_dump');
     const dir = path.join(root, 'backup');
     expect(
       fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-')),
@@ -180,19 +192,139 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
 
-  it("db-import killed while loading: the next db-import drops the dead run's side database and goes through", async () => {
+  it("db-import killed while loading: the next db-import --yes undoes it first (its side database dropped) and goes through", async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const file = path.join(tmp('ct-killdump-'), 'x.dump');
     spawnSync(path.join(pg.binDir, 'pg_dump'), ['--format=custom', '--dbname', db.url, '--file', file]);
-    const out = await killMidway(root, db, ['db-import', file, '--yes'], 'pg_restore');
+    const { stderr: out } = await killMidway(root, db, ['db-import', file, '--yes'], 'pg_restore');
     const left = await sideDatabases(db.name);
     expect(left, out).toEqual([expect.stringMatching(new RegExp(`^${db.name}_import_\\d+$`))]);
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
     const next = await run(root, db, ['db-import', file, '--yes']);
     expect(next.code, next.stderr).toBe(0);
-    expect(next.stderr).toContain(`dropped database ${left[0]}, left by an interrupted restore or import`);
+    // --yes: the interrupted import is undone first (its side database dropped), then this one goes through.
+    expect(next.stderr).toMatch(/db-import of .*x\.dump into .* was interrupted at 'load into a side database'.*: undoing it/);
+    expect(next.stderr).toContain('db-import undone: the previous state is back');
     expect(await sideDatabases(db.name)).toEqual([]);
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
+});
+
+/** `tasks <argv>` as its own process, killed by the interpreter itself after the step named `stopAfter`. */
+function runChild(root: string, db: TestDatabase, argv: string[], stopAfter: string) {
+  const loader = pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+  return spawnSync(process.execPath, ['--import', loader, childScript, ...argv], {
+    cwd: root,
+    env: baseEnv(db, { CT_ROOT: root, COMPOSE_TASKS_STOP_AFTER_STEP: stopAfter }),
+    encoding: 'utf8',
+  });
+}
+
+const RESTORE_STEPS = [
+  'find the backup',
+  'verify',
+  'confirm',
+  'safety backup',
+  'stop the app',
+  'restore the database and unpack the folders',
+  'swap the database',
+  'swap the folders',
+  'start the app',
+  'check the database',
+];
+
+describe('restore killed at every step boundary, then tasks recover (real PostgreSQL, real processes)', () => {
+  /** A backup of the live state, then the live state changed: a restore either keeps "changed" or brings back "current". */
+  async function prepared() {
+    const { db, print: before } = await victim();
+    const root = makeRoot();
+    const made = await run(root, db, ['backup']);
+    expect(made.code, made.stderr).toBe(0);
+    const name = fs
+      .readdirSync(path.join(root, 'backup'))
+      .find((f) => f.endsWith('.tar.gz'))!
+      .replace('.tar.gz', '');
+    await adminQuery(pg, db.name, `SET ROLE ${db.user}; DELETE FROM keep WHERE id > 200; CREATE TABLE extra (x int)`);
+    fs.writeFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), "{'name': 'changed'}\n");
+    return { db, root, name, before, changed: await tableFingerprint(pg, db.name) };
+  }
+  const addons = (root: string) => fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8');
+
+  it('--dry-run prints the plan: the ten steps in order', async () => {
+    const { db, root, name } = await prepared();
+    const r = await run(root, db, ['restore', name, '--yes', '--no-safety-backup', '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    const steps = [...r.stderr.matchAll(/\[dry-run\] step (\d+)\/(\d+): (.+)/g)].map((m) => `${m[1]}/${m[2]} ${m[3]}`);
+    expect(steps).toEqual(RESTORE_STEPS.map((n, i) => `${i + 1}/10 ${n}`));
+  });
+
+  for (const [i, step] of RESTORE_STEPS.entries()) {
+    const finished = i > RESTORE_STEPS.indexOf('restore the database and unpack the folders');
+    it(`after '${step}': recover ${finished ? 'finishes it (the backup in place)' : 'undoes it (the previous state)'}, nothing left`, async () => {
+      const { db, root, name, before, changed } = await prepared();
+      const child = runChild(root, db, ['restore', name, '--yes', '--no-safety-backup'], step);
+      expect(child.signal ?? child.status, child.stderr).toBe(child.signal ? 'SIGKILL' : 137);
+      const rec = await run(root, db, ['recover']);
+      expect(rec.code, rec.stderr).toBe(0);
+      // The live database is whole and the one its folder matches: the backup's, or the one before.
+      expect(await tableFingerprint(pg, db.name)).toEqual(finished ? before : changed);
+      expect(addons(root)).toContain(finished ? 'current' : 'changed');
+      expect(await sideDatabases(db.name)).toEqual([]);
+      const dir = path.join(root, 'backup');
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith('.restore-') || f === '.journal' || f.includes('download'))).toEqual([]);
+      expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+      const next = await run(root, db, ['backup']); // the lock is free, no journal blocks it
+      expect(next.code, next.stderr).toBe(0);
+    });
+  }
+
+  it('with --yes the next backup recovers the killed restore first, then backs up the finished state', async () => {
+    const { db, root, name, before } = await prepared();
+    const child = runChild(root, db, ['restore', name, '--yes', '--no-safety-backup'], 'swap the folders');
+    expect(child.signal ?? child.status, child.stderr).toBe(child.signal ? 'SIGKILL' : 137);
+    const next = await run(root, db, ['backup', '--yes']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/restore of .* was interrupted at 'swap the folders'.*: it had passed its commit point, finishing it/);
+    expect(next.stderr).toContain('restore finished: the new state is complete');
+    expect(await tableFingerprint(pg, db.name)).toEqual(before);
+    expect(addons(root)).toContain('current');
+    expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'))).toHaveLength(2);
+  });
+
+  it('SIGHUP (a closed SSH session) during pg_restore: undone like SIGTERM, nothing to recover', async () => {
+    const { db, root, name, changed } = await prepared();
+    const { stderr, code } = await killMidway(root, db, ['restore', name, '--yes', '--no-safety-backup'], 'pg_restore', 'SIGHUP');
+    expect(code, stderr).toBe(143);
+    expect(await tableFingerprint(pg, db.name)).toEqual(changed);
+    expect(addons(root)).toContain('changed');
+    expect(await sideDatabases(db.name)).toEqual([]);
+    expect(fs.existsSync(path.join(root, 'backup', '.journal'))).toBe(false);
+    const rec = await run(root, db, ['recover']);
+    expect(rec.stderr).toContain('nothing to recover');
+  });
+});
+
+describe('db-import killed at every step boundary, then tasks recover', () => {
+  for (const step of ['check the dump', 'confirm', 'load into a side database', 'swap the database']) {
+    const finished = step === 'swap the database';
+    it(`after '${step}': recover ${finished ? 'finishes it (the dump in place)' : 'undoes it (the previous database)'}`, async () => {
+      const { db } = await victim();
+      const root = makeRoot();
+      const file = path.join(tmp('ct-killdump-'), 'x.dump');
+      await adminQuery(pg, db.name, `SET ROLE ${db.user}; CREATE TABLE imported (x int); INSERT INTO imported VALUES (1)`);
+      const dumped = await tableFingerprint(pg, db.name);
+      spawnSync(path.join(pg.binDir, 'pg_dump'), ['--format=custom', '--dbname', db.url, '--file', file]);
+      await adminQuery(pg, db.name, `SET ROLE ${db.user}; DROP TABLE imported; DELETE FROM keep WHERE id > 10`);
+      const live = await tableFingerprint(pg, db.name);
+      const child = runChild(root, db, ['db-import', file, '--yes'], step);
+      expect(child.signal ?? child.status, child.stderr).toBe(child.signal ? 'SIGKILL' : 137);
+      const rec = await run(root, db, ['recover']);
+      expect(rec.code, rec.stderr).toBe(0);
+      expect(rec.stderr).toContain(`db-import ${finished ? 'finished' : 'undone'}`);
+      expect(await tableFingerprint(pg, db.name)).toEqual(finished ? dumped : live);
+      expect(await sideDatabases(db.name)).toEqual([]);
+      expect(fs.existsSync(path.join(root, 'backup', '.journal'))).toBe(false);
+    });
+  }
 });
