@@ -192,7 +192,7 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
 
-  it("db-import killed while loading: the next db-import --yes undoes it first (its side database dropped) and goes through", async () => {
+  it('db-import killed while loading: the next db-import --yes undoes it first (its side database dropped) and goes through', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const file = path.join(tmp('ct-killdump-'), 'x.dump');
