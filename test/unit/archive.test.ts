@@ -479,6 +479,18 @@ describe('archive reading (tar-stream)', () => {
     await expect(listMembers(junk)).rejects.toThrow(/^junk.tar is corrupt or truncated: a tar header has a bad checksum$/);
   });
 
+  it('reads a size past 8 GiB (GNU base-256, as tarHeader writes it) exactly', async () => {
+    const file = path.join(tmp(), 'big.tar');
+    const size = 9 * 2 ** 30 + 12_345;
+    fs.writeFileSync(file, tarHeader('database.dump', size, 0)); // the header alone: the visitor stops before the data
+    const sizes: number[] = [];
+    await walkArchive(file, (m) => {
+      sizes.push(m.size);
+      return 'stop';
+    });
+    expect(sizes).toEqual([size]);
+  });
+
   it('a slow sink slows the reading: the file is read at most a few MB ahead of what the sink took', async () => {
     const dir = tmp();
     const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(48 << 20) });
