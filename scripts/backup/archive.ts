@@ -5,6 +5,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import tar from 'tar-stream';
 import { ExitCode, TaskError } from '../core/errors.ts';
 import { LEGACY_MEMBERS, MANIFEST_FORMAT, parseBackupName, type Manifest, type ManifestPart } from './manifest.ts';
 
@@ -100,44 +101,6 @@ export function tarHeader(name: string, size: number, mtime: number, mode = 0o60
   return b;
 }
 
-function readString(b: Buffer, off: number, len: number): string {
-  const end = b.indexOf(0, off);
-  return b.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
-}
-
-function readNumber(b: Buffer, off: number, len: number): number {
-  if (b[off]! & 0x80) {
-    let v = 0n;
-    for (let i = off + 1; i < off + len; i++) v = (v << 8n) | BigInt(b[i]!);
-    return Number(v);
-  }
-  const s = readString(b, off, len).trim();
-  return s ? parseInt(s, 8) : 0;
-}
-
-function parseHeader(b: Buffer): Member & { checksumOk: boolean } {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : b[i]!;
-  const name = readString(b, 0, 100);
-  const prefix = b.toString('ascii', 257, 262) === 'ustar' ? readString(b, 345, 155) : '';
-  return {
-    name: prefix ? `${prefix}/${name}` : name,
-    size: readNumber(b, 124, 12),
-    type: String.fromCharCode(b[156] || 48),
-    linkname: readString(b, 157, 100) || undefined,
-    checksumOk: readNumber(b, 148, 8) === sum,
-  };
-}
-
-function paxRecords(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^\d+ ([^=]+)=(.*)$/.exec(line);
-    if (m) out[m[1]!] = m[2]!;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -156,17 +119,52 @@ export function corrupt(archive: string, why: string): TaskError {
   });
 }
 
-/** Streams an archive (.tar.gz or .tar) through a visitor, member by member, never holding a member in memory. */
+/** tar-stream's type names back to the tar type flag a Member carries ('?' for a flag it does not name). */
+const TYPE_FLAG: Record<string, string> = {
+  file: '0',
+  link: '1',
+  symlink: '2',
+  'character-device': '3',
+  'block-device': '4',
+  directory: '5',
+  fifo: '6',
+  'contiguous-file': '7',
+};
+
+function toMember(h: tar.Header): Member {
+  // The type is null at run time for a flag tar-stream does not name (its typings leave that out).
+  const m: Member = { name: h.name, size: h.size, type: TYPE_FLAG[(h.type as string | null) ?? ''] ?? '?' };
+  if (h.linkname) m.linkname = h.linkname;
+  return m;
+}
+
+/** tar-stream's (and zlib's) errors as the one-line reason `corrupt` gives. */
+function corruptReason(err: Error): string {
+  const msg = err.message;
+  if (msg.startsWith('Invalid tar header. Maybe')) return 'a tar header has a bad checksum';
+  if (msg === 'Unexpected end of data') return 'it ends in the middle of a member';
+  if (msg === 'Header exceeds max size') return 'a tar extended header is larger than 4 MB';
+  if (msg === 'Invalid header') return 'a tar header has an invalid size';
+  return msg.split('\n')[0]!;
+}
+
+/**
+ * Streams an archive (.tar.gz or .tar) through a visitor, member by member, never holding a member in memory:
+ * tar-stream parses it, and each chunk waits for the sink (a slow sink slows the reading, back-pressure through
+ * the parser, gunzip and the file).
+ */
 export async function walkArchive(
   archive: string,
   visit: Visitor,
   o: { signal?: AbortSignal; onBytes?: (compressedBytes: number) => void } = {},
 ): Promise<void> {
   const src = fs.createReadStream(archive, { highWaterMark: CHUNK, signal: o.signal });
+  // Headers without the ustar magic (old v7 tar) are read, as they were before.
+  const extract = tar.extract({ allowUnknownFormat: true } as Parameters<typeof tar.extract>[0]);
   let stream: NodeJS.ReadableStream = src;
+  let gz: zlib.Gunzip | undefined;
   if (/\.t?gz(\.tmp)?$|\.gz\.|tgz/.test(archive) || isGzip(archive)) {
-    const gz = zlib.createGunzip({ chunkSize: CHUNK });
-    src.on('error', (e) => gz.destroy(e));
+    gz = zlib.createGunzip({ chunkSize: CHUNK });
     if (o.onBytes) {
       let n = 0;
       src.on('data', (c) => {
@@ -175,101 +173,26 @@ export async function walkArchive(
       });
     }
     stream = src.pipe(gz);
+    gz.on('error', (e) => extract.destroy(e));
   }
-  let buf: Buffer = Buffer.alloc(0);
-  let state = 'header' as 'header' | 'body' | 'pad' | 'done';
-  let remaining = 0;
-  let pad = 0;
-  let sink: MemberSink | null = null;
-  let meta: Buffer[] | null = null;
-  let metaType = '';
-  let override: { name?: string; size?: number } = {};
-  let stopped = false;
+  src.on('error', (e) => extract.destroy(e));
+  stream.pipe(extract);
   try {
-    outer: for await (const c of stream as AsyncIterable<Buffer>) {
-      buf = buf.length ? Buffer.concat([buf, c]) : c;
-      for (;;) {
-        if (state === 'done') break outer;
-        if (state === 'header') {
-          if (buf.length < BLOCK) break;
-          const block = buf.subarray(0, BLOCK);
-          buf = buf.subarray(BLOCK);
-          if (block.every((x) => x === 0)) {
-            state = 'done';
-            break outer;
-          }
-          const h = parseHeader(block);
-          if (!h.checksumOk) throw corrupt(archive, 'a tar header has a bad checksum');
-          remaining = h.size;
-          pad = (BLOCK - (h.size % BLOCK)) % BLOCK;
-          if (h.type === 'x' || h.type === 'L' || h.type === 'g') {
-            meta = [];
-            metaType = h.type;
-            sink = {
-              data: (d) => {
-                meta!.push(Buffer.from(d));
-              },
-              end: () => undefined,
-            };
-          } else {
-            const m: Member = { ...h, name: override.name ?? h.name, size: override.size ?? h.size };
-            delete (m as Partial<typeof h>).checksumOk;
-            remaining = m.size;
-            pad = (BLOCK - (m.size % BLOCK)) % BLOCK;
-            override = {};
-            meta = null;
-            const r = await visit(m);
-            if (r === 'stop') {
-              stopped = true;
-              break outer;
-            }
-            sink = r;
-          }
-          state = 'body';
-          continue;
-        }
-        if (state === 'body') {
-          if (remaining === 0) {
-            if (sink) await sink.end();
-            if (meta) {
-              const text = Buffer.concat(meta).toString('utf8');
-              if (metaType === 'L') override.name = text.replace(/\0+$/, '');
-              if (metaType === 'x') {
-                const p = paxRecords(text);
-                if (p.path) override.name = p.path;
-                if (p.size) override.size = Number(p.size);
-              }
-              meta = null;
-            }
-            sink = null;
-            state = 'pad';
-            continue;
-          }
-          if (!buf.length) break;
-          const take = Math.min(remaining, buf.length);
-          if (sink) await sink.data(buf.subarray(0, take));
-          buf = buf.subarray(take);
-          remaining -= take;
-          continue;
-        }
-        if (state === 'pad') {
-          const take = Math.min(pad, buf.length);
-          buf = buf.subarray(take);
-          pad -= take;
-          if (pad > 0) break;
-          state = 'header';
-        }
-      }
+    for await (const entry of extract) {
+      const sink = await visit(toMember(entry.header));
+      if (sink === 'stop') break;
+      for await (const chunk of entry) if (sink) await sink.data(chunk as Buffer);
+      if (sink) await sink.end();
     }
   } catch (err) {
     if (err instanceof TaskError) throw err;
     if ((err as Error).name === 'AbortError') throw err;
-    throw corrupt(archive, (err as Error).message);
+    throw corrupt(archive, corruptReason(err as Error));
   } finally {
+    extract.destroy();
+    gz?.destroy();
     src.destroy();
   }
-  if (!stopped && state !== 'done' && !(state === 'header' && buf.length === 0))
-    throw corrupt(archive, 'it ends in the middle of a member');
 }
 
 function isGzip(file: string): boolean {

@@ -14,6 +14,7 @@ import {
   readManifest,
   tarHeader,
   chunkLevel,
+  walkArchive,
   writeArchive,
   writeFragment,
 } from '../../scripts/backup/archive.ts';
@@ -379,5 +380,162 @@ describe('archive', () => {
     const ex = await extractArchive(file, path.join(dir, 'out'));
     expect(Object.keys(ex.files).sort()).toEqual(['addons', 'database', 'filestore']);
     expect(fs.readFileSync(ex.files.database!).equals(fs.readFileSync(path.join(src, 'database.dump')))).toBe(true);
+  });
+});
+
+/** One raw tar header block (type flag, optional link), its checksum fixed. */
+function block(name: string, size: number, type = '0'): Buffer {
+  const h = tarHeader('x', size, 0);
+  h.write(name.padEnd(100, '\0'), 0, 100);
+  h.write(type, 156);
+  h.fill(' ', 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return h;
+}
+const padded = (data: Buffer) => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+const member = (name: string, data: Buffer, type = '0') => Buffer.concat([block(name, data.length, type), padded(data)]);
+const paxRecord = (key: string, value: string) => {
+  const body = ` ${key}=${value}\n`;
+  let len = body.length + 1;
+  while (`${len}${body}`.length !== len) len++;
+  return `${len}${body}`;
+};
+
+describe('archive reading (tar-stream)', () => {
+  const dbManifest = Buffer.from(
+    JSON.stringify({
+      format: 'compose-tasks-backup',
+      version: 1,
+      name: 'n',
+      parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }],
+      images: {},
+    }),
+  );
+
+  it('refuses a plain .tar cut in the middle of a member, or of a header, as corrupt in one line', async () => {
+    const dir = tmp();
+    const tar = Buffer.concat([member('manifest.json', dbManifest), member('database.dump', crypto.randomBytes(5000)), Buffer.alloc(1024)]);
+    for (const [label, at] of [
+      ['mid-member', 1024 + 512 + 100],
+      ['mid-header', 1024 + 200],
+    ] as const) {
+      const file = path.join(dir, `${label}.tar`);
+      fs.writeFileSync(file, tar.subarray(0, at));
+      const err = await listMembers(file).catch((e) => e);
+      expect(err?.message, label).toMatch(/corrupt or truncated: it ends in the middle of a member$/);
+      expect(err.message, label).not.toContain('\n');
+      expect(err.exitCode, label).toBe(ExitCode.refused);
+    }
+    const gz = path.join(dir, 'cut.tar.gz');
+    fs.writeFileSync(gz, zlib.gzipSync(tar).subarray(0, 3000));
+    const err = await listMembers(gz).catch((e) => e);
+    expect(err?.message).toBe('cut.tar.gz is corrupt or truncated: unexpected end of file');
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('reads PAX and GNU long names (so a hidden long-named member is still refused by name) and refuses a huge PAX header', async () => {
+    const dir = tmp();
+    const long = `${'d/'.repeat(80)}run-me.sh`;
+    const pax = Buffer.from(paxRecord('path', long));
+    for (const [label, extra] of [
+      ['pax', Buffer.concat([member('PaxHeader/x', pax, 'x'), member('x', Buffer.from('x'))])],
+      ['gnu', Buffer.concat([member('././@LongLink', Buffer.from(`${long}\0`), 'L'), member('x', Buffer.from('x'))])],
+    ] as const) {
+      const file = path.join(dir, `${label}.tar`);
+      fs.writeFileSync(
+        file,
+        Buffer.concat([member('manifest.json', dbManifest), member('database.dump', Buffer.from('x')), extra, Buffer.alloc(1024)]),
+      );
+      expect(
+        (await listMembers(file)).map((m) => m.name),
+        label,
+      ).toEqual(['manifest.json', 'database.dump', long]);
+      const err = await checkArchive(file).catch((e) => e);
+      expect(err?.message, label).toBe(`${label}.tar is refused: unexpected member ${long}`);
+    }
+    const huge = path.join(dir, 'huge.tar');
+    const big = Buffer.from(paxRecord('comment', 'x'.repeat(5 << 20)));
+    fs.writeFileSync(
+      huge,
+      Buffer.concat([member('manifest.json', dbManifest), member('PaxHeader/x', big, 'x'), member('x', Buffer.from('x'))]),
+    );
+    const err = await listMembers(huge).catch((e) => e);
+    expect(err?.message).toBe('huge.tar is corrupt or truncated: a tar extended header is larger than 4 MB');
+  });
+
+  it('reads members past the end-of-archive blocks (as tar -i would), so nothing can hide behind them', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'behind.tar');
+    const tail = member('run-me.sh', Buffer.from('x'));
+    fs.writeFileSync(
+      file,
+      Buffer.concat([member('manifest.json', dbManifest), member('database.dump', Buffer.from('x')), Buffer.alloc(1024), tail]),
+    );
+    await expect(checkArchive(file)).rejects.toThrow(/^behind.tar is refused: unexpected member run-me.sh$/);
+    const junk = path.join(dir, 'junk.tar');
+    fs.writeFileSync(junk, Buffer.concat([member('manifest.json', dbManifest), Buffer.alloc(1024), crypto.randomBytes(512)]));
+    await expect(listMembers(junk)).rejects.toThrow(/^junk.tar is corrupt or truncated: a tar header has a bad checksum$/);
+  });
+
+  it('reads a size past 8 GiB (GNU base-256, as tarHeader writes it) exactly', async () => {
+    const file = path.join(tmp(), 'big.tar');
+    const size = 9 * 2 ** 30 + 12_345;
+    fs.writeFileSync(file, tarHeader('database.dump', size, 0)); // the header alone: the visitor stops before the data
+    const sizes: number[] = [];
+    await walkArchive(file, (m) => {
+      sizes.push(m.size);
+      return 'stop';
+    });
+    expect(sizes).toEqual([size]);
+  });
+
+  it('a slow sink slows the reading: the file is read at most a few MB ahead of what the sink took', async () => {
+    const dir = tmp();
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(48 << 20) });
+    let taken = 0;
+    let lead = 0;
+    await walkArchive(
+      archive,
+      (m) =>
+        m.name === 'database.dump'
+          ? {
+              data: async (d) => {
+                taken += d.length;
+                await new Promise((r) => setTimeout(r, 2));
+              },
+              end: () => undefined,
+            }
+          : null,
+      { onBytes: (n) => (lead = Math.max(lead, n - taken)) },
+    );
+    expect(taken).toBe(48 << 20);
+    expect(lead).toBeLessThan(8 << 20);
+  });
+
+  it('an abort ends the walk at once with an AbortError, and a visitor may stop it', async () => {
+    const dir = tmp();
+    const { archive } = await build(dir, { 'database.dump': crypto.randomBytes(8 << 20) });
+    const ac = new AbortController();
+    let chunks = 0;
+    const err = await walkArchive(
+      archive,
+      () => ({
+        data: () => {
+          if (++chunks === 2) ac.abort();
+        },
+        end: () => undefined,
+      }),
+      { signal: ac.signal },
+    ).catch((e) => e);
+    expect(err?.name).toBe('AbortError');
+    expect(chunks).toBeLessThan(8);
+    const seen: string[] = [];
+    await walkArchive(archive, (m) => {
+      seen.push(m.name);
+      return 'stop';
+    });
+    expect(seen).toEqual(['manifest.json']);
   });
 });
