@@ -965,6 +965,41 @@ export async function downloadBackup(ctx: TaskContext, name: string): Promise<st
   return dl.file;
 }
 
+/** The dump restored into a throwaway database, its tables counted, the database dropped (on an interruption too). */
+async function restoreTest(ctx: TaskContext, t: PgTarget, name: string, dump: string): Promise<void> {
+  const pg = await mods.pg();
+  const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
+  const db = `${t.database}_verify_${stamp}`.slice(0, 63);
+  const server = await pg.serverVersion(ctx, t, t.database);
+  let created = false;
+  const drop = async () => {
+    if (created) {
+      created = false;
+      await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major });
+    }
+  };
+  ctx.onCleanup(drop);
+  ctx.log.step(`restore test: into the throwaway database ${db}`);
+  await pg.createDatabase(ctx, t, db, t.user);
+  created = true;
+  await pg.restoreDump(ctx, t, { file: dump, database: db });
+  const tables = Number(
+    await pg.psqlQuery(
+      ctx,
+      t,
+      'SELECT count(*) FROM information_schema.tables ' +
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+      { database: db },
+    ),
+  );
+  await drop();
+  if (!tables)
+    throw new TaskError(`restore test of ${name}: the restored database has no tables`, {
+      hint: 'the dump is empty: check the backup source',
+    });
+  ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
+}
+
 export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { restoreTest?: boolean }): Promise<void> {
   const { file, downloaded } = await fetchBackup(ctx, nameArg);
   const name = path.basename(file).replace(/\.tar\.gz$/, '');
@@ -998,36 +1033,7 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
   }
   if (o.restoreTest) {
     if (!dump) throw new TaskError(`${name} has no database part: nothing to restore-test`, { exitCode: ExitCode.usage });
-    const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
-    const db = `${t.database}_verify_${stamp}`.slice(0, 63);
-    const server = await pg.serverVersion(ctx, t, t.database);
-    let created = false;
-    const drop = async () => {
-      if (created) {
-        created = false;
-        await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major });
-      }
-    };
-    ctx.onCleanup(drop);
-    ctx.log.step(`restore test: into the throwaway database ${db}`);
-    await pg.createDatabase(ctx, t, db, t.user);
-    created = true;
-    await pg.restoreDump(ctx, t, { file: dump, database: db });
-    const tables = Number(
-      await pg.psqlQuery(
-        ctx,
-        t,
-        'SELECT count(*) FROM information_schema.tables ' +
-          "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
-        { database: db },
-      ),
-    );
-    await drop();
-    if (!tables)
-      throw new TaskError(`restore test of ${name}: the restored database has no tables`, {
-        hint: 'the dump is empty: check the backup source',
-      });
-    ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
+    await restoreTest(ctx, t, name, dump);
   }
   recordVerified(dir, name, Boolean(o.restoreTest), { size: fs.statSync(file).size });
   ctx.log.success(`${name} verified${downloaded ? ' (downloaded from S3)' : ''}`);
