@@ -500,7 +500,7 @@ export const BACKUP_STEPS = ['check', 'dump parts', 'write archive', 'verify', '
 const checkStep: Step<BackupState> = {
   name: 'check',
   async run(ctx, s) {
-    const newest = localBackups(s.dir).sort((a, b) => b.name.localeCompare(a.name))[0];
+    const newest = localBackups(s.dir).find((b) => b.project === ctx.env.get('COMPOSE_PROJECT_NAME'));
     if (!ctx.global.dryRun && newest) assertFree(s.dir, newest.size, `write backup ${s.name}`);
     if (!s.parts.some((p) => p.kind === 'database')) return { versions: {} };
     const pg = await mods.pg();
