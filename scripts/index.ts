@@ -27,7 +27,10 @@ export { main, type MainOptions } from './core/cli.ts';
 import { stackTasks, serviceTasks } from './tasks/stack.ts';
 import { databaseTasks } from './tasks/database.ts';
 import { backupTasks } from './backup/backup.ts';
-import { restoreTasks } from './backup/restore.ts';
+import { restoreTasks as restoreOnly } from './backup/restore.ts';
+import { recover } from './backup/recover.ts';
+
+const restoreTasks: AnyTask[] = [...restoreOnly, recover];
 import { cronTasks } from './tasks/cron.ts';
 import { operatorTasks } from './tasks/operator.ts';
 import type { AnyTask } from './core/define.ts';

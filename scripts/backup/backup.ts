@@ -213,7 +213,7 @@ function endsWithTarEof(file: string): boolean {
  * cut anywhere (mid-member, or between members: no end-of-archive blocks) fails the backup.
  */
 async function checkFolderTar(ctx: TaskContext, name: string, mp: ManifestPart, file: string): Promise<void> {
-  const { listFolderPart } = await import('./restore.ts');
+  const { listFolderPart } = await import('./folders.ts');
   const cut = (why: string, cause?: unknown) =>
     new TaskError(`backup part ${mp.name}: its tar stream is incomplete (${why})`, {
       hint:

@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TaskContext } from '../core/define.ts';
-import { isAlive } from '../core/journal.ts';
+import { describeUnfinished, isAlive, readUnfinished } from '../core/journal.ts';
+import { refused } from '../core/errors.ts';
 
 /** A file or folder in the backup folder that only a running task writes, with the pid in its name if it has one. */
 const FILE_PATTERNS: Array<{ re: RegExp; what: string }> = [
@@ -78,12 +79,26 @@ export async function sweepLeftovers(ctx: TaskContext, dir: string): Promise<voi
 }
 
 /**
- * Takes the change lock (scripts/core/lock.ts) and, the first time this invocation takes it, removes what killed runs
- * left. Every task that changes a database or the backup folder calls this first.
+ * Takes the change lock (scripts/core/lock.ts) and, the first time this invocation takes it, deals with what killed runs
+ * left: a change that was interrupted (its journal) is recovered when the task is `recover` or has --yes, else named
+ * and refused; then leftovers are removed. Every task that changes a database or the backup folder calls this first.
  */
 export async function takeChangeLock(ctx: TaskContext, what: string): Promise<void> {
   const { lockChanges } = await import('../core/lock.ts');
   if (!(await lockChanges(ctx, what))) return;
   const { backupDir } = await import('./store.ts');
-  await sweepLeftovers(ctx, backupDir(ctx));
+  const dir = backupDir(ctx);
+  const unfinished = readUnfinished(dir);
+  if (unfinished.length && what !== 'recover' && !ctx.global.yes) {
+    const more = unfinished.length > 1 ? ` (and ${unfinished.length - 1} more)` : '';
+    throw refused(
+      `${describeUnfinished(unfinished[0]!)}${more}: ${what} refused until it is recovered`,
+      `run tasks recover (or pass --yes to recover it first)`,
+    );
+  }
+  if (unfinished.length) {
+    const { recoverUnfinished } = await import('./recover.ts');
+    for (const u of unfinished) await recoverUnfinished(ctx, u);
+  }
+  await sweepLeftovers(ctx, dir);
 }

@@ -1,5 +1,5 @@
 // The journal of a change in progress: one fsynced JSON line per step, so a change killed at any point can be
-// finished or undone from its records (a `tasks recover` that does it is still to come).
+// finished or undone from its records (tasks recover: scripts/backup/recover.ts).
 // Kept in <BACKUP_DIR>/.journal/<op>-<pid>.jsonl; removed on success.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -55,7 +55,14 @@ export function openJournal(backupDir: string, op: string, pid = process.pid): J
     },
     remove() {
       fs.rmSync(file, { force: true });
-      if (fs.existsSync(dir)) fsyncPath(dir);
+      if (!fs.existsSync(dir)) return;
+      fsyncPath(dir);
+      try {
+        fs.rmdirSync(dir); // the last journal: the folder goes too
+        fsyncPath(backupDir);
+      } catch {
+        // another change's journal is still in it
+      }
     },
   };
 }
@@ -125,16 +132,22 @@ export function describeUnfinished(u: Unfinished): string {
 
 /**
  * The hooks that keep a plan's journal: a record before each step that changes state (committed once the step named
- * `commitPoint` has run), and the journal removed when the plan finished.
+ * `commitPoint` has run), and the journal removed when the plan ended: committed, undone, or kept by a failed health
+ * check. A failed undo keeps it, for tasks recover.
  */
-export function journalHooks<S>(journal: Journal, factsOf: (s: S) => Record<string, unknown>, commitPoint?: string) {
-  let passed = false;
+export function journalHooks<S>(journal: Journal, factsOf: (s: S) => Record<string, unknown>, commitPoint?: string, passed = false) {
   return {
     beforeStep(step: { name: string }, _i: number, s: S) {
       journal.append(step.name, factsOf(s), passed);
       if (step.name === commitPoint) passed = true;
     },
     committed() {
+      journal.remove();
+    },
+    undone() {
+      journal.remove();
+    },
+    kept() {
       journal.remove();
     },
   };

@@ -143,7 +143,5 @@ export async function lockChanges(
     held.delete(file);
     await lock.release();
   });
-  const { describeUnfinished, readUnfinished } = await import('./journal.ts');
-  for (const u of readUnfinished(dir)) ctx.runner.log.warn(describeUnfinished(u));
   return true;
 }

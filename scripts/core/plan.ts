@@ -14,6 +14,8 @@ export interface Step<S> {
   undo?(ctx: TaskContext, s: S): Promise<void>;
   /** Run once after the last step succeeded (old copies removed and the like). */
   commit?(ctx: TaskContext, s: S): Promise<void>;
+  /** For tasks recover, on the commit point's step: whether a run of it that was killed had finished (probed). */
+  done?(ctx: TaskContext, s: S): Promise<boolean>;
 }
 
 /** Steps run at the same time; their undos and commits run together too. A failure fails the whole step. */
@@ -73,7 +75,17 @@ export function uninterruptible(ctx: TaskContext): TaskContext {
 /** Observers of a plan's progress (the journal): called before a step that changes state runs, and at the end. */
 export interface PlanHooks<S> {
   beforeStep?(step: Step<S>, index: number, s: S): void | Promise<void>;
+  /** All steps and commits ran. */
   committed?(s: S): void | Promise<void>;
+  /** A step failed and every undo ran: the previous state is back. */
+  undone?(s: S): void | Promise<void>;
+  /** A health step failed: the result is kept as it is (nothing undone, nothing committed). */
+  kept?(s: S): void | Promise<void>;
+}
+
+/** How runPlan starts: `resumeAt` (tasks recover) treats the steps before it as done: their undos count, they do not run. */
+export interface PlanStart {
+  resumeAt?: number;
 }
 
 /**
@@ -88,19 +100,32 @@ export const STOP_AFTER_STEP = 'COMPOSE_TASKS_STOP_AFTER_STEP';
  * skips them). On a failure the undos registered so far run in reverse through an uninterruptible runner, then the
  * error is rethrown; a failure in phase 'health' keeps the result. After the last step, the commits run in order.
  */
-export async function runPlan<S extends object>(ctx: TaskContext, plan: Step<S>[], init: S, hooks: PlanHooks<S> = {}): Promise<S> {
+export async function runPlan<S extends object>(
+  ctx: TaskContext,
+  plan: Step<S>[],
+  init: S,
+  hooks: PlanHooks<S> = {},
+  start: PlanStart = {},
+): Promise<S> {
   let s = { ...init };
-  const undos: Step<S>[] = [];
+  const from = start.resumeAt ?? 0;
+  const undos: Step<S>[] = plan.slice(0, from).filter((st) => st.undo);
   const dry = ctx.runner.dryRun;
   for (const [i, step] of plan.entries()) {
+    if (i < from) continue;
     if (dry) ctx.log.info(`[dry-run] step ${i + 1}/${plan.length}: ${step.name}`);
     if (!dry && step.phase !== 'health') await hooks.beforeStep?.(step, i, s);
     if (step.undo) undos.push(step);
     try {
       s = { ...s, ...((await step.run(ctx, s)) ?? {}) };
     } catch (err) {
-      if (step.phase === 'health') throw err;
+      // An interrupt (Ctrl-C, SIGTERM, SIGHUP) during the health phase still puts everything back.
+      if (step.phase === 'health' && !ctx.signal.aborted) {
+        if (!dry) await hooks.kept?.(s);
+        throw err;
+      }
       await undoAll(ctx, undos, s, err);
+      if (!dry) await hooks.undone?.(s);
       throw err;
     }
     if (!dry && process.env[STOP_AFTER_STEP] === step.name) process.kill(process.pid, 'SIGKILL');
@@ -110,6 +135,16 @@ export async function runPlan<S extends object>(ctx: TaskContext, plan: Step<S>[
   return s;
 }
 
+/** Runs the undos of plan[0..through] in reverse (tasks recover, for a change killed before its commit point). */
+export async function undoPlan<S>(ctx: TaskContext, plan: Step<S>[], s: S, through: number, cause: unknown): Promise<void> {
+  await undoAll(
+    ctx,
+    plan.slice(0, through + 1).filter((st) => st.undo),
+    s,
+    cause,
+  );
+}
+
 async function undoAll<S>(ctx: TaskContext, undos: Step<S>[], s: S, cause: unknown): Promise<void> {
   const quiet = uninterruptible(ctx);
   const unfinished: string[] = [];
@@ -117,7 +152,8 @@ async function undoAll<S>(ctx: TaskContext, undos: Step<S>[], s: S, cause: unkno
     try {
       await step.undo!(quiet, s);
     } catch (err) {
-      ctx.log.warn(`undo of '${step.name}' failed: ${(err as Error).message.split('\n')[0]}`);
+      const hint = err instanceof TaskError && err.hint ? ` (${err.hint})` : '';
+      ctx.log.warn(`undo of '${step.name}' failed: ${(err as Error).message.split('\n')[0]}${hint}`);
       unfinished.push(step.name);
     }
   }

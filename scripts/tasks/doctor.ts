@@ -9,7 +9,6 @@ import { backupDir, freeBytes, localBackups } from '../backup/store.ts';
 import { readTemplate, validateEnv, worldReadableEnvFiles } from '../core/env.ts';
 import { CommandError } from '../core/errors.ts';
 import { formatBytes, formatDuration } from '../core/log.ts';
-import { parseBackupName } from '../backup/manifest.ts';
 import type { TaskContext } from '../core/define.ts';
 import type { Cmd } from '../core/runner.ts';
 import { awsEnv } from '../tools/s3.ts';

@@ -836,7 +836,8 @@ export async function restoreDump(
 ): Promise<void> {
   const format = o.format ?? sniffDumpFormat(o.file);
   const project = await projectOf(ctx, t);
-  const total = fs.statSync(o.file).size;
+  // A dry run has not unpacked the dump: the same commands are printed, without a size.
+  const total = fs.statSync(o.file, { throwIfNoEntry: false })?.size ?? 0;
   const label = `restoring ${path.basename(o.file)}`;
   if (format === 'custom') {
     const jobs = o.jobs && o.jobs > 1 ? o.jobs : undefined;

@@ -131,7 +131,7 @@ afterAll(() => {
 });
 
 describe('kill -9 midway, then the next command (real PostgreSQL, real processes)', () => {
-  it('restore killed during pg_restore: the next backup drops the side database and removes the staging folder', async () => {
+  it('restore killed during pg_restore: the next backup refuses naming it; tasks recover undoes it; then backups go on', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
     const made = await run(root, db, ['backup']);
@@ -145,11 +145,18 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.startsWith('.restore-'))).toHaveLength(1);
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
 
+    const refused = await run(root, db, ['backup']);
+    expect(refused.code, refused.stderr).toBe(3);
+    expect(refused.stderr).toMatch(
+      new RegExp(`restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`),
+    );
+    expect(refused.stderr).toContain('run tasks recover');
+    const rec = await run(root, db, ['recover']);
+    expect(rec.code, rec.stderr).toBe(0);
+    expect(rec.stderr).toContain('restore undone: the previous state is back');
+    expect(await sideDatabases(db.name)).toEqual([]);
     const next = await run(root, db, ['backup']);
     expect(next.code, next.stderr).toBe(0); // the lock is free
-    expect(next.stderr).toContain(`dropped database ${left[0]}, left by an interrupted restore or import`);
-    expect(next.stderr).toMatch(/removed \.restore-.*, left by an interrupted run \(a restore being unpacked\)/);
-    expect(await sideDatabases(db.name)).toEqual([]);
     expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.startsWith('.'))).toEqual(['.lock', '.verified.json']);
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });

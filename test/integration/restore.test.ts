@@ -670,9 +670,10 @@ exec /bin/bash "$@"
     expect(Date.now() - t0).toBeLessThan(60_000);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(
-      /could not put the previous addons back: bash did not finish within 2 s and was stopped \(finish it by hand: bash -c /,
+      /undo of 'restore the database and unpack the folders' failed: bash did not finish within 2 s and was stopped \(finish it by hand: bash -c /,
     );
-    expectOneError(r, /connection lost; the rollback did not finish: put the previous addons back/);
+    expectOneError(r, /connection lost; the undo did not finish: restore the database and unpack the folders/);
+    expect(r.stderr).toContain('tasks recover retries what was not undone');
     const pid = Number(fs.readFileSync(path.join(bin, 'hung.pid'), 'utf8'));
     expect(() => process.kill(pid, 0)).toThrow();
     expect(await tableFingerprint(pg, db.name)).toEqual(print);

@@ -5,17 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import {
-  STAGE_SCRIPT,
-  SWAP_BACK_SCRIPT,
-  SWAP_SCRIPT,
-  folderLayout,
-  nearestNames,
-  restoreJobs,
-  restoreStamp,
-  rollbackCommand,
-  sideDatabaseName,
-} from '../../scripts/backup/restore.ts';
+import { STAGE_SCRIPT, SWAP_BACK_SCRIPT, SWAP_SCRIPT, folderLayout } from '../../scripts/backup/folders.ts';
+import { nearestNames, restoreJobs, restoreStamp, rollbackCommand, sideDatabaseName } from '../../scripts/backup/restore.ts';
 import { bareName, newestName } from '../../scripts/backup/store.ts';
 import { selectParts } from '../../scripts/backup/manifest.ts';
 import type { TaskError } from '../../scripts/core/errors.ts';
@@ -162,6 +153,33 @@ describe('the folder swap scripts (run with bash on temp folders)', () => {
     expect(tree(dest)).toEqual({ 'odoo/cd/new': 'new' });
     expect(bash(SWAP_BACK_SCRIPT, [dest, w2]).status).toBe(0);
     expect(tree(dest)).toEqual({ 'odoo/ab/old': 'old', 'copy/cd/new': 'new', 'other/keep': 'keep' });
+  });
+
+  it('a swap killed after any of its renames is finished by running it again, or undone by the swap back (tasks recover)', () => {
+    for (const mode of ['entries', 'whole'] as const) {
+      for (let k = 1; k <= 3; k++) {
+        for (const then of ['again', 'back'] as const) {
+          const { dest, tar, work } = setup();
+          const before = tree(dest);
+          expect(bash(STAGE_SCRIPT, [dest, work, '0', '', '', 'odoo', '', ''], tar).status).toBe(0);
+          // The k-th rename is the last thing the swap does: its shell is killed right after it (kill -9).
+          const killed = bash(
+            `kills=0; mv() { command mv "$@"; kills=$((kills+1)); if [ $kills -ge ${k} ]; then kill -9 $$; fi; }\n${SWAP_SCRIPT}`,
+            [dest, work, mode],
+          );
+          const renames = 2; // whole: the folder aside, the new one in; entries: odoo aside, the new odoo in
+          if (k <= renames) expect(killed.signal, `${mode} k=${k}`).toBe('SIGKILL');
+          const r = bash(then === 'again' ? SWAP_SCRIPT : SWAP_BACK_SCRIPT, then === 'again' ? [dest, work, mode] : [dest, work]);
+          expect(r.status, `${mode} k=${k} ${then}: ${r.stderr}`).toBe(0);
+          const swapped = mode === 'whole' ? { 'odoo/cd/new': 'new' } : { 'odoo/cd/new': 'new', 'other/keep': 'keep' };
+          expect(tree(dest), `${mode} k=${k} ${then}`).toEqual(then === 'again' ? swapped : before);
+          if (then === 'again') {
+            expect(bash(SWAP_BACK_SCRIPT, [dest, work]).status).toBe(0);
+            expect(tree(dest), `${mode} k=${k} again, then back`).toEqual(before);
+          }
+        }
+      }
+    }
   });
 
   it('a broken tar fails the swap-in before the folder is touched', () => {
