@@ -5,7 +5,7 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type BackupPart, type TaskContext } from '../core/define.ts';
 import { CommandError, ExitCode, TaskError, usage } from '../core/errors.ts';
 import { abortError, followFile } from '../core/runner.ts';
-import { journalDir, journalHooks, openJournal } from '../core/journal.ts';
+import { journalHooks, openJournal } from '../core/journal.ts';
 import { parallel, readOrUnknown, runPlan, type PlanHooks, type Step } from '../core/plan.ts';
 import {
   backupName,
@@ -732,15 +732,6 @@ async function prepare(ctx: TaskContext, s: BackupState, lock: boolean): Promise
   });
 }
 
-/** The journal went with the plan's success; its folder goes too when nothing else is journaled. */
-function removeEmptyJournalDir(dir: string): void {
-  try {
-    fs.rmdirSync(journalDir(dir));
-  } catch {
-    // not empty (another change is journaled) or not there
-  }
-}
-
 function initialState(ctx: TaskContext, o: BackupOptions, s3s: S3Settings | undefined, t: PgTarget): BackupState {
   const parts = selectParts(ctx.config.backupParts, o.only, 'tasks.ts (backupParts)');
   if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
@@ -751,11 +742,13 @@ function initialState(ctx: TaskContext, o: BackupOptions, s3s: S3Settings | unde
   return { name, dir, final, staging, tmp: `${final}.tmp`, parts, t, s3s, reason: o.reason ?? 'manual', prune: o.prune !== false };
 }
 
-/** Runs the backup plan with its journal; on a failure whose undo finished, the journal goes (nothing is left to recover). */
+/**
+ * Runs the backup plan with its journal (journalHooks removes it once the plan committed or was undone; a failed undo
+ * keeps it for tasks recover). `seen` gets the state each step starts with, for the failure report.
+ */
 async function runBackupPlan(ctx: TaskContext, s: BackupState, o: BackupOptions, seen: { last: BackupState }): Promise<BackupState> {
   await prepare(ctx, s, o.lock !== false);
-  const journal = openJournal(s.dir, 'backup');
-  const kept = journalHooks<BackupState>(journal, backupFacts, 'publish');
+  const kept = journalHooks<BackupState>(openJournal(s.dir, 'backup'), backupFacts, 'publish');
   const hooks: PlanHooks<BackupState> = {
     ...kept,
     beforeStep(step, i, st) {
@@ -763,17 +756,7 @@ async function runBackupPlan(ctx: TaskContext, s: BackupState, o: BackupOptions,
       kept.beforeStep(step, i, st);
     },
   };
-  try {
-    const done = await runPlan(ctx, backupPlan(s), s, hooks);
-    if (!ctx.global.dryRun) removeEmptyJournalDir(s.dir);
-    return done;
-  } catch (err) {
-    if (!ctx.global.dryRun && !/; the undo did not finish: /.test((err as Error).message ?? '')) {
-      journal.remove();
-      removeEmptyJournalDir(s.dir);
-    }
-    throw err;
-  }
+  return runPlan(ctx, backupPlan(s), s, hooks);
 }
 
 export async function runBackup(ctx: TaskContext, o: BackupOptions): Promise<BackupResult> {

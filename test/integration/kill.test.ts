@@ -148,7 +148,9 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     const refused = await run(root, db, ['backup']);
     expect(refused.code, refused.stderr).toBe(3);
     expect(refused.stderr).toMatch(
-      new RegExp(`restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`),
+      new RegExp(
+        `restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`,
+      ),
     );
     expect(refused.stderr).toContain('run tasks recover');
     const rec = await run(root, db, ['recover']);
