@@ -5,6 +5,8 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type BackupPart, type TaskContext } from '../core/define.ts';
 import { CommandError, ExitCode, TaskError, usage } from '../core/errors.ts';
 import { abortError, followFile } from '../core/runner.ts';
+import { journalHooks, openJournal } from '../core/journal.ts';
+import { parallel, readOrUnknown, runPlan, type PlanHooks, type Step } from '../core/plan.ts';
 import {
   backupName,
   parseBackupName,
@@ -16,13 +18,14 @@ import {
 } from './manifest.ts';
 import { formatBytes, formatDuration } from '../core/log.ts';
 import type { S3Settings, RemoteObject } from '../tools/s3.ts';
+import type { PgTarget } from '../tools/postgres.ts';
 import type { PrunePlan } from './retention.ts';
 import {
   archiveFile,
+  assertFree,
   backupDir,
   downloadArchive,
   localBackups,
-  normalizeName,
   publishDurably,
   readVerified,
   recordVerified,
@@ -136,10 +139,16 @@ async function partCommand(ctx: TaskContext, p: Exclude<BackupPart, { kind: 'dat
   }
   const { compose, containerStates } = await mods.compose();
   const project = await ctx.compose();
-  const states = await containerStates(ctx.probe, project, [p.service]).catch(() => []);
+  // In a dry run with the engine down the state is unknown (undefined): the one-off container's command is shown.
+  const states = await readOrUnknown(
+    ctx,
+    `whether ${p.service} runs`,
+    () => containerStates(ctx.probe, project, [p.service]),
+    undefined,
+  ).catch(() => []);
   const script = ['-c', TAR_STATUS_SCRIPT, 'sh', ...tarArgs(p.path)];
-  if (states.some((s) => s.status === 'running')) return { argv: compose.exec(project, p.service, ['sh', ...script]), via: 'exec' };
-  ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
+  if (states?.some((s) => s.status === 'running')) return { argv: compose.exec(project, p.service, ['sh', ...script]), via: 'exec' };
+  if (states) ctx.log.info(`${p.service} is not running: reading ${p.path} through a one-off ${p.service} container`);
   const container = `${ctx.env.get('COMPOSE_PROJECT_NAME') ?? 'compose-tasks'}-backup-${p.name}-${process.pid}`;
   return { argv: compose.run(project, p.service, script, { noDeps: true, entrypoint: 'sh', name: container }), via: 'run', container };
 }
@@ -283,6 +292,87 @@ async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
 
 const fragmentOf = (file: string) => `${file}.gz-member`;
 
+type FolderPart = Exclude<BackupPart, { kind: 'database' }>;
+
+/** A folder part's failure as the user sees it: named after the part (a missing remote folder: exit 3). */
+function explainPartError(ctx: TaskContext, p: FolderPart, pc: PartCommand, e: unknown): unknown {
+  if (e instanceof CommandError && e.exitCode === MISSING_FOLDER_CODE && e.stderrTail.includes('compose-tasks: no folder'))
+    return new TaskError(`backup part ${p.name}: ${path.resolve(ctx.root, p.path)} does not exist on the remote engine's host`, {
+      exitCode: ExitCode.prerequisite,
+      hint: 'create it there or fix backupParts in tasks.ts (host paths resolve on the server: docker/compose#8484)',
+    });
+  const err = pc.explain ? pc.explain(e) : e;
+  const passes = [ExitCode.sigint, ExitCode.sigterm, ExitCode.prerequisite] as number[];
+  if (!(err instanceof TaskError) || passes.includes(err.exitCode)) return err;
+  if (err.message.startsWith(`backup part ${p.name}:`)) return err;
+  const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
+  return new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
+}
+
+/**
+ * A folder's tar output written to `file` and, as it grows, compressed into the archive member it will become
+ * (writeFragment); judged (tar's status, a full listing) before the digest of the member is returned.
+ */
+async function produceFolderPart(ctx: TaskContext, p: FolderPart, file: string): Promise<{ size: number; sha256: string } | undefined> {
+  const pc = await partCommand(ctx, p);
+  const cmd = { argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1], stallMs: stallMs(ctx) } as const;
+  const run = ctx.runner.run({ ...cmd, container: pc.container }).then(
+    (r) => r,
+    (e: unknown) => {
+      // Through compose, any exit code is judged with the status tar reported (below).
+      if (pc.via && e instanceof CommandError && !ctx.signal.aborted)
+        return { code: e.exitCode, stdout: '', stderr: e.stderrTail, dryRun: false };
+      throw e;
+    },
+  );
+  const fragment = ctx.global.dryRun
+    ? undefined
+    : (async () => {
+        const { writeFragment } = await mods.archive();
+        return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), {
+          signal: ctx.signal,
+          onBytes: progress(ctx, p.name),
+        });
+      })();
+  const [ran, frag] = await Promise.allSettled([run, fragment]);
+  try {
+    if (ran.status === 'rejected') throw ran.reason;
+    if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
+    if (!ctx.global.dryRun) {
+      const judged = judgeTarExit(p.name, pc, ran.value.code, ran.value.stderr);
+      if (judged.error) throw judged.error;
+      if (judged.warning) ctx.log.warn(judged.warning);
+      await checkFolderTar(ctx, p.name, { name: p.name, kind: p.kind, file: memberName(p), format: 'tar', size: 0, sha256: '' }, file);
+    }
+  } catch (e) {
+    fs.rmSync(file, { force: true });
+    fs.rmSync(fragmentOf(file), { force: true });
+    throw explainPartError(ctx, p, pc, e);
+  }
+  // The member holds the bytes now; the plain copy is not needed any more.
+  if (frag.value) fs.rmSync(file, { force: true });
+  return frag.value;
+}
+
+/** The manifest's entry for a part (size and sha256 of its member). */
+function manifestPartOf(p: BackupPart, size: number, sha256: string): ManifestPart {
+  const mp: ManifestPart = {
+    name: p.name,
+    kind: p.kind,
+    file: memberName(p),
+    format: p.kind === 'database' ? 'pg_dump-custom' : 'tar',
+    size,
+    sha256,
+  };
+  if (p.kind === 'volume') {
+    mp.service = p.service;
+    mp.path = p.path;
+    if (p.owner) mp.owner = p.owner;
+  }
+  if (p.kind === 'path') mp.path = p.path;
+  return mp;
+}
+
 /**
  * One part into the staging folder. The dump is a file pg_dump writes itself (it seeks back to its table of
  * contents). A folder's tar output is written to a file and, as it grows, compressed into the archive member it
@@ -301,89 +391,12 @@ async function producePart(
     const done = dumpToStaging(ctx, file);
     hooks.onDump?.(file, done);
     await done;
-  } else {
-    const pc = await partCommand(ctx, p);
-    const cmd = { argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1], stallMs: stallMs(ctx) } as const;
-    const run = ctx.runner.run({ ...cmd, container: pc.container }).then(
-      (r) => r,
-      (e: unknown) => {
-        // Through compose, any exit code is judged with the status tar reported (below).
-        if (pc.via && e instanceof CommandError && !ctx.signal.aborted)
-          return { code: e.exitCode, stdout: '', stderr: e.stderrTail, dryRun: false };
-        throw e;
-      },
-    );
-    const fragment = ctx.global.dryRun
-      ? undefined
-      : (async () => {
-          const { writeFragment } = await mods.archive();
-          return writeFragment(fragmentOf(file), memberName(p), followFile(file, run, ctx.signal), {
-            signal: ctx.signal,
-            onBytes: progress(ctx, p.name),
-          });
-        })();
-    const [ran, frag] = await Promise.allSettled([run, fragment]);
-    try {
-      if (ran.status === 'rejected') throw ran.reason;
-      if (frag.status === 'rejected') throw interrupted(ctx, frag.reason);
-      if (!ctx.global.dryRun) {
-        const judged = judgeTarExit(p.name, pc, ran.value.code, ran.value.stderr);
-        if (judged.error) throw judged.error;
-        if (judged.warning) ctx.log.warn(judged.warning);
-        await checkFolderTar(ctx, p.name, { name: p.name, kind: p.kind, file: memberName(p), format: 'tar', size: 0, sha256: '' }, file);
-      }
-    } catch (e) {
-      fs.rmSync(file, { force: true });
-      fs.rmSync(fragmentOf(file), { force: true });
-      if (e instanceof CommandError && e.exitCode === MISSING_FOLDER_CODE && e.stderrTail.includes('compose-tasks: no folder'))
-        throw new TaskError(`backup part ${p.name}: ${path.resolve(ctx.root, p.path)} does not exist on the remote engine's host`, {
-          exitCode: ExitCode.prerequisite,
-          hint: 'create it there or fix backupParts in tasks.ts (host paths resolve on the server: docker/compose#8484)',
-        });
-      const err = pc.explain ? pc.explain(e) : e;
-      if (
-        err instanceof TaskError &&
-        err.exitCode !== ExitCode.sigint &&
-        err.exitCode !== ExitCode.sigterm &&
-        err.exitCode !== ExitCode.prerequisite
-      ) {
-        if (err.message.startsWith(`backup part ${p.name}:`)) throw err;
-        const detail = /No space left on device/i.test(err.message) ? 'no space left on the device' : err.message;
-        throw new TaskError(`backup part ${p.name}: ${detail}`, { exitCode: ExitCode.failure, hint: err.hint, cause: err });
-      }
-      throw err;
-    }
-    digest = frag.value;
-    // The member holds the bytes now; the plain copy is not needed any more.
-    if (digest) fs.rmSync(file, { force: true });
-  }
-  if (ctx.global.dryRun)
-    return {
-      name: p.name,
-      kind: p.kind,
-      file: memberName(p),
-      format: p.kind === 'database' ? 'pg_dump-custom' : 'tar',
-      size: 0,
-      sha256: '',
-    };
+  } else digest = await produceFolderPart(ctx, p, file);
+  if (ctx.global.dryRun) return manifestPartOf(p, 0, '');
   const { size, sha256 } = digest ?? (await (await mods.archive()).hashFile(file, ctx.signal));
   if (p.kind !== 'database' && size < 1024) throw new TaskError(`backup part ${p.name}: tar wrote ${size} bytes, not a tar archive`);
   ctx.log.step(`${p.name}: ${formatBytes(size)} in ${formatDuration(Date.now() - started)}`);
-  const mp: ManifestPart = {
-    name: p.name,
-    kind: p.kind,
-    file: memberName(p),
-    format: p.kind === 'database' ? 'pg_dump-custom' : 'tar',
-    size,
-    sha256,
-  };
-  if (p.kind === 'volume') {
-    mp.service = p.service;
-    mp.path = p.path;
-    if (p.owner) mp.owner = p.owner;
-  }
-  if (p.kind === 'path') mp.path = p.path;
-  return mp;
+  return manifestPartOf(p, size, sha256);
 }
 
 /** Service → image id of the running containers (empty without Docker). */
@@ -440,231 +453,372 @@ export interface BackupResult {
   uploaded: boolean;
 }
 
-export async function runBackup(
-  ctx: TaskContext,
-  o: { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean },
-): Promise<BackupResult> {
-  const started = Date.now();
-  const dryRun = ctx.global.dryRun;
-  const project = ctx.env.require('COMPOSE_PROJECT_NAME');
-  const reason = o.reason ?? 'manual';
-  const parts = selectParts(ctx.config.backupParts, o.only, 'tasks.ts (backupParts)');
-  if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
-  const dir = backupDir(ctx);
-  const notifyMod = await mods.notify();
-  const ns = notifyMod.notifySettings((k) => ctx.env.get(k), dryRun);
-  const s3m = await mods.s3();
-  const s3s = await s3For(ctx);
-  const name = backupName(project, new Date());
-  const final = archiveFile(dir, name);
-  let size = 0;
-  let uploaded = false;
-  let remoteListing: Promise<RemoteObject[] | Error> | undefined;
-  let warnings: string[] = [];
-  await notifyMod.pingStart(ctx.log, ns);
-  try {
-    if (!dryRun) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (o.lock !== false) {
-        await (await import('./leftovers.ts')).takeChangeLock(ctx, 'backup');
-      }
-    }
-    const staging = path.join(dir, `.tmp-${name}`);
-    const tmp = `${final}.tmp`;
-    ctx.onCleanup(() => {
-      fs.rmSync(staging, { recursive: true, force: true });
-      fs.rmSync(tmp, { force: true });
-    });
-    if (!dryRun) fs.mkdirSync(staging, { mode: 0o700 });
+type BackupOptions = { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean };
 
+/** What the steps of a backup pass on. Only `name` and the temp files go into the journal (plain data). */
+interface BackupState {
+  name: string;
+  dir: string;
+  final: string;
+  /** The staging folder the parts are written to, and the archive's temp name: removed by undo, listed in the journal. */
+  staging: string;
+  tmp: string;
+  parts: BackupPart[];
+  t: PgTarget;
+  s3s?: S3Settings;
+  reason: Manifest['reason'];
+  prune: boolean;
+  versions?: { serverVersion?: string; pgDumpVersion?: string };
+  /** The dump's full read (pg_restore -f /dev/null) that followed pg_dump: settles to its error, if any. */
+  dumpRead?: Promise<unknown>;
+  /** The final table of contents' read (pg_restore --list), started once the archive is being written. */
+  tocRead?: Promise<unknown>;
+  manifestParts?: ManifestPart[];
+  size?: number;
+  md5?: Promise<string | undefined>;
+  published?: boolean;
+  uploaded?: boolean;
+  remoteListing?: Promise<RemoteObject[] | Error>;
+  warnings?: string[];
+  /** One fact per part made by the 'dump parts' step (its parallel steps each return theirs). */
+  [part: `part:${string}`]: ManifestPart | undefined;
+}
+
+/** The journal's facts: recovery removes `temps` (paths relative to the backup folder) while the archive is unpublished. */
+export const backupFacts = (s: Pick<BackupState, 'name' | 'dir' | 'staging' | 'tmp' | 'published'>) => ({
+  name: s.name,
+  temps: s.published ? [] : [path.relative(s.dir, s.staging), path.relative(s.dir, s.tmp)],
+});
+
+/** The names of a backup's steps, in order (the dry run prints them; COMPOSE_TASKS_STOP_AFTER_STEP takes one). */
+export const BACKUP_STEPS = ['check', 'dump parts', 'write archive', 'verify', 'publish', 'upload', 'prune'] as const;
+
+/**
+ * Free space (about the size of the newest backup here) and the server and pg_dump versions: a mismatch is reported
+ * before anything is written (it explains a pg_dump that failed). In a dry run what cannot be read is unknown.
+ */
+const checkStep: Step<BackupState> = {
+  name: 'check',
+  async run(ctx, s) {
+    const newest = localBackups(s.dir).find((b) => b.project === ctx.env.get('COMPOSE_PROJECT_NAME'));
+    if (!ctx.global.dryRun && newest) assertFree(s.dir, newest.size, `write backup ${s.name}`);
+    if (!s.parts.some((p) => p.kind === 'database')) return { versions: {} };
     const pg = await mods.pg();
-    const t = pg.pgTarget(ctx);
-    // The server and pg_dump versions are read while the parts are produced; a mismatch is reported before any
-    // other failure (it explains a pg_dump that failed) and before anything is written under a final name.
-    const versions = parts.some((p) => p.kind === 'database')
-      ? Promise.all([pg.serverVersion(ctx, t, t.database), pg.clientVersion(ctx, t, 'pg_dump')]).then(([server, client]) => {
-          pg.assertDumpCompatible({ server, pgDump: client });
-          return { serverVersion: server.text, pgDumpVersion: client.text };
-        })
-      : Promise.resolve({ serverVersion: undefined, pgDumpVersion: undefined });
-    versions.catch(() => undefined);
-    ctx.log.step(`backup ${name}: ${parts.map((p) => p.name).join(', ')}${dryRun ? ' (dry run)' : ''}`);
-    // Parts are produced side by side (pg_dump and tar on different cores); every one finishes before we judge.
-    // The dump's full read (pg_restore -f /dev/null) follows pg_dump's output as it is written, on the core pg_dump
-    // leaves; it settles to its error, if any, judged after the parts.
-    let dumpRead: Promise<unknown> = Promise.resolve(undefined);
-    const onDump = (file: string, done: Promise<void>) => {
-      if (!dryRun)
-        dumpRead = pg.verifyDump(ctx, t, file, { growingUntil: done }).then(
+    const [server, client] = await Promise.all([
+      readOrUnknown(ctx, 'PostgreSQL server version', () => pg.serverVersion(ctx, s.t, s.t.database), undefined),
+      readOrUnknown(ctx, 'pg_dump version', () => pg.clientVersion(ctx, s.t, 'pg_dump'), undefined),
+    ]);
+    if (server) pg.assertDumpCompatible({ server, pgDump: client });
+    return { versions: { serverVersion: server?.text, pgDumpVersion: client?.text } };
+  },
+};
+
+/** One part into the staging folder; the dump's full read follows pg_dump's output as it is written. */
+function partStep(p: BackupPart): Step<BackupState> {
+  return {
+    name: `${p.kind === 'database' ? 'dump' : 'tar'} ${p.name}`,
+    async run(ctx, s) {
+      let dumpRead: Promise<unknown> | undefined;
+      const onDump = async (file: string, done: Promise<void>) => {
+        if (ctx.global.dryRun) return;
+        const pg = await mods.pg();
+        dumpRead = pg.verifyDump(ctx, s.t, file, { growingUntil: done }).then(
           () => undefined,
           (e: unknown) => e,
         );
-    };
-    const settled = await Promise.allSettled(parts.map((p) => producePart(ctx, p, staging, { onDump })));
-    const { serverVersion, pgDumpVersion } = await versions;
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const manifestParts = settled.map((s) => (s as PromiseFulfilledResult<ManifestPart>).value);
-    const needsDocker = t.mode === 'compose' || parts.some((p) => p.kind === 'volume');
-    const [images, commit] = await Promise.all([needsDocker ? imageIds(ctx) : Promise.resolve({}), gitCommit(ctx)]);
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
-      name,
-      createdAt: parseBackupName(name)!.time.toISOString(),
-      appEnv: ctx.env.appEnv,
-      project,
-      database: t.database,
-      ...(serverVersion ? { serverVersion } : {}),
-      ...(pgDumpVersion ? { pgDumpVersion } : {}),
-      images,
-      ...(commit ? { gitCommit: commit } : {}),
-      tool: toolInfo(ctx.root),
-      reason,
-      parts: manifestParts,
-    };
-    if (dryRun) {
-      ctx.log.info(
-        `[dry-run] would write ${final} (manifest.json + ${manifestParts.map((p) => p.file).join(', ')}), ` +
-          `check it${s3s ? `, upload it to ${s3m.s3Url(s3s, s3m.objectKey(s3s, name))}` : ''} and prune`,
-      );
-      return { name, file: final, size: 0, uploaded: false };
-    }
+      };
+      const mp = await producePart(ctx, p, s.staging, { onDump });
+      return { [`part:${p.name}`]: mp, ...(dumpRead ? { dumpRead } : {}) };
+    },
+  };
+}
 
-    const { writeArchive, checkArchive, md5InWorker } = await mods.archive();
-    const total = manifestParts.reduce(
-      (n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(staging, p.file))).size),
+/** The parts side by side (pg_dump and tar on different cores) in the staging folder; undo removes the folder. */
+function dumpStep(parts: BackupPart[]): Step<BackupState> {
+  const all = parallel('dump parts', parts.map(partStep));
+  return {
+    ...all,
+    async run(ctx, s) {
+      if (!ctx.global.dryRun) fs.mkdirSync(s.staging, { mode: 0o700 });
+      ctx.log.step(`backup ${s.name}: ${s.parts.map((p) => p.name).join(', ')}${ctx.global.dryRun ? ' (dry run)' : ''}`);
+      const made = (await all.run(ctx, s)) as Partial<BackupState>;
+      return { ...made, manifestParts: s.parts.map((p) => made[`part:${p.name}`]!) };
+    },
+    async undo(_ctx, s) {
+      fs.rmSync(s.staging, { recursive: true, force: true });
+    },
+  };
+}
+
+async function buildManifest(ctx: TaskContext, s: BackupState): Promise<Manifest> {
+  const needsDocker = s.t.mode === 'compose' || s.parts.some((p) => p.kind === 'volume');
+  const [images, commit] = await Promise.all([needsDocker ? imageIds(ctx) : Promise.resolve({}), gitCommit(ctx)]);
+  const { serverVersion, pgDumpVersion } = s.versions ?? {};
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    name: s.name,
+    createdAt: parseBackupName(s.name)!.time.toISOString(),
+    appEnv: ctx.env.appEnv,
+    project: ctx.env.require('COMPOSE_PROJECT_NAME'),
+    database: s.t.database,
+    ...(serverVersion ? { serverVersion } : {}),
+    ...(pgDumpVersion ? { pgDumpVersion } : {}),
+    images,
+    ...(commit ? { gitCommit: commit } : {}),
+    tool: toolInfo(ctx.root),
+    reason: s.reason,
+    parts: s.manifestParts!,
+  };
+}
+
+/**
+ * The archive under its temp name: the manifest, the dump (stored: pg_dump compressed it) and the folders' members
+ * (compressed while tar wrote them: copied in as they are). Undo removes the temp archive.
+ */
+const writeStep: Step<BackupState> = {
+  name: 'write archive',
+  async run(ctx, s) {
+    const manifest = await buildManifest(ctx, s);
+    const mps = s.manifestParts!;
+    if (ctx.global.dryRun) return;
+    const { writeArchive } = await mods.archive();
+    const total = mps.reduce(
+      (n, p) => n + (p.kind === 'database' ? p.size : fs.statSync(fragmentOf(path.join(s.staging, p.file))).size),
       0,
     );
     // The full read followed the dump as it was written; pg_dump then rewrote the table of contents at the file's
     // start (with the data offsets), so that final one is read too (pg_restore --list), while the archive is written.
-    const dumpPart = manifestParts.find((p) => p.kind === 'database');
+    const dumpPart = mps.find((p) => p.kind === 'database');
+    const pg = await mods.pg();
     const tocRead = dumpPart
-      ? pg.dumpHeader(ctx, t, path.join(staging, dumpPart.file)).then(
+      ? pg.dumpHeader(ctx, s.t, path.join(s.staging, dumpPart.file)).then(
           () => undefined,
           (e: unknown) => e,
         )
       : Promise.resolve(undefined);
-    ctx.log.step(`writing ${path.basename(final)}`);
-    await writeArchive(
-      tmp,
-      [
-        { name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 },
-        // The dump is compressed by pg_dump: stored. Folders were compressed while tar wrote them (writeFragment):
-        // deflated piece by piece where it pays (text), stored elsewhere (media); they are copied in as they are.
-        ...manifestParts.map((p) =>
-          p.kind === 'database'
-            ? { name: p.file, file: path.join(staging, p.file), level: 0 as const }
-            : { name: p.file, fragment: fragmentOf(path.join(staging, p.file)) },
-        ),
-      ],
-      { signal: ctx.signal, onBytes: progress(ctx, 'archive', total) },
+    ctx.log.step(`writing ${path.basename(s.final)}`);
+    const members = mps.map((p) =>
+      p.kind === 'database'
+        ? { name: p.file, file: path.join(s.staging, p.file), level: 0 as const }
+        : { name: p.file, fragment: fragmentOf(path.join(s.staging, p.file)) },
     );
+    await writeArchive(
+      s.tmp,
+      [{ name: 'manifest.json', data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), level: 1 }, ...members],
+      {
+        signal: ctx.signal,
+        onBytes: progress(ctx, 'archive', total),
+      },
+    );
+    return { tocRead };
+  },
+  async undo(_ctx, s) {
+    fs.rmSync(s.tmp, { force: true });
+  },
+};
+
+/** Every part's size and sha256 read back from the temp archive, and the dump's reads judged. */
+const verifyStep: Step<BackupState> = {
+  name: 'verify',
+  async run(ctx, s) {
+    if (ctx.global.dryRun) return;
+    const { checkArchive, md5InWorker } = await mods.archive();
     ctx.log.step("checking the archive: every part's size and sha256");
-    size = fs.statSync(tmp).size;
+    const size = fs.statSync(s.tmp).size;
     // The archive's MD5, for the upload to compare with the object's ETag, is computed beside the check on another thread.
-    const md5 = s3s ? md5InWorker(tmp, ctx.signal).catch(() => undefined) : undefined;
-    await checkArchive(tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
-    const dumpError = (await dumpRead) ?? (await tocRead);
-    if (dumpError)
+    const md5 = s.s3s ? md5InWorker(s.tmp, ctx.signal).catch(() => undefined) : undefined;
+    await checkArchive(s.tmp, { signal: ctx.signal, onBytes: progress(ctx, 'check', size) });
+    const dumpError = (await s.dumpRead) ?? (await s.tocRead);
+    if (dumpError) {
+      const dumpFile = path.join(s.staging, s.manifestParts!.find((p) => p.kind === 'database')!.file);
       throw dumpError instanceof TaskError
-        ? new TaskError(dumpError.message.replace(path.join(staging, dumpPart!.file), 'the dump'), {
+        ? new TaskError(dumpError.message.replace(dumpFile, 'the dump'), {
             exitCode: dumpError.exitCode,
             hint: 'nothing was written under a final name, uploaded or pruned',
           })
         : dumpError;
-    fs.chmodSync(tmp, 0o600);
-    publishDurably(tmp, final);
-    fs.rmSync(staging, { recursive: true, force: true });
-    recordVerified(dir, name, false, { size });
-    ctx.log.success(`${final}: ${formatBytes(size)}, checked`);
+    }
+    return { size, md5 };
+  },
+};
 
-    if (s3s) {
-      const missing = credentialsProblem(ctx, s3m);
-      if (missing) {
-        throw new TaskError(`the upload did not happen: ${missing}; the backup stays local (${final})`, {
-          exitCode: ExitCode.uploadFailed,
-          hint: `set them in ${ctx.env.fileToFix} (documented in .env.template), then: tasks upload ${name}`,
-        });
-      }
-      const key = s3m.objectKey(s3s, name);
-      ctx.log.step(`uploading to ${s3m.s3Url(s3s, key)}`);
-      // The listing remote pruning needs is read while the upload runs (the new object is added once the upload is checked).
-      if (o.prune !== false)
-        remoteListing = s3m.listRemote(ctx.probe, s3s).then(
+/** The archive under its final name (fsync the archive, then the folder, then rename); the staging folder goes. */
+const publishStep: Step<BackupState> = {
+  name: 'publish',
+  async run(ctx, s) {
+    if (ctx.global.dryRun) return;
+    fs.chmodSync(s.tmp, 0o600);
+    publishDurably(s.tmp, s.final);
+    fs.rmSync(s.staging, { recursive: true, force: true });
+    recordVerified(s.dir, s.name, false, { size: s.size });
+    ctx.log.success(`${s.final}: ${formatBytes(s.size!)}, checked`);
+    return { published: true };
+  },
+};
+
+/** Upload to S3 when it is configured, checked by the ETag (MD5) or the size; a failure keeps the local backup. */
+const uploadStep: Step<BackupState> = {
+  name: 'upload',
+  async run(ctx, s) {
+    if (ctx.global.dryRun) return;
+    if (!s.s3s) {
+      ctx.log.info('S3_BUCKET is not set: the backup stays local');
+      return;
+    }
+    const s3m = await mods.s3();
+    const missing = credentialsProblem(ctx, s3m);
+    if (missing)
+      throw new TaskError(`the upload did not happen: ${missing}; the backup stays local (${s.final})`, {
+        exitCode: ExitCode.uploadFailed,
+        hint: `set them in ${ctx.env.fileToFix} (documented in .env.template), then: tasks upload ${s.name}`,
+      });
+    const key = s3m.objectKey(s.s3s, s.name);
+    ctx.log.step(`uploading to ${s3m.s3Url(s.s3s, key)}`);
+    // The listing remote pruning needs is read while the upload runs (the new object is added once the upload is checked).
+    const remoteListing = s.prune
+      ? s3m.listRemote(ctx.probe, s.s3s).then(
           (l) => l,
           (e: unknown) => e as Error,
+        )
+      : undefined;
+    const upStarted = Date.now();
+    let checkedBy = 'size';
+    try {
+      checkedBy = await s3m.uploadFile(ctx.runner, s.s3s, s.final, key, s.size!, { md5: s.md5 });
+    } catch (err) {
+      if (err instanceof TaskError && err.exitCode === ExitCode.uploadFailed)
+        throw new TaskError(
+          `the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${s.final})`,
+          { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${s.name}` },
         );
-      const upStarted = Date.now();
-      let checkedBy = 'size';
-      try {
-        checkedBy = await s3m.uploadFile(ctx.runner, s3s, final, key, size, { md5 });
-      } catch (err) {
-        if (err instanceof TaskError && err.exitCode === ExitCode.uploadFailed) {
-          throw new TaskError(
-            `the upload did not happen: ${err.message.replace(/; the backup stays local$/, '')}; the backup stays local (${final})`,
-            { exitCode: ExitCode.uploadFailed, hint: `retry with: tasks upload ${name}` },
-          );
-        }
-        throw err;
-      }
-      uploaded = true;
-      ctx.log.success(
-        `uploaded ${formatBytes(size)} in ${formatDuration(Date.now() - upStarted)}, ` +
-          `${checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked'}`,
-      );
-    } else {
-      ctx.log.info('S3_BUCKET is not set: the backup stays local');
+      throw err;
     }
+    const how = checkedBy === 'md5' ? 'ETag matches the MD5' : 'size checked';
+    ctx.log.success(`uploaded ${formatBytes(s.size!)} in ${formatDuration(Date.now() - upStarted)}, ${how}`);
+    return { uploaded: true, remoteListing };
+  },
+};
 
-    if (o.prune !== false) {
-      const listing = await remoteListing;
-      if (listing instanceof Error) throw listing;
-      const remote =
-        listing && uploaded
-          ? [...listing.filter((r) => r.name !== name), { key: s3m.objectKey(s3s!, name), name, size, modified: '' }]
-          : listing;
-      warnings = pruneWarnings(await pruneAll(ctx, { s3s, apply: true, project, remote, fresh: name }));
+/** Retention, local and remote (the new backup counts as a good one); its warnings go into the notification. */
+const pruneStep: Step<BackupState> = {
+  name: 'prune',
+  async run(ctx, s) {
+    if (ctx.global.dryRun) return;
+    const listing = await s.remoteListing;
+    if (listing instanceof Error) throw listing;
+    const key = s.s3s ? (await mods.s3()).objectKey(s.s3s, s.name) : '';
+    const remote =
+      listing && s.uploaded ? [...listing.filter((r) => r.name !== s.name), { key, name: s.name, size: s.size!, modified: '' }] : listing;
+    const project = ctx.env.require('COMPOSE_PROJECT_NAME');
+    return { warnings: pruneWarnings(await pruneAll(ctx, { s3s: s.s3s, apply: true, project, remote, fresh: s.name })) };
+  },
+};
+
+/** The steps of a backup, in order (BACKUP_STEPS); prune only when asked (a safety backup before a restore does not). */
+function backupPlan(s: BackupState): Step<BackupState>[] {
+  const plan = [checkStep, dumpStep(s.parts), writeStep, verifyStep, publishStep, uploadStep, ...(s.prune ? [pruneStep] : [])];
+  return plan;
+}
+
+/** The folder (0700) and the change lock, taken before the journal is written (it lives in the folder). */
+async function prepare(ctx: TaskContext, s: BackupState, lock: boolean): Promise<void> {
+  if (ctx.global.dryRun) return;
+  fs.mkdirSync(s.dir, { recursive: true, mode: 0o700 });
+  if (lock) await (await import('./leftovers.ts')).takeChangeLock(ctx, 'backup');
+  ctx.onCleanup(() => {
+    fs.rmSync(s.staging, { recursive: true, force: true });
+    fs.rmSync(s.tmp, { force: true });
+  });
+}
+
+function initialState(ctx: TaskContext, o: BackupOptions, s3s: S3Settings | undefined, t: PgTarget): BackupState {
+  const parts = selectParts(ctx.config.backupParts, o.only, 'tasks.ts (backupParts)');
+  if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
+  const dir = backupDir(ctx);
+  const name = backupName(ctx.env.require('COMPOSE_PROJECT_NAME'), new Date());
+  const final = archiveFile(dir, name);
+  const staging = path.join(dir, `.tmp-${name}`);
+  return { name, dir, final, staging, tmp: `${final}.tmp`, parts, t, s3s, reason: o.reason ?? 'manual', prune: o.prune !== false };
+}
+
+/**
+ * Runs the backup plan with its journal (journalHooks removes it once the plan committed or was undone; a failed undo
+ * keeps it for tasks recover). `seen` gets the state each step starts with, for the failure report.
+ */
+async function runBackupPlan(ctx: TaskContext, s: BackupState, o: BackupOptions, seen: { last: BackupState }): Promise<BackupState> {
+  await prepare(ctx, s, o.lock !== false);
+  const kept = journalHooks<BackupState>(openJournal(s.dir, 'backup'), backupFacts, 'publish');
+  const hooks: PlanHooks<BackupState> = {
+    ...kept,
+    beforeStep(step, i, st) {
+      seen.last = st;
+      kept.beforeStep(step, i, st);
+    },
+  };
+  return runPlan(ctx, backupPlan(s), s, hooks);
+}
+
+export async function runBackup(ctx: TaskContext, o: BackupOptions): Promise<BackupResult> {
+  const started = Date.now();
+  const project = ctx.env.require('COMPOSE_PROJECT_NAME');
+  const notifyMod = await mods.notify();
+  const ns = notifyMod.notifySettings((k) => ctx.env.get(k), ctx.global.dryRun);
+  const s3m = await mods.s3();
+  const s0 = initialState(ctx, o, await s3For(ctx), (await mods.pg()).pgTarget(ctx));
+  const report = { task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name: s0.name } as const;
+  // The state the last step started with: the failure report says whether the upload had happened.
+  const seen = { last: s0 };
+  await notifyMod.pingStart(ctx.log, ns);
+  try {
+    const s = await runBackupPlan(ctx, s0, o, seen);
+    if (ctx.global.dryRun) {
+      const files = s.manifestParts!.map((p) => p.file).join(', ');
+      const up = s.s3s ? `, upload it to ${s3m.s3Url(s.s3s, s3m.objectKey(s.s3s, s.name))}` : '';
+      ctx.log.info(`[dry-run] would write ${s.final} (manifest.json + ${files}), check it${up} and prune`);
+      return { name: s.name, file: s.final, size: 0, uploaded: false };
     }
     const ms = Date.now() - started;
-    ctx.log.success(`backup ${name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
-    ctx.out.write(`${final}\n`);
+    const size = s.size!;
+    const uploaded = s.uploaded === true;
+    ctx.log.success(`backup ${s.name} done: ${formatBytes(size)} in ${formatDuration(ms)}${uploaded ? ', uploaded' : ''}`);
+    ctx.out.write(`${s.final}\n`);
+    const warnings = s.warnings ?? [];
     await notifyMod.report(ctx.log, ns, {
+      ...report,
       status: 'success',
-      task: 'backup',
-      project,
-      appEnv: ctx.env.appEnv,
-      host: os.hostname(),
-      name,
       size,
       durationMs: ms,
       uploaded,
       ...(warnings.length ? { warnings } : {}),
     });
-    return { name, file: final, size, uploaded };
+    return { name: s.name, file: s.final, size, uploaded };
   } catch (err0) {
-    const err = interrupted(ctx, err0);
-    const e = err as Error;
-    await notifyMod.report(ctx.log, ns, {
-      status: 'failure',
-      task: 'backup',
-      project,
-      appEnv: ctx.env.appEnv,
-      host: os.hostname(),
-      name,
-      durationMs: Date.now() - started,
-      uploaded,
-      error: ctx.log.mask(e.message ?? String(err)),
-      exitCode: err instanceof TaskError ? err.exitCode : ExitCode.failure,
-    });
-    if (err instanceof TaskError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOSPC')
-      throw new TaskError(`no space left on the device: ${e.message}`, {
-        hint: 'free some space; older backups were not touched',
-        cause: err,
-      });
-    throw err;
+    throw await backupFailed(ctx, err0, async (e, exitCode) =>
+      notifyMod.report(ctx.log, ns, {
+        ...report,
+        status: 'failure',
+        durationMs: Date.now() - started,
+        uploaded: seen.last.uploaded === true,
+        error: e,
+        exitCode,
+      }),
+    );
   }
+}
+
+/** A failed backup: the interruption or error as the user sees it (ENOSPC explained), after the failure is reported. */
+async function backupFailed(ctx: TaskContext, err0: unknown, notify: (error: string, exitCode: number) => Promise<void>): Promise<unknown> {
+  const err = interrupted(ctx, err0);
+  const e = err as Error;
+  await notify(ctx.log.mask(e.message ?? String(err)), err instanceof TaskError ? err.exitCode : ExitCode.failure);
+  if (err instanceof TaskError) return err;
+  if ((err as NodeJS.ErrnoException).code === 'ENOSPC')
+    return new TaskError(`no space left on the device: ${e.message}`, {
+      hint: 'free some space; older backups were not touched',
+      cause: err,
+    });
+  return err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,6 +948,41 @@ export async function downloadBackup(ctx: TaskContext, name: string): Promise<st
   return dl.file;
 }
 
+/** The dump restored into a throwaway database, its tables counted, the database dropped (on an interruption too). */
+async function restoreTest(ctx: TaskContext, t: PgTarget, name: string, dump: string): Promise<void> {
+  const pg = await mods.pg();
+  const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
+  const db = `${t.database}_verify_${stamp}`.slice(0, 63);
+  const server = await pg.serverVersion(ctx, t, t.database);
+  let created = false;
+  const drop = async () => {
+    if (created) {
+      created = false;
+      await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major });
+    }
+  };
+  ctx.onCleanup(drop);
+  ctx.log.step(`restore test: into the throwaway database ${db}`);
+  await pg.createDatabase(ctx, t, db, t.user);
+  created = true;
+  await pg.restoreDump(ctx, t, { file: dump, database: db });
+  const tables = Number(
+    await pg.psqlQuery(
+      ctx,
+      t,
+      'SELECT count(*) FROM information_schema.tables ' +
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+      { database: db },
+    ),
+  );
+  await drop();
+  if (!tables)
+    throw new TaskError(`restore test of ${name}: the restored database has no tables`, {
+      hint: 'the dump is empty: check the backup source',
+    });
+  ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
+}
+
 export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { restoreTest?: boolean }): Promise<void> {
   const { file, downloaded } = await fetchBackup(ctx, nameArg);
   const name = path.basename(file).replace(/\.tar\.gz$/, '');
@@ -827,36 +1016,7 @@ export async function verifyBackup(ctx: TaskContext, nameArg: string, o: { resto
   }
   if (o.restoreTest) {
     if (!dump) throw new TaskError(`${name} has no database part: nothing to restore-test`, { exitCode: ExitCode.usage });
-    const stamp = new Date().toISOString().replace(/\D/g, '').slice(0, 14);
-    const db = `${t.database}_verify_${stamp}`.slice(0, 63);
-    const server = await pg.serverVersion(ctx, t, t.database);
-    let created = false;
-    const drop = async () => {
-      if (created) {
-        created = false;
-        await pg.dropDatabase(ctx, t, db, { force: true, serverMajor: server.major });
-      }
-    };
-    ctx.onCleanup(drop);
-    ctx.log.step(`restore test: into the throwaway database ${db}`);
-    await pg.createDatabase(ctx, t, db, t.user);
-    created = true;
-    await pg.restoreDump(ctx, t, { file: dump, database: db });
-    const tables = Number(
-      await pg.psqlQuery(
-        ctx,
-        t,
-        'SELECT count(*) FROM information_schema.tables ' +
-          "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
-        { database: db },
-      ),
-    );
-    await drop();
-    if (!tables)
-      throw new TaskError(`restore test of ${name}: the restored database has no tables`, {
-        hint: 'the dump is empty: check the backup source',
-      });
-    ctx.log.success(`restore test passed: ${tables} tables restored, ${db} dropped`);
+    await restoreTest(ctx, t, name, dump);
   }
   recordVerified(dir, name, Boolean(o.restoreTest), { size: fs.statSync(file).size });
   ctx.log.success(`${name} verified${downloaded ? ' (downloaded from S3)' : ''}`);

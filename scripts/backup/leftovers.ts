@@ -81,7 +81,8 @@ export async function sweepLeftovers(ctx: TaskContext, dir: string): Promise<voi
 /**
  * Takes the change lock (scripts/core/lock.ts) and, the first time this invocation takes it, deals with what killed runs
  * left: a change that was interrupted (its journal) is recovered when the task is `recover` or has --yes, else named
- * and refused; then leftovers are removed. Every task that changes a database or the backup folder calls this first.
+ * and refused (a killed backup is recovered in any case: it only left temp files); then leftovers are removed. Every
+ * task that changes a database or the backup folder calls this first.
  */
 export async function takeChangeLock(ctx: TaskContext, what: string): Promise<void> {
   const { lockChanges } = await import('../core/lock.ts');
@@ -89,10 +90,12 @@ export async function takeChangeLock(ctx: TaskContext, what: string): Promise<vo
   const { backupDir } = await import('./store.ts');
   const dir = backupDir(ctx);
   const unfinished = readUnfinished(dir);
-  if (unfinished.length && what !== 'recover' && !ctx.global.yes) {
-    const more = unfinished.length > 1 ? ` (and ${unfinished.length - 1} more)` : '';
+  // A killed backup made nothing that was in use (only temp files, listed in its journal): recovered at once, never refused.
+  const blocking = unfinished.filter((u) => u.op !== 'backup');
+  if (blocking.length && what !== 'recover' && !ctx.global.yes) {
+    const more = blocking.length > 1 ? ` (and ${blocking.length - 1} more)` : '';
     throw refused(
-      `${describeUnfinished(unfinished[0]!)}${more}: ${what} refused until it is recovered`,
+      `${describeUnfinished(blocking[0]!)}${more}: ${what} refused until it is recovered`,
       `run tasks recover (or pass --yes to recover it first)`,
     );
   }

@@ -74,6 +74,32 @@ describe('--dry-run with the engine down', () => {
     expect(snapshot(p.dir)).toEqual(before);
   });
 
+  it('backup prints its plan step by step in order, the versions and the state of odoo unknown; nothing is written', async () => {
+    const before = snapshot(p.dir);
+    const r = await dry(['backup']);
+    expect(r.code, r.stderr).toBe(0);
+    const steps = [...r.stderr.matchAll(/^\[dry-run\] step (\d+)\/(\d+): (.+)$/gm)].map((m) => `${m[1]}/${m[2]} ${m[3]}`);
+    expect(steps).toEqual(['1/7 check', '2/7 dump parts', '3/7 write archive', '4/7 verify', '5/7 publish', '6/7 upload', '7/7 prune']);
+    expect(r.stderr).toContain(`[dry-run] PostgreSQL server version: ${ENGINE_DOWN}\n`);
+    expect(r.stderr).toContain(`[dry-run] pg_dump version: ${ENGINE_DOWN}\n`);
+    expect(r.stderr).toContain(`[dry-run] whether odoo runs: ${ENGINE_DOWN}\n`);
+    expect(r.stderr).not.toContain('odoo is not running');
+    // The commands of each step come after its line: the dump and the tars under 'dump parts'.
+    const at = (s: string) => r.stderr.indexOf(s);
+    expect(at('step 1/7')).toBeLessThan(at('version: unknown'));
+    expect(at('step 2/7')).toBeLessThan(at(' exec -T db pg_dump '));
+    expect(at(' exec -T db pg_dump ')).toBeLessThan(at('step 3/7'));
+    expect(r.stderr).toMatch(/\[dry-run\] \$ tar -C \S+\/addons -cf - \. > \S+\/backup\/\.tmp-\S+\/addons\.tar/);
+    expect(r.stderr).toMatch(
+      /\[dry-run\] \$ docker(-compose| compose) .* run --rm -T --no-deps .* odoo -c .* -C \/var\/lib\/odoo\/filestore -cf - \./,
+    );
+    expect(r.stderr).toMatch(
+      /\[dry-run\] would write \S+\.tar\.gz \(manifest\.json \+ database\.dump, filestore\.tar, addons\.tar\), check it and prune/,
+    );
+    expect(snapshot(p.dir)).toEqual(before);
+    expect(fs.existsSync(path.join(p.dir, 'backup'))).toBe(false);
+  });
+
   it('seed and migrate print their commands and say "would", not "seeded" / "applied"', async () => {
     const seed = await dry(['seed']);
     expect(seed.code, seed.stderr).toBe(0);
