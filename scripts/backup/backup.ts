@@ -6,7 +6,8 @@ import { defineTask, type AnyTask, type BackupPart, type TaskContext } from '../
 import { CommandError, ExitCode, TaskError, usage } from '../core/errors.ts';
 import { abortError, followFile } from '../core/runner.ts';
 import { journalHooks, openJournal } from '../core/journal.ts';
-import { parallel, readOrUnknown, runPlan, type PlanHooks, type Step } from '../core/plan.ts';
+import { parallel, runPlan, type PlanHooks, type Step } from '../core/plan.ts';
+import { readOrUnknown } from '../tools/probe.ts';
 import {
   backupName,
   parseBackupName,

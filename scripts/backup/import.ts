@@ -2,7 +2,8 @@
 // (the commit point), drop the previous one. Journaled like a restore, so tasks recover can undo or finish it.
 import type { TaskContext } from '../core/define.ts';
 import { TaskError } from '../core/errors.ts';
-import { readOrUnknown, type Step } from '../core/plan.ts';
+import type { Step } from '../core/plan.ts';
+import { readOrUnknown } from '../tools/probe.ts';
 import { loadStep, sideDatabaseName, swapStep, type SideDatabase, type SideEnv } from './sidedb.ts';
 
 type Pg = typeof import('../tools/postgres.ts');

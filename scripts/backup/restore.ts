@@ -7,7 +7,8 @@ import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 import { parseBackupName, selectParts } from './manifest.ts';
 import { archiveFile, assertFree, backupDir, bareName, downloadArchive, localBackups, resolveName, s3Of } from './store.ts';
-import { parallel, readOrUnknown, runPlan, type Step } from '../core/plan.ts';
+import { parallel, runPlan, type Step } from '../core/plan.ts';
+import { readOrUnknown } from '../tools/probe.ts';
 import { journalHooks, openJournal } from '../core/journal.ts';
 import { listFolderPart, planFolder, stageFolder, type FolderCmds } from './folders.ts';
 import type { ComposeProject } from '../tools/compose.ts';
@@ -439,7 +440,7 @@ async function restoreSide(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Pr
   const t0 = Date.now();
   await e.pg.restoreDump(ctx, e.t, { file: dump, database: s.temp, jobs: s.jobs, format: 'custom' });
   const { formatDuration } = await import('../core/log.ts');
-  ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
+  if (!ctx.runner.dryRun) ctx.log.info(`database restored in ${formatDuration(Date.now() - t0)}`);
 }
 
 async function unpackFolders(ctx: TaskContext, s: RestoreState): Promise<void> {

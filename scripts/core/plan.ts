@@ -2,7 +2,6 @@
 import type { TaskContext } from './define.ts';
 import { ExitCode, TaskError } from './errors.ts';
 import { createRunner } from './runner.ts';
-import { cannotRunReason } from '../tools/compose.ts';
 
 export interface Step<S> {
   name: string;
@@ -40,29 +39,6 @@ export function parallel<S>(name: string, steps: Step<S>[]): Step<S> {
       await all((st) => st.commit?.(ctx, s));
     },
   };
-}
-
-/**
- * A read-only fact the plan depends on (a server version, whether a database exists), read through ctx.probe. In a real
- * run it is read as it is and its error goes through unchanged. In a dry run, when it cannot be read at all (no engine,
- * the stack is down, the server does not answer: cannotRunReason), it prints "[dry-run] <label>: unknown (<why>)" and
- * returns `fallback`, so the rest of the plan is still shown; any other failure (a corrupt dump) goes through.
- */
-export async function readOrUnknown<T>(
-  ctx: Pick<TaskContext, 'global' | 'log'>,
-  label: string,
-  read: () => Promise<T>,
-  fallback: T,
-): Promise<T> {
-  if (!ctx.global.dryRun) return read();
-  try {
-    return await read();
-  } catch (err) {
-    const why = cannotRunReason(err);
-    if (why === undefined) throw err;
-    ctx.log.info(`[dry-run] ${label}: unknown (${why})`);
-    return fallback;
-  }
 }
 
 /** A context like ctx whose runners ignore the interrupt signal (undo must run after Ctrl-C too); the launcher is kept. */

@@ -5,7 +5,7 @@ import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError } from '../core/errors.ts';
 import { shellQuote } from '../core/runner.ts';
 import { backupDir } from '../backup/store.ts';
-import { readOrUnknown } from '../core/plan.ts';
+import { readOrUnknown } from '../tools/probe.ts';
 
 export const DEFAULT_SCHEDULE = '0 2 */5 * *';
 

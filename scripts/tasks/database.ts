@@ -4,9 +4,11 @@ import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
 import type { Cmd } from '../core/runner.ts';
-import { readOrUnknown } from '../core/plan.ts';
+import { readOrUnknown } from '../tools/probe.ts';
+import type { Step } from '../core/plan.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
+type PgTarget = import('../tools/postgres.ts').PgTarget;
 const pgModule = (): Promise<Pg> => import('../tools/postgres.ts');
 
 const isProduction = (ctx: TaskContext) => ctx.env.appEnv === 'production';
@@ -190,31 +192,56 @@ const resetDb = defineTask({
     await lockChanges(c, 'reset-db');
     const pg = await pgModule();
     const t = pg.pgTarget(c);
-    const server = await readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined);
-    await ctx.confirm({
-      message:
-        `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${ctx.env.appEnv}) ` +
-        'and recreates it empty: all its data is lost',
-      ...(prod ? { typed: t.database } : {}),
-      requireForce: prod,
-      force: ctx.opts.force,
-    });
-    ctx.log.step(`ending other sessions on ${t.database}`);
-    try {
-      await pg.terminateSessions(c, t, t.database);
-    } catch (err) {
-      throw inUseOr(err, t.database);
-    }
-    ctx.log.step(`dropping ${t.database}`);
-    await pg.dropDatabase(c, t, t.database, { force: true, serverMajor: server?.major });
-    ctx.log.step(`creating ${t.database} owned by ${t.user}`);
-    await pg.createDatabase(c, t, t.database, t.user);
-    await runMigrate(c);
-    await ctx.runTask('seed', { opts: { force: ctx.opts.force } });
+    const { runPlan } = await import('../core/plan.ts');
+    await runPlan(c, resetPlan(pg, t, { prod, force: ctx.opts.force }), {});
     if (ctx.global.dryRun) ctx.log.info(`[dry-run] would have reset ${t.database}`);
     else ctx.log.success(`${t.database} was reset`);
   },
 });
+
+/**
+ * The steps of reset-db. Nothing is undone: the change is the loss of the data, asked for. A reset killed half-way is
+ * run again (each step starts from whatever the last one left).
+ */
+function resetPlan(pg: Pg, t: PgTarget, o: { prod: boolean; force: boolean }): Step<{ serverMajor?: number }>[] {
+  return [
+    {
+      name: 'check the server',
+      run: async (c) => ({
+        serverMajor: (await readOrUnknown(c, 'PostgreSQL server version', () => pg.serverVersion(c, t), undefined))?.major,
+      }),
+    },
+    {
+      name: 'confirm',
+      run: (c) =>
+        c.confirm({
+          message:
+            `reset-db drops database ${t.database} on ${pg.describeTarget(t)} (${c.env.appEnv}) ` +
+            'and recreates it empty: all its data is lost',
+          ...(o.prod ? { typed: t.database } : {}),
+          requireForce: o.prod,
+          force: o.force,
+        }),
+    },
+    {
+      name: 'recreate the database',
+      async run(c, s) {
+        c.log.step(`ending other sessions on ${t.database}`);
+        try {
+          await pg.terminateSessions(c, t, t.database);
+        } catch (err) {
+          throw inUseOr(err, t.database);
+        }
+        c.log.step(`dropping ${t.database}`);
+        await pg.dropDatabase(c, t, t.database, { force: true, serverMajor: s.serverMajor });
+        c.log.step(`creating ${t.database} owned by ${t.user}`);
+        await pg.createDatabase(c, t, t.database, t.user);
+      },
+    },
+    { name: 'migrate', run: (c) => runMigrate(c) },
+    { name: 'seed', run: (c) => c.runTask('seed', { opts: { force: o.force } }) },
+  ];
+}
 
 function inUseOr(err: unknown, db: string): unknown {
   const e = err as { stderrTail?: string };

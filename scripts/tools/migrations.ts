@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SqlMigrations, TaskContext } from '../core/define.ts';
 import { CommandError, ExitCode, TaskError, refused } from '../core/errors.ts';
-import { readOrUnknown } from '../core/plan.ts';
+import { readOrUnknown } from './probe.ts';
 
 export const MIGRATION_FILE = /^(\d+)_([A-Za-z0-9][\w.-]*)\.sql$/;
 export const DEFAULT_MIGRATIONS_TABLE = 'schema_migrations';

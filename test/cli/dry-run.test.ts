@@ -176,3 +176,59 @@ describe('--dry-run with the engine down', () => {
     expect(fs.existsSync(path.join(q.dir, '.env'))).toBe(false);
   });
 });
+
+describe('restore --dry-run with the engine down', () => {
+  it('prints the ten steps and the commands the real run would use; says what it could not read; changes nothing', async () => {
+    const { writeArchive } = await import('../../scripts/backup/archive.ts');
+    const { MANIFEST_FORMAT } = await import('../../scripts/backup/manifest.ts');
+    const { spawnSync } = await import('node:child_process');
+    const work = fs.mkdtempSync(path.join(p.dir, '..', 'ct-dryarchive-'));
+    const dump = path.join(p.dir, 'x.dump');
+    const addonsTar = path.join(work, 'addons.tar');
+    fs.mkdirSync(path.join(work, 'src', 'my_module'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'src', 'my_module', '__manifest__.py'), "{'name': 'from the backup'}\n");
+    expect(spawnSync('tar', ['-cf', addonsTar, '-C', path.join(work, 'src'), '.']).status).toBe(0);
+    const part = (name: string, kind: 'database' | 'path', file: string, src: string) => ({
+      name,
+      kind,
+      file,
+      format: kind === 'database' ? 'pg_dump-custom' : 'tar',
+      ...(kind === 'path' ? { path: 'addons' } : {}),
+      size: fs.statSync(src).size,
+      sha256: crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex'),
+    });
+    const name = `${p.name}_backup_2026-04-01_00-00-00`;
+    const manifest = {
+      format: MANIFEST_FORMAT,
+      version: 1,
+      name,
+      createdAt: '2026-04-01T00:00:00.000Z',
+      appEnv: 'development',
+      project: p.name,
+      database: 'odoo',
+      serverVersion: '15.0',
+      images: {},
+      tool: { name: 'compose-tasks', version: 'test' },
+      reason: 'manual',
+      parts: [part('database', 'database', 'database.dump', dump), part('addons', 'path', 'addons.tar', addonsTar)],
+    };
+    fs.mkdirSync(path.join(p.dir, 'backup'), { recursive: true });
+    await writeArchive(path.join(p.dir, 'backup', `${name}.tar.gz`), [
+      { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)), level: 1 },
+      { name: 'database.dump', file: dump, level: 0 },
+      { name: 'addons.tar', file: addonsTar, level: 0 },
+    ]);
+    fs.rmSync(work, { recursive: true, force: true });
+    const before = snapshot(p.dir);
+    const r = await dry(['restore', name, '--only', 'db,addons', '--jobs', '1', '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    expect([...r.stderr.matchAll(/\[dry-run\] step (\d+)\/10: /g)].map((m) => Number(m[1]))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(r.stderr).toContain(`[dry-run] whether database odoo exists: ${ENGINE_DOWN}\n`);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* stop odoo/);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* exec -T db pg_restore .*odoo_restore_\d{14}/);
+    expect(r.stderr).toMatch(/\[dry-run\] \$ .*ALTER DATABASE "odoo" RENAME TO "odoo_old_\d{14}"/);
+    expect(r.stderr).toContain(`[dry-run] would restore ${name} into odoo`);
+    expect(r.stderr).not.toMatch(/^.*\brestored\b/m);
+    expect(snapshot(p.dir)).toEqual(before);
+  });
+});

@@ -3,21 +3,16 @@
 // backup run as its own process. After each kill: the journal names the step and lists the temp files it may have left;
 // the next `tasks backup` is not refused (exit 0), recovers that journal and removes them; the lock is free; the archive
 // made before is untouched; every archive in backup/ passes `tasks verify`.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
-import { main } from '../../scripts/core/cli.ts';
+import { spawnSync } from 'node:child_process';
 import { BACKUP_STEPS } from '../../scripts/backup/backup.ts';
 import { journalDir, type JournalRecord } from '../../scripts/core/journal.ts';
-import { STOP_AFTER_STEP } from '../../scripts/core/plan.ts';
-import { config, tasks } from '../../tasks.ts';
-import { serviceTasks } from '../../scripts/tasks/stack.ts';
-import { repoRoot, type TestDatabase } from '../harness/pg.ts';
-import { sink } from '../harness/sink.ts';
+import { killHarness } from '../harness/kill.ts';
+import type { TestDatabase } from '../harness/pg.ts';
 import { smallLiveDatabase, urlModeRoot } from '../harness/url-project.ts';
 
 const pg = inject('pg');
@@ -29,62 +24,12 @@ const tmp = (prefix: string) => {
   return d;
 };
 
-const PARTS = `[{ name: 'database', kind: 'database' }, { name: 'addons', kind: 'path', path: 'addons' }]`;
-const CONFIG = `{ ...config, migrate: undefined, seedCommand: undefined, appServices: [], healthCheck: undefined, backupParts: ${PARTS} }`;
-let childScript = '';
-
-const baseEnv = (db: TestDatabase, extra: Record<string, string> = {}): Record<string, string> => ({
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: process.env.HOME ?? '/root',
-  APP_ENV: 'development',
-  COMPOSE_PROJECT_NAME: PROJECT,
-  DATABASE_URL: db.url,
-  POSTGRES_DB: db.name,
-  ...extra,
-});
-
+// A database and an `addons` host folder, no containers; the backup runs as its own process.
+const h = killHarness(PROJECT, tmp('ct-killbkchild-'));
 /** `tasks <argv>` in this process (the next command after a kill). */
-async function run(root: string, db: TestDatabase, argv: string[]): Promise<{ code: number; stderr: string }> {
-  const stderr = sink();
-  const code = await main({
-    argv,
-    env: baseEnv(db),
-    root,
-    tasks,
-    serviceTasks,
-    config: {
-      ...config,
-      migrate: undefined,
-      appServices: [],
-      healthCheck: undefined,
-      backupParts: [
-        { name: 'database', kind: 'database' as const },
-        { name: 'addons', kind: 'path' as const, path: 'addons' },
-      ],
-    },
-    stdout: sink(),
-    stderr,
-    stdinIsTTY: false,
-  });
-  return { code, stderr: stderr.text };
-}
-
+const run = h.run;
 /** `tasks backup` as its own process, killed by its interpreter after `step`: its pid, signal and stderr. */
-async function backupKilledAfter(root: string, db: TestDatabase, step: string) {
-  const loader = pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  const child = spawn(process.execPath, ['--import', loader, childScript, 'backup'], {
-    cwd: root,
-    env: baseEnv(db, { CT_ROOT: root, [STOP_AFTER_STEP]: step }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-  });
-  child.stdout.resume();
-  const signal = await new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
-  return { pid: child.pid!, signal, stderr };
-}
+const backupKilledAfter = (root: string, db: TestDatabase, step: string) => h.killedAfter(root, db, ['backup'], step);
 
 const sha256 = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 const archives = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz'));
@@ -100,20 +45,6 @@ async function lockIsFree(dir: string): Promise<boolean> {
   return false;
 }
 
-beforeAll(() => {
-  childScript = path.join(tmp('ct-killbkchild-'), 'tasks-child.mts');
-  const imp = (f: string) => JSON.stringify(path.join(repoRoot, f));
-  fs.writeFileSync(
-    childScript,
-    [
-      `import { main } from ${imp('scripts/core/cli.ts')};`,
-      `import { config, tasks } from ${imp('tasks.ts')};`,
-      `import { serviceTasks } from ${imp('scripts/tasks/stack.ts')};`,
-      `process.exitCode = await main({ argv: process.argv.slice(2), env: process.env, root: process.env.CT_ROOT!, tasks, serviceTasks,`,
-      `  config: ${CONFIG} as typeof config, stdout: process.stdout, stderr: process.stderr, stdinIsTTY: false });`,
-    ].join('\n'),
-  );
-});
 afterAll(() => {
   for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
 });

@@ -1,17 +1,14 @@
-// kill -9 of the tasks process in the middle of a restore, a backup and a db-import (URL mode, a real PostgreSQL 15):
-// the next command that takes the change lock finds what the dead run left (side databases, staging folders, partial
-// files) and removes it; the live database is exactly as it was and the lock is free.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+// kill -9 of the tasks process in a restore, a backup and a db-import (URL mode, a real PostgreSQL 15): midway through a
+// client tool, and after every step of the restore and db-import plans (COMPOSE_TASKS_STOP_AFTER_STEP). The next command
+// refuses naming the interrupted change; tasks recover (or --yes) undoes or finishes it: the live database is the old or
+// the new one whole, the folder matches it, nothing is left and the lock is free.
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
-import { main } from '../../scripts/core/cli.ts';
-import { config, tasks } from '../../tasks.ts';
-import { serviceTasks } from '../../scripts/tasks/stack.ts';
-import { adminQuery, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
-import { sink } from '../harness/sink.ts';
+import { spawnSync } from 'node:child_process';
+import { killHarness } from '../harness/kill.ts';
+import { adminQuery, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { smallLiveDatabase, urlModeRoot } from '../harness/url-project.ts';
 
 const pg = inject('pg');
@@ -23,48 +20,14 @@ const tmp = (prefix: string) => {
   return d;
 };
 
-// The child runs the same registry with this config: a database and a host folder, no containers.
-const CONFIG = `{ ...config, migrate: undefined, seedCommand: undefined, appServices: [], healthCheck: undefined,
-  backupParts: [{ name: 'database', kind: 'database' }, { name: 'addons', kind: 'path', path: 'addons' }] }`;
-let childScript = '';
-
 const makeRoot = () => urlModeRoot(tmp('ct-kill-'));
 
-const baseEnv = (db: TestDatabase, extra: Record<string, string> = {}): Record<string, string> => ({
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: process.env.HOME ?? '/root',
-  APP_ENV: 'development',
-  COMPOSE_PROJECT_NAME: PROJECT,
-  DATABASE_URL: db.url,
-  POSTGRES_DB: db.name,
-  ...extra,
-});
-
+// A database and an `addons` host folder, no containers; the child runs the same registry with that config.
+const h = killHarness(PROJECT, tmp('ct-killchild-'));
 /** The next command, in this process. */
-async function run(root: string, db: TestDatabase, argv: string[]): Promise<{ code: number; stderr: string }> {
-  const stderr = sink();
-  const code = await main({
-    argv,
-    env: baseEnv(db),
-    root,
-    tasks,
-    serviceTasks,
-    config: {
-      ...config,
-      migrate: undefined,
-      appServices: [],
-      healthCheck: undefined,
-      backupParts: [
-        { name: 'database', kind: 'database' as const },
-        { name: 'addons', kind: 'path' as const, path: 'addons' },
-      ],
-    },
-    stdout: sink(),
-    stderr,
-    stdinIsTTY: false,
-  });
-  return { code, stderr: stderr.text };
-}
+const run = h.run;
+/** `tasks <argv>` as its own process, killed by the interpreter itself after the step named `stopAfter`. */
+const runChild = h.killedAfter;
 
 /**
  * Starts `tasks <argv>` as its own process with a client tool (pg_restore or pg_dump) that does part of its work,
@@ -85,15 +48,7 @@ async function killMidway(
       ? `case " $* " in *" --dbname "*) "${real}" --section=pre-data "$@"; echo $$ > "$MARK"; exec sleep 120 ;; esac\nexec "${real}" "$@"`
       : `case " $* " in *" --version "*) exec "${real}" "$@" ;; esac\nhead -c 100000 /dev/urandom; echo $$ > "$MARK"; exec sleep 120`;
   fs.writeFileSync(path.join(bin, tool), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
-  const child = spawn(
-    process.execPath,
-    ['--import', pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, childScript, ...argv],
-    {
-      cwd: root,
-      env: { ...baseEnv(db, { PATH: `${bin}:${process.env.PATH}`, MARK: mark, CT_ROOT: root }) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = h.spawn(root, db, argv, { PATH: `${bin}:${process.env.PATH}`, MARK: mark });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
@@ -117,25 +72,6 @@ const sideDatabases = async (db: string) =>
 
 const victim = () => smallLiveDatabase(pg, 'kvictim');
 
-beforeAll(() => {
-  const dir = tmp('ct-killchild-');
-  childScript = path.join(dir, 'tasks-child.mts');
-  const imp = (f: string) => JSON.stringify(path.join(repoRoot, f));
-  fs.writeFileSync(
-    childScript,
-    [
-      `import { main } from ${imp('scripts/core/cli.ts')};`,
-      `import { config, tasks } from ${imp('tasks.ts')};`,
-      `import { serviceTasks } from ${imp('scripts/tasks/stack.ts')};`,
-      // The signals as tasks.ts handles them (SIGHUP like SIGTERM).
-      'const controller = new AbortController();',
-      "for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => controller.abort(sig));",
-      `process.exitCode = await main({ argv: process.argv.slice(2), env: process.env, root: process.env.CT_ROOT!, tasks, serviceTasks,`,
-      `  config: ${CONFIG} as typeof config, stdout: process.stdout, stderr: process.stderr, stdinIsTTY: false,`,
-      '  signal: controller.signal });',
-    ].join('\n'),
-  );
-});
 afterAll(() => {
   for (const d of cleanup) fs.rmSync(d, { recursive: true, force: true });
 });
@@ -211,16 +147,6 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
   });
 });
 
-/** `tasks <argv>` as its own process, killed by the interpreter itself after the step named `stopAfter`. */
-function runChild(root: string, db: TestDatabase, argv: string[], stopAfter: string) {
-  const loader = pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  return spawnSync(process.execPath, ['--import', loader, childScript, ...argv], {
-    cwd: root,
-    env: baseEnv(db, { CT_ROOT: root, COMPOSE_TASKS_STOP_AFTER_STEP: stopAfter }),
-    encoding: 'utf8',
-  });
-}
-
 const RESTORE_STEPS = [
   'find the backup',
   'verify',
@@ -261,7 +187,8 @@ describe('restore killed at every step boundary, then tasks recover (real Postgr
 
   for (const [i, step] of RESTORE_STEPS.entries()) {
     const finished = i > RESTORE_STEPS.indexOf('restore the database and unpack the folders');
-    it(`after '${step}': recover ${finished ? 'finishes it (the backup in place)' : 'undoes it (the previous state)'}, nothing left`, async () => {
+    const outcome = finished ? 'finishes it (the backup in place)' : 'undoes it (the previous state)';
+    it(`after '${step}': recover ${outcome}, nothing left`, async () => {
       const { db, root, name, before, changed } = await prepared();
       const child = runChild(root, db, ['restore', name, '--yes', '--no-safety-backup'], step);
       expect(child.signal ?? child.status, child.stderr).toBe(child.signal ? 'SIGKILL' : 137);

@@ -6,7 +6,8 @@ import type { TaskContext } from '../../scripts/core/define.ts';
 import { CommandError, ExitCode, TaskError } from '../../scripts/core/errors.ts';
 import { describeUnfinished, journalHooks, openJournal, readUnfinished } from '../../scripts/core/journal.ts';
 import { createLogger } from '../../scripts/core/log.ts';
-import { parallel, readOrUnknown, runPlan, type Step } from '../../scripts/core/plan.ts';
+import { parallel, runPlan, type Step } from '../../scripts/core/plan.ts';
+import { readOrUnknown } from '../../scripts/tools/probe.ts';
 import { createRunner, type Exec } from '../../scripts/core/runner.ts';
 
 const dirs: string[] = [];
@@ -263,5 +264,66 @@ describe('takeChangeLock and unfinished journals', () => {
       /^restore of b2 into odoo was interrupted at 'swap folders' \(what each step changed: .*\): db-import refused until it is recovered$/,
     );
     expect((err as TaskError).hint).toContain('tasks recover');
+  });
+});
+
+describe('doctor and unfinished journals', () => {
+  it('the unfinished-change check fails naming the interrupted change, ok once it is gone', async () => {
+    const { runChecks } = await import('../../scripts/tasks/doctor.ts');
+    const dir = tmp();
+    const { ctx } = fakeCtx();
+    const dctx = { ...ctx, root: dir, env: { get: (k: string) => (k === 'BACKUP_DIR' ? dir : undefined) } } as unknown as TaskContext;
+    expect((await runChecks(dctx, { only: ['unfinished-change'] }))[0]).toMatchObject({ status: 'ok' });
+    const j = openJournal(dir, 'restore', 999_997);
+    j.append('swap database', { backup: 'b3', database: 'odoo' });
+    const [r] = await runChecks(dctx, { only: ['unfinished-change'] });
+    expect(r).toMatchObject({
+      status: 'fail',
+      message: `restore of b3 into odoo was interrupted at 'swap database' (what each step changed: ${j.file})`,
+      fix: expect.stringContaining('tasks recover'),
+    });
+  });
+});
+
+describe('SIGHUP', () => {
+  it('is handled like SIGTERM: the task is interrupted with exit 143', async () => {
+    const { abortError } = await import('../../scripts/core/runner.ts');
+    const c = new AbortController();
+    c.abort('SIGHUP');
+    const e = abortError(c.signal);
+    expect(e.exitCode).toBe(ExitCode.sigterm);
+    expect(e.message).toBe('interrupted (SIGHUP)');
+  });
+});
+
+describe('readOrUnknown: a read-only fact a dry run cannot read', () => {
+  const engineDown = () =>
+    new CommandError(
+      'docker-compose exec -T db psql',
+      ['docker-compose', 'exec', '-T', 'db', 'psql'],
+      1,
+      "docker.errors.DockerException: Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2))",
+    );
+  const ctxOf = (dryRun: boolean) => {
+    let text = '';
+    const log = createLogger({ sink: { write: (s: string) => (text += s) } });
+    return { ctx: { global: { dryRun, yes: false, quiet: false }, log }, text: () => text };
+  };
+
+  it('in a dry run: the fallback, and one line saying the fact is unknown and why', async () => {
+    const { ctx, text } = ctxOf(true);
+    const v = await readOrUnknown(ctx, 'PostgreSQL server version', () => Promise.reject(engineDown()), 'fallback');
+    expect(v).toBe('fallback');
+    expect(text()).toBe('[dry-run] PostgreSQL server version: unknown (the Docker engine is not running)\n');
+  });
+
+  it('in a real run the error goes through unchanged, and in a dry run a failure that is not "cannot run" does too', async () => {
+    const err = engineDown();
+    const real = ctxOf(false);
+    await expect(readOrUnknown(real.ctx, 'x', () => Promise.reject(err), 1)).rejects.toBe(err);
+    expect(real.text()).toBe('');
+    const corrupt = new TaskError('x.dump is corrupt or truncated', { hint: 'use another dump; nothing was changed' });
+    await expect(readOrUnknown(ctxOf(true).ctx, 'x', () => Promise.reject(corrupt), 1)).rejects.toBe(corrupt);
+    expect(await readOrUnknown(real.ctx, 'x', async () => 2, 1)).toBe(2);
   });
 });
