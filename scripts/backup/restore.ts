@@ -447,9 +447,20 @@ async function unpackFolders(ctx: TaskContext, s: RestoreState): Promise<void> {
   await Promise.all(s.folders.map((f) => stageFolder(ctx, f)));
 }
 
-/** Every folder's swap back (each one tried; the first failure is rethrown after the rest ran). */
+/**
+ * Every folder's swap back (each one tried; the first failure is rethrown after the rest ran). A one-off container
+ * that cannot start (its image is not on the remote engine, the folder's parent is missing there) never ran the
+ * stage or the swap either: there is nothing to put back.
+ */
 async function foldersBack(ctx: TaskContext, s: RestoreState): Promise<void> {
-  const results = await Promise.allSettled(s.folders.map((f) => ctx.runner.run(f.back)));
+  const { explainHostPathError } = await import('../tools/engine.ts');
+  const back = (f: FolderCmds) =>
+    ctx.runner.run(f.back).catch((err: unknown) => {
+      const why = f.image ? explainHostPathError(err, f.image, f.dest) : err;
+      if (why !== err && why instanceof TaskError && why.exitCode === ExitCode.prerequisite) return;
+      throw err;
+    });
+  const results = await Promise.allSettled(s.folders.map(back));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
 }

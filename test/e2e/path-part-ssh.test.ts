@@ -169,7 +169,10 @@ describeE2E(
       });
       expect(r.code, r.stderr).toBe(6);
       expect(errorLines(r.stderr).join('\n')).toContain('the image local/not-on-the-engine:1 is not on the remote engine');
+      expect(r.stderr).not.toContain('the undo did not finish');
       expect(owners(server)).toEqual(before);
+      // Nothing ran on the engine's host: the restore is undone, no journal is left to block the next change.
+      expect(fs.existsSync(path.join(p.dir, 'backup', '.journal'))).toBe(false);
     });
 
     it("a folder missing on the engine's host fails the backup (exit 6) and is not created there", async () => {
