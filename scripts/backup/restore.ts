@@ -109,11 +109,9 @@ async function locate(ctx: TaskContext, input: string): Promise<Located> {
 // ---------------------------------------------------------------------------------------------
 // The plan
 
-/** What the steps of a restore read and return; factsOf picks what its journal keeps. */
+/** What the steps of a restore read and return (with the side database's facts: target, temp, old, …). */
 export interface RestoreState extends SideDatabase {
   input: string;
-  /** The database restored into (--as, else the app's). */
-  target: string;
   jobs: number;
   name: string;
   file: string;
@@ -125,16 +123,10 @@ export interface RestoreState extends SideDatabase {
   /** Part → its unpacked file, and a folder part's checked member names. */
   files: Record<string, string>;
   names: Record<string, string[]>;
-  serverMajor?: number;
-  targetExists: boolean;
   safety: boolean;
-  keepOld: boolean;
   project?: ComposeProject;
   /** The app services this restore stops (and starts again). */
   stopped: string[];
-  /** The side database restored into, and the name the previous one is kept under until the commit. */
-  temp?: string;
-  old?: string;
   folders: FolderCmds[];
   safetyName?: string;
 }
