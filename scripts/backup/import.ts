@@ -37,7 +37,7 @@ export function importState(database: string, pid = process.pid): ImportState {
   };
 }
 
-export const importSideEnv = (i: Pick<ImportInput, 'pg' | 't'>): SideEnv => ({
+const importSideEnv = (i: Pick<ImportInput, 'pg' | 't'>): SideEnv => ({
   pg: i.pg,
   t: i.t,
   failedName: (target) => sideDatabaseName(target, 'failed', String(process.pid)),

@@ -14,7 +14,7 @@ import { repoRoot, type TestDatabase } from './pg.ts';
 import { sink } from './sink.ts';
 
 /** The config both processes run: the registry's, with a database and an `addons` host folder and no app service. */
-export const KILL_CONFIG = {
+const KILL_CONFIG = {
   ...config,
   migrate: undefined,
   seedCommand: undefined,

@@ -80,6 +80,17 @@ function rawArchive(file: string, members: Array<{ name: string; data?: Buffer; 
   fs.writeFileSync(file, zlib.gzipSync(Buffer.concat(blocks)));
 }
 
+/** A manifest with one database part: enough for the member checks. */
+const DB_MANIFEST = Buffer.from(
+  JSON.stringify({
+    format: 'compose-tasks-backup',
+    version: 1,
+    name: 'n',
+    parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }],
+    images: {},
+  }),
+);
+
 describe('archive', () => {
   it('writes a .tar.gz that GNU tar reads, manifest first, flat members, mode 0600', async () => {
     const dir = tmp();
@@ -265,15 +276,7 @@ describe('archive', () => {
   });
 
   it('rejects ../, absolute paths, links and unexpected members before extracting anything', async () => {
-    const manifest = Buffer.from(
-      JSON.stringify({
-        format: 'compose-tasks-backup',
-        version: 1,
-        name: 'n',
-        parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }],
-        images: {},
-      }),
-    );
+    const manifest = DB_MANIFEST;
     const cases: Array<[string, Array<{ name: string; data?: Buffer; type?: string; link?: string }>, RegExp]> = [
       [
         'dotdot',
@@ -404,15 +407,7 @@ const paxRecord = (key: string, value: string) => {
 };
 
 describe('archive reading (tar-stream)', () => {
-  const dbManifest = Buffer.from(
-    JSON.stringify({
-      format: 'compose-tasks-backup',
-      version: 1,
-      name: 'n',
-      parts: [{ name: 'database', kind: 'database', file: 'database.dump', format: 'pg_dump-custom', size: 1, sha256: '' }],
-      images: {},
-    }),
-  );
+  const dbManifest = DB_MANIFEST;
 
   it('refuses a plain .tar cut in the middle of a member, or of a header, as corrupt in one line', async () => {
     const dir = tmp();
