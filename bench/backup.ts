@@ -8,6 +8,7 @@ import { machine, measure, median, writeSection } from './report.ts';
 import { createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
 import { awsEnv, startS3, listKeys } from '../test/harness/s3.ts';
 import { makeProject } from '../test/harness/project.ts';
+import { filestoreAsFolder, overrideConfig } from './project.ts';
 
 const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
@@ -50,13 +51,7 @@ try {
     },
   });
   // URL mode with the filestore as a host folder: no Docker needed.
-  const tasksFile = path.join(project.dir, 'tasks.ts');
-  fs.writeFileSync(
-    tasksFile,
-    fs
-      .readFileSync(tasksFile, 'utf8')
-      .replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'data/filestore' }"),
-  );
+  overrideConfig(project.dir, { backupParts: filestoreAsFolder('data/filestore') });
   const filestore = path.join(project.dir, 'data', 'filestore');
   process.stderr.write(`filestore ${filestoreMb} MB ...\n`);
   makeFilestore(filestore, filestoreMb);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { machine, measure, writeSection } from './report.ts';
 import { adminQuery, createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
 import { makeProject } from '../test/harness/project.ts';
+import { filestoreAsFolder, overrideConfig } from './project.ts';
 
 const scale = Number(process.argv[2] ?? 200);
 const filestoreMb = Number(process.argv[3] ?? 200);
@@ -26,15 +27,7 @@ try {
     env: { DATABASE_URL: db.url, POSTGRES_DB: db.name, POSTGRES_USER: db.user, POSTGRES_PASSWORD: db.password },
   });
   // URL mode with the filestore as a host folder and no app service to stop or health-check: no Docker needed.
-  const tasksFile = path.join(project.dir, 'tasks.ts');
-  fs.writeFileSync(
-    tasksFile,
-    fs
-      .readFileSync(tasksFile, 'utf8')
-      .replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'filestore' }")
-      .replace(/appServices: \[[^\]]*\]/, 'appServices: []')
-      .replace(/\n {2}healthCheck: \{[\s\S]*?\n {2}\},\n/, '\n'),
-  );
+  overrideConfig(project.dir, { backupParts: filestoreAsFolder('filestore'), appServices: [], healthCheck: undefined });
   const fsDir = path.join(project.dir, 'filestore', db.name);
   for (let i = 0; i < filestoreMb; i++) {
     const sub = path.join(fsDir, (i % 256).toString(16).padStart(2, '0'));

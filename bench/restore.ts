@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { machine, median, root, timeProcess, writeSection } from './report.ts';
 import { adminQuery, createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
+import { filestoreAsFolder, overrideConfig } from './project.ts';
 
 const scale = Number(process.argv[2] ?? 50);
 const filestoreMb = Number(process.argv[3] ?? 200);
@@ -25,19 +26,14 @@ try {
   const db = await createTestDatabaseInfo(info, 'benchrestore');
   await pgbenchInit(info, db.name, scale);
 
-  // A project copy whose tasks.ts keeps the filestore as a host-path part (URL mode, no containers).
+  // A project copy that runs its tasks.ts with the filestore as a host-path part and no app service (URL mode, no containers).
   const proj = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-restore-'));
   dirs.push(proj);
   for (const f of ['tasks.ts', 'package.json', 'tsconfig.json', '.env.template', 'bin', 'scripts', 'compose', 'addons', 'seeds']) {
     if (fs.existsSync(path.join(root, f))) fs.cpSync(path.join(root, f), path.join(proj, f), { recursive: true });
   }
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(proj, 'node_modules'));
-  let tasksTs = fs.readFileSync(path.join(proj, 'tasks.ts'), 'utf8');
-  tasksTs = tasksTs
-    .replace(/\{ name: 'filestore', kind: 'volume'[^}]*\}/, "{ name: 'filestore', kind: 'path', path: 'filestore' }")
-    .replace(/appServices: \[[^\]]*\]/, 'appServices: []')
-    .replace(/\n {2}healthCheck: \{[\s\S]*?\n {2}\},\n/, '\n');
-  fs.writeFileSync(path.join(proj, 'tasks.ts'), tasksTs);
+  overrideConfig(proj, { backupParts: filestoreAsFolder('filestore'), appServices: [], healthCheck: undefined });
   fs.writeFileSync(
     path.join(proj, '.env'),
     [
