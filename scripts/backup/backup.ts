@@ -266,9 +266,10 @@ export async function remotePathPartCommand(
  * pg_dump (custom format, already compressed) into the staging folder through a descriptor. An empty file or one
  * without the PGDMP header fails here; the full read that catches truncation is `verifyDump`, run by the caller.
  */
-async function dumpToStaging(ctx: TaskContext, file: string): Promise<void> {
+async function dumpToStaging(ctx: TaskContext, file: string, database?: string): Promise<void> {
   const pg = await mods.pg();
-  const t = pg.pgTarget(ctx);
+  const t0 = pg.pgTarget(ctx);
+  const t = database ? { ...t0, database } : t0;
   const project = t.mode === 'compose' ? await ctx.compose() : undefined;
   // --compress=1: pg_dump's compression is the only one the dump gets, and level 1 costs about 25 % less CPU than the
   // default for a few % more bytes (pgbench -s 50: 12.5 s → 9.6 s, 13.4 → 13.7 MB); pg_restore reads any level.
@@ -314,8 +315,13 @@ function explainPartError(ctx: TaskContext, p: FolderPart, pc: PartCommand, e: u
  * A folder's tar output written to `file` and, as it grows, compressed into the archive member it will become
  * (writeFragment); judged (tar's status, a full listing) before the digest of the member is returned.
  */
-async function produceFolderPart(ctx: TaskContext, p: FolderPart, file: string): Promise<{ size: number; sha256: string } | undefined> {
-  const pc = await partCommand(ctx, p);
+async function produceFolderPart(
+  ctx: TaskContext,
+  p: FolderPart,
+  file: string,
+  readFrom?: string,
+): Promise<{ size: number; sha256: string } | undefined> {
+  const pc = await partCommand(ctx, readFrom ? { ...p, path: readFrom } : p);
   const cmd = { argv: pc.argv, stdout: { file, mode: 0o600 }, stderr: 'capture', okCodes: [0, 1], stallMs: stallMs(ctx) } as const;
   const run = ctx.runner.run({ ...cmd, container: pc.container }).then(
     (r) => r,
@@ -383,16 +389,17 @@ async function producePart(
   ctx: TaskContext,
   p: BackupPart,
   staging: string,
+  from: BackupSource,
   hooks: { onDump?: (file: string, done: Promise<void>) => void } = {},
 ): Promise<ManifestPart> {
   const file = path.join(staging, memberName(p));
   const started = Date.now();
   let digest: { size: number; sha256: string } | undefined;
   if (p.kind === 'database') {
-    const done = dumpToStaging(ctx, file);
+    const done = dumpToStaging(ctx, file, from.database);
     hooks.onDump?.(file, done);
     await done;
-  } else digest = await produceFolderPart(ctx, p, file);
+  } else digest = await produceFolderPart(ctx, p, file, from.paths?.[p.name]);
   if (ctx.global.dryRun) return manifestPartOf(p, 0, '');
   const { size, sha256 } = digest ?? (await (await mods.archive()).hashFile(file, ctx.signal));
   if (p.kind !== 'database' && size < 1024) throw new TaskError(`backup part ${p.name}: tar wrote ${size} bytes, not a tar archive`);
@@ -454,7 +461,15 @@ export interface BackupResult {
   uploaded: boolean;
 }
 
-type BackupOptions = { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean };
+/**
+ * `from`: read the parts elsewhere than where they live, under their own names (restore's safety archive reads the
+ * previous copies it renamed aside): the database to dump, and a folder part's path (in its service, or on the host).
+ */
+type BackupOptions = { only?: string; reason?: Manifest['reason']; prune?: boolean; lock?: boolean; from?: BackupSource };
+export interface BackupSource {
+  database?: string;
+  paths?: Record<string, string>;
+}
 
 /** What the steps of a backup pass on. Only `name` and the temp files go into the journal (plain data). */
 interface BackupState {
@@ -466,6 +481,7 @@ interface BackupState {
   tmp: string;
   parts: BackupPart[];
   t: PgTarget;
+  from: BackupSource;
   s3s?: S3Settings;
   reason: Manifest['reason'];
   prune: boolean;
@@ -528,7 +544,7 @@ function partStep(p: BackupPart): Step<BackupState> {
           (e: unknown) => e,
         );
       };
-      const mp = await producePart(ctx, p, s.staging, { onDump });
+      const mp = await producePart(ctx, p, s.staging, s.from, { onDump });
       return { [`part:${p.name}`]: mp, ...(dumpRead ? { dumpRead } : {}) };
     },
   };
@@ -727,10 +743,26 @@ async function prepare(ctx: TaskContext, s: BackupState, lock: boolean): Promise
   if (ctx.global.dryRun) return;
   fs.mkdirSync(s.dir, { recursive: true, mode: 0o700 });
   if (lock) await (await import('./leftovers.ts')).takeChangeLock(ctx, 'backup');
-  ctx.onCleanup(() => {
-    fs.rmSync(s.staging, { recursive: true, force: true });
-    fs.rmSync(s.tmp, { force: true });
-  });
+}
+
+/**
+ * This second's backup name, once no archive here has it: names have one-second resolution, and a second backup in
+ * the same second (a restore's safety archive, then a backup) would replace the first. Waits for the next second.
+ */
+async function freeName(ctx: TaskContext, dir: string): Promise<string> {
+  const project = ctx.env.require('COMPOSE_PROJECT_NAME');
+  for (;;) {
+    const now = new Date();
+    const name = backupName(project, now);
+    if (!fs.existsSync(archiveFile(dir, name))) return name;
+    await new Promise((r) => setTimeout(r, 1000 - now.getMilliseconds() + 5));
+  }
+}
+
+/** A backup's name and the files it writes under it. */
+function named(dir: string, name: string): Pick<BackupState, 'name' | 'final' | 'staging' | 'tmp'> {
+  const final = archiveFile(dir, name);
+  return { name, final, staging: path.join(dir, `.tmp-${name}`), tmp: `${final}.tmp` };
 }
 
 function initialState(ctx: TaskContext, o: BackupOptions, s3s: S3Settings | undefined, t: PgTarget): BackupState {
@@ -738,17 +770,24 @@ function initialState(ctx: TaskContext, o: BackupOptions, s3s: S3Settings | unde
   if (!parts.length) throw usage('no backup parts are declared in tasks.ts (config.backupParts)');
   const dir = backupDir(ctx);
   const name = backupName(ctx.env.require('COMPOSE_PROJECT_NAME'), new Date());
-  const final = archiveFile(dir, name);
-  const staging = path.join(dir, `.tmp-${name}`);
-  return { name, dir, final, staging, tmp: `${final}.tmp`, parts, t, s3s, reason: o.reason ?? 'manual', prune: o.prune !== false };
+  const from = o.from ?? {};
+  return { ...named(dir, name), dir, parts, t, from, s3s, reason: o.reason ?? 'manual', prune: o.prune !== false };
 }
 
 /**
  * Runs the backup plan with its journal (journalHooks removes it once the plan committed or was undone; a failed undo
  * keeps it for tasks recover). `seen` gets the state each step starts with, for the failure report.
  */
-async function runBackupPlan(ctx: TaskContext, s: BackupState, o: BackupOptions, seen: { last: BackupState }): Promise<BackupState> {
-  await prepare(ctx, s, o.lock !== false);
+async function runBackupPlan(ctx: TaskContext, s0: BackupState, o: BackupOptions, seen: { last: BackupState }): Promise<BackupState> {
+  await prepare(ctx, s0, o.lock !== false);
+  // Named once the lock is held: a change recovered while taking it may have written an archive in this second.
+  const s = ctx.global.dryRun ? s0 : { ...s0, ...named(s0.dir, await freeName(ctx, s0.dir)) };
+  seen.last = s;
+  if (!ctx.global.dryRun)
+    ctx.onCleanup(() => {
+      fs.rmSync(s.staging, { recursive: true, force: true });
+      fs.rmSync(s.tmp, { force: true });
+    });
   const kept = journalHooks<BackupState>(openJournal(s.dir, 'backup'), backupFacts, 'publish');
   const hooks: PlanHooks<BackupState> = {
     ...kept,
@@ -767,9 +806,9 @@ export async function runBackup(ctx: TaskContext, o: BackupOptions): Promise<Bac
   const ns = notifyMod.notifySettings((k) => ctx.env.get(k), ctx.global.dryRun);
   const s3m = await mods.s3();
   const s0 = initialState(ctx, o, await s3For(ctx), (await mods.pg()).pgTarget(ctx));
-  const report = { task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name: s0.name } as const;
   // The state the last step started with: the failure report says whether the upload had happened.
   const seen = { last: s0 };
+  const report = () => ({ task: 'backup', project, appEnv: ctx.env.appEnv, host: os.hostname(), name: seen.last.name }) as const;
   await notifyMod.pingStart(ctx.log, ns);
   try {
     const s = await runBackupPlan(ctx, s0, o, seen);
@@ -786,7 +825,7 @@ export async function runBackup(ctx: TaskContext, o: BackupOptions): Promise<Bac
     ctx.out.write(`${s.final}\n`);
     const warnings = s.warnings ?? [];
     await notifyMod.report(ctx.log, ns, {
-      ...report,
+      ...report(),
       status: 'success',
       size,
       durationMs: ms,
@@ -797,7 +836,7 @@ export async function runBackup(ctx: TaskContext, o: BackupOptions): Promise<Bac
   } catch (err0) {
     throw await backupFailed(ctx, err0, async (e, exitCode) =>
       notifyMod.report(ctx.log, ns, {
-        ...report,
+        ...report(),
         status: 'failure',
         durationMs: Date.now() - started,
         uploaded: seen.last.uploaded === true,

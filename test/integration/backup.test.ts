@@ -568,6 +568,22 @@ describe('backup (URL mode, real PostgreSQL, s3rver, aws CLI)', () => {
       ]);
   });
 
+  it("an archive already under this second's name is never replaced: the backup waits for a free name", async () => {
+    const s = await setup({ s3: false });
+    fs.mkdirSync(s.dir, { recursive: true });
+    const { backupName } = await import('../../scripts/backup/manifest.ts');
+    // Archives under the names of this second and the next two (a backup written just before, in the same second).
+    const now = Date.now();
+    const taken = [0, 1, 2].map((i) => path.join(s.dir, `${backupName(s.p.name, new Date(now + i * 1000))}.tar.gz`));
+    for (const f of taken) fs.writeFileSync(f, `earlier archive ${f}\n`);
+    const r = await s.p.run(['backup', '--only', 'db']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of taken) expect(fs.readFileSync(f, 'utf8')).toBe(`earlier archive ${f}\n`);
+    const made = archives(s.dir).filter((a) => !taken.includes(path.join(s.dir, a)));
+    expect(made).toHaveLength(1);
+    expect(path.join(s.dir, made[0]!)).toBe(r.stdout.trim());
+  });
+
   it('dry-run prints every command and writes nothing', async () => {
     const s = await setup();
     const r = await s.p.run(['--dry-run', 'backup', '--only', 'db,addons']);
