@@ -84,18 +84,20 @@ const isGzipPart = (part: ManifestPart) => /\.gz$/.test(part.file) || String(par
  * pointing outside or anything but files, folders and links refuses the whole backup. Part of the verification,
  * so it runs before anything is touched.
  */
-export async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<string[]> {
+export async function listFolderPart(ctx: TaskContext, backup: string, part: ManifestPart, file: string): Promise<FolderListing> {
   const r = await ctx.probe.run({
     argv: ['tar', `-t${isGzipPart(part) ? 'z' : ''}vf`, file, '--numeric-owner'],
     stdout: 'capture',
     stderr: 'capture',
   });
   const names: string[] = [];
+  let bytes = 0;
   for (const line of r.stdout.split('\n').filter(Boolean)) {
-    const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
+    const m = /^(\S)\S*\s+\S+\s+(\d+)\s+\S+\s+\S+\s(.*)$/.exec(line);
     if (!m) continue;
     const type = m[1]!;
-    let n = m[2]!;
+    bytes += Number(m[2]);
+    let n = m[3]!;
     let target: string | undefined;
     if (type === 'l') [n, target] = n.split(' -> ') as [string, string];
     if (type === 'h') [n, target] = n.split(' link to ') as [string, string];
@@ -117,7 +119,13 @@ export async function listFolderPart(ctx: TaskContext, backup: string, part: Man
       throw new TaskError(`${backup}: ${part.file} is refused: ${n}: ${bad}`, { exitCode: ExitCode.refused, hint: 'nothing was changed' });
     names.push(n);
   }
-  return names;
+  return { names, bytes };
+}
+
+/** A folder part's own tar, listed: its member names and the bytes its files take once unpacked. */
+export interface FolderListing {
+  names: string[];
+  bytes: number;
 }
 
 /**
@@ -137,6 +145,13 @@ export interface FolderCmds {
   /** A path part on a remote engine's host: the image of the one-off container, for explaining a failure. */
   image?: string;
   dest: string;
+  /**
+   * Where the previous copy is once swapped out (the safety archive reads it there): a path in the service (a volume:
+   * the entries that were replaced) or on the host (a path part: the whole folder). Kept until the commit.
+   */
+  previous: string;
+  /** A path part on this machine: the folder the staged copy is unpacked in (its free space is checked first). */
+  localParent?: string;
 }
 
 export interface FolderInput {
@@ -216,12 +231,16 @@ export async function planFolder(ctx: TaskContext, o: FolderInput): Promise<Fold
     };
   };
   const gz = isGzipPart(part) ? '1' : '';
+  // The previous copy, as the backup of this part reads it: in the service (a volume) or on the host (a path part).
+  const previous = isVolume ? `${work}/old` : path.join(path.dirname(dest), `.${path.basename(dest)}.restore-${o.stamp}`, 'old', 'folder');
   return {
     part: part.name,
     where,
     owner,
     dest,
     image,
+    previous,
+    ...(isVolume || onServer ? {} : { localParent: path.dirname(dest) }),
     stage: run(STAGE_SCRIPT, [inside, work, String(layout.strip), into, fromDb, o.toDb, owner, gz], { file: o.file }),
     swap: run(SWAP_SCRIPT, [inside, work, isVolume ? 'entries' : 'whole']),
     back: swapBackCmd(ctx, run(SWAP_BACK_SCRIPT, [inside, work]), isVolume ? `${o.stamp}-${part.name}` : undefined),

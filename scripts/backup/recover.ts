@@ -36,6 +36,7 @@ async function restoreRecovery(ctx: TaskContext, u: Unfinished): Promise<Recover
     temp: f.temp as string | undefined,
     old: f.old as string | undefined,
     safetyName: f.safetyName as string | undefined,
+    safetyParts: Array.isArray(f.safetyParts) ? (f.safetyParts as string[]) : [],
     stopped,
     folders: f.folders ?? [],
     project: stopped.length ? await ctx.compose() : undefined,

@@ -1,18 +1,21 @@
-// restore <name>: a plan of named steps (find, verify, confirm, safety backup, stop the app, restore into a side database
-// while the folders unpack, swap the database: the commit point, swap the folders, start the app, check), journaled.
+// restore <name>: a plan of named steps, journaled. Verify, confirm, then load the backup into a side database and stage
+// its folders while the application keeps serving; only then stop the app, swap the database and the folders by rename,
+// start it and check it (the commit point). The previous copies, renamed aside, are the safety copy: a failure swaps
+// them back; after success the safety archive is written from them while the app already serves, then they go.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defineTask, type AnyTask, type TaskContext } from '../core/define.ts';
 import { ExitCode, TaskError, refused, usage } from '../core/errors.ts';
-import { parseBackupName, selectParts } from './manifest.ts';
+import { parseBackupName, selectParts, type ManifestPart } from './manifest.ts';
 import { archiveFile, assertFree, backupDir, bareName, downloadArchive, localBackups, resolveName, s3Of } from './store.ts';
 import { parallel, runPlan, type Step } from '../core/plan.ts';
 import { readOrUnknown } from '../tools/probe.ts';
+import { cannotRunReason } from '../tools/compose.ts';
 import { journalHooks, openJournal } from '../core/journal.ts';
-import { listFolderPart, planFolder, stageFolder, type FolderCmds } from './folders.ts';
+import { listFolderPart, planFolder, stageFolder, type FolderCmds, type FolderListing } from './folders.ts';
 import type { ComposeProject } from '../tools/compose.ts';
-import { loadStep, sideDatabaseName, swapStep, type SideDatabase, type SideEnv } from './sidedb.ts';
+import { assertSideCopyFits, loadStep, sideDatabaseName, swapStep, type SideDatabase, type SideEnv } from './sidedb.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
 type PgTarget = import('../tools/postgres.ts').PgTarget;
@@ -120,12 +123,13 @@ export interface RestoreState extends SideDatabase {
   publish?: () => string;
   manifest?: ArchiveManifest;
   selected: string[];
-  /** Part → its unpacked file, and a folder part's checked member names. */
+  /** Part → its unpacked file, and a folder part's checked member names and unpacked size. */
   files: Record<string, string>;
-  names: Record<string, string[]>;
-  safety: boolean;
+  listings: Record<string, FolderListing>;
+  /** The parts the safety archive holds (the ones replaced here), written from the previous copies after the swap. */
+  safetyParts: string[];
   project?: ComposeProject;
-  /** The app services this restore stops (and starts again). */
+  /** The app services this restore stops (and starts again), read just before the swap. */
   stopped: string[];
   folders: FolderCmds[];
   safetyName?: string;
@@ -134,19 +138,22 @@ export interface RestoreState extends SideDatabase {
 /** What every step shares: the server, the unpack folder, the stamp of the side names. Rebuilt by tasks recover. */
 export interface RestoreEnv {
   /** The command's options (tasks recover has none). */
-  o: { only?: string; noSafetyBackup?: boolean; as?: string; keepOld?: boolean; force?: boolean };
+  o: { only?: string; noSafetyBackup?: boolean; as?: string; keepOld?: boolean; force?: boolean; noRollback?: boolean };
   pg: Pg;
   t: PgTarget;
   work: string;
   stamp: string;
 }
 
-/** The step whose end is the commit point: before it, a killed restore is undone; after it, finished. */
-export const RESTORE_COMMIT_POINT = 'swap the database';
+/**
+ * The step whose end is the commit point: the app answered its health check on the restored state. Before it, a
+ * failed or killed restore is undone (the previous copies renamed back); after it, finished (safety archive, cleanup).
+ */
+export const RESTORE_COMMIT_POINT = 'check the database';
 
 /** The journal's facts: plain data, enough for tasks recover to undo or finish (scripts/backup/recover.ts). */
 export function restoreFacts(s: RestoreState, e: RestoreEnv): Record<string, unknown> {
-  const { target, targetExists, keepOld, stopped, temp, old, folders, safetyName, name: backup } = s;
+  const { target, targetExists, keepOld, stopped, temp, old, folders, safetyName, safetyParts, name: backup } = s;
   return {
     backup,
     database: target,
@@ -156,6 +163,7 @@ export function restoreFacts(s: RestoreState, e: RestoreEnv): Record<string, unk
     temp,
     old,
     folders,
+    safetyParts,
     safetyName,
     work: e.work,
     stamp: e.stamp,
@@ -168,43 +176,75 @@ const sideEnv = (e: RestoreEnv): SideEnv => ({ pg: e.pg, t: e.t, failedName: (ta
 const dbPartOf = (s: RestoreState) => s.manifest?.parts.find((p) => p.kind === 'database' && s.selected.includes(p.name));
 const folderPartsOf = (s: RestoreState) => s.manifest?.parts.filter((p) => p.kind !== 'database' && s.selected.includes(p.name)) ?? [];
 
-/** The steps of a restore, in order (a test asserts them). */
+/**
+ * The steps of a restore, in order (a test asserts them). The application serves until 'stop the app'; it is down
+ * only for the two swaps (renames) and its start. With --no-rollback a failed health check keeps the restored state.
+ */
 export function restorePlan(e: RestoreEnv): Step<RestoreState>[] {
+  const health = e.o.noRollback ? 'health' : 'change';
   return [
     { name: 'find the backup', run: (ctx, s) => findBackup(ctx, s) },
     { name: 'verify', run: (ctx, s) => verifyBackup(ctx, e, s), undo: async (_c, s) => discardDownload(s) },
     { name: 'confirm', run: (ctx, s) => confirmRestore(ctx, e, s) },
-    { name: 'safety backup', run: (ctx, s) => safetyBackup(ctx, e, s) },
-    { name: 'stop the app', run: (ctx, s) => stopApp(ctx, s), undo: (ctx, s) => startApp(ctx, s) },
-    parallel('restore the database and unpack the folders', [
-      loadStep('restore the database', sideEnv(e), (ctx, s: RestoreState) => restoreSide(ctx, e, s)),
-      { name: 'unpack the folders', run: (ctx, s) => unpackFolders(ctx, s), undo: (ctx, s) => foldersBack(ctx, s) },
+    parallel('load the database and stage the folders', [
+      loadStep('load the database', sideEnv(e), (ctx, s: RestoreState) => restoreSide(ctx, e, s)),
+      { name: 'stage the folders', run: (ctx, s) => unpackFolders(ctx, s), undo: (ctx, s) => foldersBack(ctx, s) },
     ]),
-    swapStep(RESTORE_COMMIT_POINT, sideEnv(e)),
+    { name: 'check before the swap', run: (ctx, s) => checkBeforeSwap(ctx, e, s) },
+    { name: 'stop the app', run: (ctx, s) => stopApp(ctx, s), undo: (ctx, s) => startApp(ctx, s) },
+    swapStep('swap the database', sideEnv(e)),
     { name: 'swap the folders', run: (ctx, s) => swapFolders(ctx, s), undo: (ctx, s) => foldersBack(ctx, s), commit: removeOldFolders },
-    { name: 'start the app', phase: 'health', run: (ctx, s) => unhealthy(s, () => startAndCheckApp(ctx, s)) },
-    { name: 'check the database', phase: 'health', run: (ctx, s) => unhealthy(s, () => checkDatabase(ctx, e, s)) },
+    // Its undo stops the app again, so the swaps back do not race its reconnecting sessions.
+    {
+      name: 'start the app',
+      phase: health,
+      run: (ctx, s) => unhealthy(e, s, () => startAndCheckApp(ctx, s)),
+      undo: (ctx, s) => stopApp(ctx, s),
+    },
+    {
+      name: RESTORE_COMMIT_POINT,
+      phase: health,
+      run: (ctx, s) => unhealthy(e, s, () => checkDatabase(ctx, e, s)),
+      // Killed right after this check, before the journal said so: recover checks again, and finishes only if it holds.
+      done: (ctx, s) => stillHealthy(ctx, e, s),
+    },
+    { name: 'safety archive', run: (ctx, s) => safetyArchive(ctx, e, s) },
   ];
 }
 
 const isInterrupt = (err: unknown) => err instanceof TaskError && (err.exitCode === ExitCode.sigint || err.exitCode === ExitCode.sigterm);
 
-/** A health failure: the restore itself is in place, the previous database is kept, and the message says how to roll back. */
-async function unhealthy(s: RestoreState, check: () => Promise<void>): Promise<void> {
+/**
+ * A health failure, exit 7. By default the plan then swaps the previous copies back (afterFailure says so); with
+ * --no-rollback the restored state stays and the hint gives the exact commands that swap the previous copies back.
+ */
+async function unhealthy(e: RestoreEnv, s: RestoreState, check: () => Promise<void>): Promise<void> {
   try {
     await check();
   } catch (err) {
     if (isInterrupt(err)) throw err;
-    const back = s.safetyName ? rollbackCommand(s.safetyName) : undefined;
-    const oldNote = s.temp && s.targetExists ? `; the previous database is kept as ${s.old}` : '';
-    throw new TaskError(`restored ${s.name}, but the application is unhealthy: ${(err as Error).message.split('\n')[0]}${oldNote}`, {
+    const why = (err as Error).message.split('\n')[0];
+    throw new TaskError(`restored ${s.name}, but the application is unhealthy: ${why}${e.o.noRollback ? '; kept (--no-rollback)' : ''}`, {
       exitCode: ExitCode.unhealthy,
-      hint: back
-        ? `roll back with: ${back}`
-        : `see the logs (tasks logs); no safety backup was taken${oldNote ? ', rename the kept database back to roll back' : ''}`,
+      hint: e.o.noRollback ? swapBackByHand(e, s) : 'see the logs (tasks logs), fix the app, then restore again',
       cause: err,
     });
   }
+}
+
+/** The commands that put the previous copies back after an unhealthy restore kept by --no-rollback. */
+function swapBackByHand(e: RestoreEnv, s: RestoreState): string {
+  const { quoteIdent } = e.pg;
+  const steps = [`stop ${s.stopped.join(', ') || 'the app'}`];
+  if (s.temp && s.targetExists && s.old) {
+    const failed = sideDatabaseName(s.target, 'failed', e.stamp);
+    const sql =
+      `ALTER DATABASE ${quoteIdent(s.target)} RENAME TO ${quoteIdent(failed)}; ` +
+      `ALTER DATABASE ${quoteIdent(s.old)} RENAME TO ${quoteIdent(s.target)}`;
+    steps.push(`tasks psql -- -d postgres -c '${sql}'`);
+  }
+  for (const f of s.folders) steps.push(f.back.manual ?? f.back.argv.join(' '));
+  return `to swap the previous copies back: ${steps.join(' ; ')} ; then start the app (tasks dev)`;
 }
 
 async function findBackup(ctx: TaskContext, s: RestoreState): Promise<Partial<RestoreState>> {
@@ -270,7 +310,7 @@ async function unpackChecked(ctx: TaskContext, e: RestoreEnv, s: RestoreState): 
   assertFree(dir, need, `unpack ${s.name}`);
   const settle = <T>(p: Promise<T>): Promise<T | Error> => p.catch((err: unknown) => err as Error);
   let dumpCheck: Promise<number | Error> | undefined;
-  const listings = new Map<string, Promise<string[]>>();
+  const listings = new Map<string, Promise<FolderListing>>();
   const res = await archive
     .extractArchive(s.file, e.work, {
       only: (p) => s.selected.includes(p.name),
@@ -289,12 +329,12 @@ async function unpackChecked(ctx: TaskContext, e: RestoreEnv, s: RestoreState): 
       await dumpCheck;
       throw err;
     });
-  const names: Record<string, string[]> = {};
-  for (const [part, listing] of listings) names[part] = await listing;
+  const listed: Record<string, FolderListing> = {};
+  for (const [part, listing] of listings) listed[part] = await listing;
   const dbPart = dbPartOf(s);
   const checked = dbPart ? await (dumpCheck ?? settle(checkDump(ctx, e, s.name, res.files[dbPart.name]!, manifest))) : undefined;
   if (checked instanceof Error) throw checked;
-  return { files: res.files, names, serverMajor: checked };
+  return { files: res.files, listings: listed, serverMajor: checked };
 }
 
 /** The dump against the server (versions) and a full read of it; returns the server's major version. */
@@ -322,22 +362,56 @@ async function confirmRestore(ctx: TaskContext, e: RestoreEnv, s: RestoreState):
   const targetExists = dbPart
     ? await readOrUnknown(ctx, `whether database ${target} exists`, () => pg.databaseExists(ctx, t, target), true)
     : false;
-  // Sessions of the app's own role are ended at the swap; another role's would only fail it, after the app was stopped.
+  // Sessions of the app's own role are ended at the swap; another role's would only fail it (checked again before it).
   if (targetExists && !dry) await refuseOtherSessions(ctx, pg, t, target);
-  const safety = !e.o.noSafetyBackup && targetExists && target === t.database;
-  // --as into another existing database keeps that one (no safety backup covers it); --as the app's own is a plain restore.
-  const keepOld = Boolean(e.o.keepOld || (e.o.as && e.o.as !== t.database && targetExists));
+  // --as into another existing database keeps that one (no safety archive covers it); --as the app's own is a plain restore.
+  const intoOther = Boolean(e.o.as && e.o.as !== t.database);
+  const keepOld = Boolean(e.o.keepOld || (intoOther && targetExists));
   const others = folderPartsOf(s);
-  const needsCompose = ctx.config.appServices.length > 0 || others.some((p) => p.kind === 'volume') || t.mode === 'compose';
-  const project = needsCompose ? await ctx.compose() : undefined;
+  const project = await projectFor(ctx, e, others);
   const temp = dbPart ? sideDatabaseName(target, 'restore', e.stamp) : undefined;
   // A previous copy kept by an earlier restore in the same second (--keep-old) keeps its name: this one gets _2, _3, …
   let old = dbPart && targetExists ? sideDatabaseName(target, 'old', e.stamp) : undefined;
   for (let n = 2; old && !dry && (await pg.databaseExists(ctx, t, old)); n++) old = sideDatabaseName(target, 'old', `${e.stamp}_${n}`);
   const folders = await planFolders(ctx, e, s, project);
-  await askRestore(ctx, e, { ...s, targetExists, safety });
-  const stopped = await runningApp(ctx, project);
-  return { targetExists, safety, keepOld, project, temp, old, folders, stopped };
+  // The safety archive holds what is replaced, only that: the database when it exists, the folders restored.
+  const replaced = [...(dbPart && targetExists ? [dbPart.name] : []), ...others.map((p) => p.name)];
+  const safetyParts = e.o.noSafetyBackup || intoOther ? [] : replaced.filter((n) => ctx.config.backupParts.some((p) => p.name === n));
+  const next = { ...s, targetExists, keepOld, project, temp, old, folders, safetyParts };
+  await assertRoom(ctx, e, next);
+  await askRestore(ctx, e, next);
+  return { targetExists, keepOld, project, temp, old, folders, safetyParts };
+}
+
+/**
+ * The compose project, when the restore needs it: the app to stop, a volume part, a database in the stack. In URL mode
+ * with no volume part an engine that cannot be reached (no stack here, a managed database) means no app to stop.
+ */
+async function projectFor(ctx: TaskContext, e: RestoreEnv, others: ManifestPart[]): Promise<ComposeProject | undefined> {
+  const must = others.some((p) => p.kind === 'volume') || e.t.mode === 'compose';
+  if (!must && !ctx.config.appServices.length) return undefined;
+  if (must) return ctx.compose();
+  try {
+    const project = await ctx.compose();
+    if (!ctx.runner.dryRun) await (await import('../tools/compose.ts')).containerStates(ctx.probe, project, ctx.config.appServices);
+    return project;
+  } catch (err) {
+    const why = cannotRunReason(err);
+    if (why === undefined) throw err;
+    ctx.log.info(`no app service to stop: the stack cannot be reached (${why})`);
+    return undefined;
+  }
+}
+
+/** Room for the side copies, before anything is loaded: the database server's disk, and each local folder's. */
+async function assertRoom(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<void> {
+  if (ctx.runner.dryRun) return;
+  await assertSideCopyFits(ctx, sideEnv(e), s, dbPartOf(s)?.size ?? 0);
+  for (const f of s.folders) {
+    const bytes = s.listings[f.part]?.bytes;
+    if (f.localParent && bytes !== undefined)
+      assertFree(f.localParent, bytes, `stage ${f.part} beside ${f.where}`, 'free some space there; nothing was changed');
+  }
 }
 
 async function planFolders(ctx: TaskContext, e: RestoreEnv, s: RestoreState, project?: ComposeProject): Promise<FolderCmds[]> {
@@ -356,7 +430,7 @@ async function planFolders(ctx: TaskContext, e: RestoreEnv, s: RestoreState, pro
         stamp: e.stamp,
         fromDb: s.manifest?.database || undefined,
         toDb: s.target,
-        names: s.names[part.name],
+        names: s.listings[part.name]?.names,
         remote,
       }),
     );
@@ -370,15 +444,22 @@ async function askRestore(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Pro
   const size = fs.existsSync(s.file) ? fs.statSync(s.file).size : 0;
   const partNames = manifest ? manifest.parts.filter((p) => s.selected.includes(p.name)).map((p) => p.name) : ['(all parts)'];
   const skip = e.o.noSafetyBackup;
+  const app = ctx.config.appServices.join(', ');
+  const kept = s.safetyParts.length ? ` (kept aside, then saved as a safety backup of ${s.safetyParts.join(', ')})` : '';
   const lines = [
     `Restore ${s.name}` +
       (manifest ? ` (taken ${manifest.createdAt}${manifest.appEnv ? ` in APP_ENV=${manifest.appEnv}` : ''}, ${formatBytes(size)})` : ''),
     `  into database ${target} on ${e.pg.describeTarget(e.t)}, APP_ENV=${ctx.env.appEnv}${e.o.as ? ' (--as)' : ''}`,
     `  parts: ${partNames.join(', ')}`,
     s.targetExists || !dbPartOf(s)
-      ? `  the current ${partNames.join(', ')} will be REPLACED` +
-        `${s.safety ? ' (a safety backup is taken first)' : skip ? ' (no safety backup: --no-safety-backup)' : ''}`
+      ? `  the current ${partNames.join(', ')} will be REPLACED${kept || (skip ? ' (no safety backup: --no-safety-backup)' : '')}`
       : `  database ${target} does not exist yet: it will be created`,
+    ...(s.project && app
+      ? [
+          `  ${app} keeps serving while the backup loads; it is stopped only for the swap and its restart (seconds).`,
+          '  Changes made until the swap stay only in the previous copy.',
+        ]
+      : []),
   ];
   await ctx.confirm({ message: lines.join('\n'), typed: target, requireForce: ctx.env.appEnv === 'production', force: e.o.force });
 }
@@ -393,22 +474,53 @@ async function runningApp(ctx: TaskContext, project?: ComposeProject): Promise<s
   return [...new Set(states.filter((st) => st.status === 'running' || st.status === 'restarting').map((st) => st.service))];
 }
 
-async function safetyBackup(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<Partial<RestoreState>> {
-  const t = e.pg.pgTarget(ctx);
-  if (s.safety) {
-    ctx.log.step('safety backup of the current state (reason: pre-restore)');
-    const { runBackup } = await import('./backup.ts');
-    // Not pruned (it could remove the archive being restored); the restore already holds the backup lock.
-    const safetyName = (await runBackup(ctx, { reason: 'pre-restore', prune: false, lock: false })).name;
-    ctx.log.success(`safety backup: ${safetyName} (roll back with: ${rollbackCommand(safetyName)})`);
-    return { safetyName };
+/**
+ * After the commit: the safety archive (reason pre-restore) of the parts replaced, written from the previous copies
+ * while the app already serves. It cannot fail the restore, which is done: a failure keeps the previous copies instead.
+ */
+async function safetyArchive(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<Partial<RestoreState>> {
+  const t = e.t;
+  if (!s.safetyParts.length) {
+    if (!e.o.noSafetyBackup && dbPartOf(s) && !s.targetExists) ctx.log.info(`no safety backup: database ${s.target} does not exist yet`);
+    else if (!e.o.noSafetyBackup && e.o.as && s.targetExists && s.target !== t.database)
+      ctx.log.warn(`no safety backup of ${s.target} (backups cover ${t.database}); the previous ${s.target} is kept as ${s.old}`);
+    return {};
   }
-  if (!e.o.noSafetyBackup && dbPartOf(s) && !s.targetExists) ctx.log.info(`no safety backup: database ${s.target} does not exist yet`);
-  else if (!e.o.noSafetyBackup && e.o.as && s.targetExists && s.target !== t.database)
-    ctx.log.warn(
-      `no safety backup of ${s.target} (backups cover ${t.database}); the previous ${s.target} is kept as ${s.target}_old_<time>`,
+  const paths = Object.fromEntries(s.folders.filter((f) => s.safetyParts.includes(f.part)).map((f) => [f.part, f.previous]));
+  const from = [s.targetExists && s.old ? `database ${s.old}` : '', ...Object.entries(paths).map(([p, at]) => `${p} in ${at}`)];
+  if (ctx.runner.dryRun) {
+    ctx.log.info(`[dry-run] would write the safety backup of ${s.safetyParts.join(', ')} from ${from.filter(Boolean).join(', ')}`);
+    return {};
+  }
+  ctx.log.step(`safety backup of the replaced ${s.safetyParts.join(', ')} (reason: pre-restore), from the copies kept aside`);
+  try {
+    const { runBackup } = await import('./backup.ts');
+    // Not pruned (it could remove the archive being restored); the restore already holds the change lock.
+    const r = await runBackup(ctx, {
+      reason: 'pre-restore',
+      prune: false,
+      lock: false,
+      only: s.safetyParts.join(','),
+      from: { database: s.targetExists ? s.old : undefined, paths },
+    });
+    ctx.log.success(`safety backup: ${r.name} (roll back with: ${rollbackCommand(r.name)})`);
+    return { safetyName: r.name };
+  } catch (err) {
+    const kept = [s.old && s.targetExists ? `database ${s.old}` : '', ...s.folders.map((f) => `${f.part} in ${f.previous}`)].filter(
+      Boolean,
     );
-  return {};
+    ctx.log.warn(
+      `the restore is done, but its safety backup failed: ${(err as Error).message.split('\n')[0]}; ` +
+        `the previous copies are kept instead: ${kept.join(', ')}`,
+    );
+    return { keepOld: true };
+  }
+}
+
+/** Just before the app stops: no other role's session on the database (named), and which app services run now. */
+async function checkBeforeSwap(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<Partial<RestoreState>> {
+  if (s.temp && s.targetExists && !ctx.runner.dryRun) await refuseOtherSessions(ctx, e.pg, e.t, s.target);
+  return { stopped: await runningApp(ctx, s.project) };
 }
 
 async function stopApp(ctx: TaskContext, s: RestoreState): Promise<void> {
@@ -428,7 +540,7 @@ async function restoreSide(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Pr
   const part = dbPartOf(s);
   if (!part || !s.temp) return;
   const dump = s.files[part.name] ?? path.join(e.work, part.file);
-  ctx.log.step(`restoring the database into ${s.temp} (pg_restore -j ${s.jobs})`);
+  ctx.log.step(`loading the backup into ${s.temp} while the app serves (pg_restore -j ${s.jobs})`);
   const t0 = Date.now();
   await e.pg.restoreDump(ctx, e.t, { file: dump, database: s.temp, jobs: s.jobs, format: 'custom' });
   const { formatDuration } = await import('../core/log.ts');
@@ -465,6 +577,10 @@ async function swapFolders(ctx: TaskContext, s: RestoreState): Promise<void> {
 }
 
 async function removeOldFolders(ctx: TaskContext, s: RestoreState): Promise<void> {
+  if (s.keepOld) {
+    for (const f of s.folders) ctx.log.info(`the previous ${f.part} is kept in ${f.previous}`);
+    return;
+  }
   await Promise.all(
     s.folders.map((f) =>
       ctx.runner.run(f.remove).catch((err: unknown) => ctx.log.warn(`cleanup after the restore: ${(err as Error).message}`)),
@@ -478,13 +594,29 @@ async function startAndCheckApp(ctx: TaskContext, s: RestoreState): Promise<void
     ctx.log.step(`starting ${s.stopped.join(', ')} and waiting until healthy`);
     const { upAndWait } = await import('../tasks/stack.ts');
     await upAndWait(ctx, s.stopped);
-    const hc = ctx.config.healthCheck;
-    if (hc && s.stopped.includes(hc.service)) {
-      const { compose } = await import('../tools/compose.ts');
-      await ctx.runner.run({ argv: compose.exec(s.project, hc.service, hc.command), stdout: 'ignore', stderr: 'capture' });
-    }
+    await appHealthCheck(ctx, s);
   } else if (app.length && !s.stopped.length) {
     ctx.log.info(`${app.join(', ')} ${app.length > 1 ? 'were' : 'was'} not running: not started (start the stack: tasks dev)`);
+  }
+}
+
+/** The project's health check (config.healthCheck) in its service, when this restore started that service. */
+async function appHealthCheck(ctx: TaskContext, s: RestoreState): Promise<void> {
+  const hc = ctx.config.healthCheck;
+  if (!s.project || !hc || !s.stopped.includes(hc.service)) return;
+  const { compose } = await import('../tools/compose.ts');
+  await ctx.runner.run({ argv: compose.exec(s.project, hc.service, hc.command), stdout: 'ignore', stderr: 'capture' });
+}
+
+/** For tasks recover: the restored database is in place (no side copy left to swap) and answers, and the app is healthy. */
+async function stillHealthy(ctx: TaskContext, e: RestoreEnv, s: RestoreState): Promise<boolean> {
+  try {
+    if (s.temp && (await e.pg.databaseExists(ctx, e.t, s.temp))) return false;
+    await checkDatabase(ctx, e, s);
+    await appHealthCheck(ctx, s);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -499,20 +631,21 @@ async function checkDatabase(ctx: TaskContext, e: RestoreEnv, s: RestoreState): 
 
 export const restore = defineTask({
   name: 'restore',
-  description: 'Restore a backup (local, else from S3): verified first, asks, safety backup, new database swapped in, health check',
+  description: 'Restore a backup (local, else from S3): verified, asks, loaded beside the live copy, swapped in, checked, safety backup',
   group: 'backups',
   args: { name: { description: 'backup name (with or without .tar.gz) or "latest"', required: true } },
   options: {
     only: { type: 'string', description: 'restore only these parts: db,filestore,addons', placeholder: 'parts' },
     force: { type: 'boolean', description: 'accept a backup from another project or APP_ENV; with --yes, confirm in production' },
-    noSafetyBackup: { type: 'boolean', description: 'skip the backup of the current state taken first' },
+    noSafetyBackup: { type: 'boolean', description: 'skip the safety archive of the replaced state (the swap still keeps it until done)' },
+    noRollback: { type: 'boolean', description: 'keep the restored state when the health check fails (prints how to swap back)' },
     jobs: { type: 'string', description: 'parallel pg_restore jobs (default: min(4, cores))', placeholder: 'n' },
     as: {
       type: 'string',
       description: 'restore into this database name instead (its filestore goes to filestore/<name>)',
       placeholder: 'dbname',
     },
-    keepOld: { type: 'boolean', description: 'keep the previous database as <db>_old_<time> instead of dropping it' },
+    keepOld: { type: 'boolean', description: 'keep the previous database (<db>_old_<time>) and folders instead of dropping them' },
   },
   example: 'tasks restore odoo_backup_2026-11-20_02-00-00 --only db,filestore',
   async run(ctx) {
@@ -549,7 +682,9 @@ export const restore = defineTask({
         },
       });
     } catch (err) {
-      throw afterFailure(err, reached >= plan.findIndex((st) => st.name === 'stop the app'));
+      const at = (name: string) => plan.findIndex((st) => st.name === name);
+      const reach = reached >= at('stop the app') ? 'live' : reached > at('confirm') ? 'side' : 'none';
+      throw afterFailure(err, reach, Boolean(ctx.opts.noRollback));
     }
     fs.rmSync(work, { recursive: true, force: true });
     const { formatDuration } = await import('../core/log.ts');
@@ -572,9 +707,9 @@ export function emptyRestoreState(target: string): RestoreState {
     downloaded: false,
     selected: [],
     files: {},
-    names: {},
+    listings: {},
+    safetyParts: [],
     targetExists: false,
-    safety: false,
     keepOld: false,
     stopped: [],
     folders: [],
@@ -582,19 +717,28 @@ export function emptyRestoreState(target: string): RestoreState {
 }
 
 /**
- * The error of a failed restore: after a change had started and every undo ran, it says the previous state is back;
- * when an undo did not finish, the journal is kept and the hint names tasks recover.
+ * The error of a failed restore: once side copies were made ('side') or the app was stopped ('live') and every undo
+ * ran, it says nothing was changed; when an undo did not finish, the journal is kept and the hint names tasks recover.
  */
-function afterFailure(err: unknown, changed: boolean): unknown {
-  if (!(err instanceof TaskError) || err.exitCode === ExitCode.unhealthy) return err;
+function afterFailure(err: unknown, reached: 'none' | 'side' | 'live', kept: boolean): unknown {
+  if (!(err instanceof TaskError)) return err;
+  if (err.exitCode === ExitCode.unhealthy && !err.message.includes('; the undo did not finish: '))
+    return kept
+      ? err
+      : new TaskError(`${err.message}; swapped back: the previous database and folders are live again`, {
+          exitCode: err.exitCode,
+          hint: err.hint,
+          cause: err,
+        });
   if (err.message.includes('; the undo did not finish: '))
     return new TaskError(err.message, {
       exitCode: err.exitCode,
       hint: 'tasks recover retries what was not undone (the warnings above say what failed)',
       cause: err,
     });
-  if (!changed) return err;
-  return new TaskError(`${err.message}; nothing was changed (the previous state is back)`, {
+  if (reached === 'none') return err;
+  const how = reached === 'live' ? 'the previous state is back' : 'the live database and folders were not touched';
+  return new TaskError(`${err.message}; nothing was changed (${how})`, {
     exitCode: err.exitCode,
     hint: err.hint,
     cause: err,

@@ -2,6 +2,7 @@
 // untouched until the swap, a rename pair in one transaction (the commit point of both plans); each step's undo is
 // safe to run whether or not the step ran or finished, so tasks recover can use them after a kill.
 import type { TaskContext } from '../core/define.ts';
+import { ExitCode, TaskError } from '../core/errors.ts';
 import type { Step } from '../core/plan.ts';
 
 type Pg = typeof import('../tools/postgres.ts');
@@ -29,6 +30,25 @@ export interface SideEnv {
   t: PgTarget;
   /** Name of the failed copy, should the swap be undone after the new database was in place. */
   failedName: (target: string) => string;
+}
+
+/**
+ * Refuses (exit 3, before anything is loaded) when the server's disk cannot hold the side copy beside the live
+ * database: about the live database's size, or the dump's for a new one (a lower bound). Skipped when the server's
+ * free space cannot be read (a managed database, a role that may not see the data directory).
+ */
+export async function assertSideCopyFits(ctx: TaskContext, e: SideEnv, s: SideDatabase, dumpBytes: number): Promise<void> {
+  if (!s.temp || ctx.runner.dryRun) return;
+  const free = await e.pg.serverFreeBytes(ctx, e.t);
+  if (!free) return;
+  const need = s.targetExists ? await e.pg.databaseSize(ctx, e.t, s.target) : dumpBytes;
+  if (free.bytes >= need) return;
+  const { formatBytes } = await import('../core/log.ts');
+  throw new TaskError(
+    `not enough free space on the database server for the side copy of ${s.target}: about ${formatBytes(need)} needed ` +
+      `(${s.targetExists ? 'the size of the live database' : 'the size of the dump'}), ${formatBytes(free.bytes)} free in ${free.where}`,
+    { exitCode: ExitCode.prerequisite, hint: 'free some space on the database server (old *_old_* databases?); nothing was changed' },
+  );
 }
 
 /** A fresh side database `temp`, loaded by `load`; its undo drops it. Does nothing without a temp (no database part). */

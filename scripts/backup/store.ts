@@ -141,12 +141,17 @@ export function freeBytes(dir: string): number {
 }
 
 /** Refuses (exit 3, nothing changed) when `dir` has less than `need` bytes free for `doing` ("download x"). */
-export function assertFree(dir: string, need: number, doing: string): void {
+export function assertFree(
+  dir: string,
+  need: number,
+  doing: string,
+  hint = 'free some space (tasks prune) or set BACKUP_DIR to a larger disk; nothing was changed',
+): void {
   const free = freeBytes(dir);
   if (free >= need) return;
   throw new TaskError(`not enough free space in ${dir} to ${doing}: ${formatBytes(need)} needed, ${formatBytes(free)} free`, {
     exitCode: ExitCode.prerequisite,
-    hint: 'free some space (tasks prune) or set BACKUP_DIR to a larger disk; nothing was changed',
+    hint,
   });
 }
 

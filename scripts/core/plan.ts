@@ -48,7 +48,7 @@ export function uninterruptible(ctx: TaskContext): TaskContext {
   return { ...ctx, runner, probe, signal: new AbortController().signal };
 }
 
-/** Observers of a plan's progress (the journal): called before a step that changes state runs, and at the end. */
+/** Observers of a plan's progress (the journal): called before each step runs (health steps too), and at the end. */
 export interface PlanHooks<S> {
   beforeStep?(step: Step<S>, index: number, s: S): void | Promise<void>;
   /** All steps and commits ran. */
@@ -90,7 +90,7 @@ export async function runPlan<S extends object>(
   for (const [i, step] of plan.entries()) {
     if (i < from) continue;
     if (dry) ctx.log.info(`[dry-run] step ${i + 1}/${plan.length}: ${step.name}`);
-    if (!dry && step.phase !== 'health') await hooks.beforeStep?.(step, i, s);
+    if (!dry) await hooks.beforeStep?.(step, i, s);
     if (step.undo) undos.push(step);
     try {
       s = { ...s, ...((await step.run(ctx, s)) ?? {}) };

@@ -668,6 +668,42 @@ export async function databaseExists(ctx: PgContext, t: PgTarget, name: string):
   );
 }
 
+/** The size of database `name` on disk (pg_database_size), in bytes. */
+export async function databaseSize(ctx: PgContext, t: PgTarget, name: string): Promise<number> {
+  return Number(await psqlQuery(ctx, t, `SELECT pg_database_size(${quoteLiteral(name)})`, { database: MAINTENANCE_DB, probe: true }));
+}
+
+/** `df -Pk DIR` → the bytes available (its fourth column of the last line), or undefined. */
+export function parseDfAvailable(out: string): number | undefined {
+  const last = out.trim().split('\n').pop() ?? '';
+  const kb = Number(last.trim().split(/\s+/)[3]);
+  return Number.isFinite(kb) && last ? kb * 1024 : undefined;
+}
+
+/**
+ * Free space where the server keeps its databases, when it can be read: the data directory is shown to a superuser
+ * (or pg_read_all_settings) only, then measured with df in the database service (compose mode) or on this machine (a
+ * server on localhost whose folder is here). Undefined when it cannot be known (a managed database, a plain role).
+ */
+export async function serverFreeBytes(ctx: PgContext, t: PgTarget): Promise<{ bytes: number; where: string } | undefined> {
+  const sql = "SELECT setting FROM pg_settings WHERE name = 'data_directory'";
+  const dir = await psqlQuery(ctx, t, sql, { database: MAINTENANCE_DB, probe: true }).catch(() => '');
+  if (!dir.startsWith('/')) return undefined;
+  if (t.mode === 'compose') {
+    const argv = compose.exec(await ctx.compose(), t.service, ['df', '-Pk', dir]);
+    const out = await ctx.probe.run({ argv, stdout: 'capture', stderr: 'capture' }).then(
+      (r) => r.stdout,
+      () => '',
+    );
+    const bytes = parseDfAvailable(out);
+    return bytes === undefined ? undefined : { bytes, where: `${dir} in the ${t.service} service` };
+  }
+  const local = ['localhost', '127.0.0.1', '::1'].includes(t.host) || t.host.startsWith('/');
+  if (!local || !fs.existsSync(dir)) return undefined;
+  const st = fs.statfsSync(dir);
+  return { bytes: Number(st.bavail) * Number(st.bsize), where: dir };
+}
+
 /**
  * Ends the other client sessions on `name` that this role may end; returns how many. Autovacuum workers (busy right
  * after a large restore) are left to PostgreSQL, which stops them itself for DROP and RENAME; a superuser's session

@@ -178,7 +178,7 @@ describe('--dry-run with the engine down', () => {
 });
 
 describe('restore --dry-run with the engine down', () => {
-  it('prints the ten steps and the commands the real run would use; says what it could not read; changes nothing', async () => {
+  it('prints the eleven steps and the commands the real run would use; says what it could not read; changes nothing', async () => {
     const { writeArchive } = await import('../../scripts/backup/archive.ts');
     const { MANIFEST_FORMAT } = await import('../../scripts/backup/manifest.ts');
     const { spawnSync } = await import('node:child_process');
@@ -222,7 +222,7 @@ describe('restore --dry-run with the engine down', () => {
     const before = snapshot(p.dir);
     const r = await dry(['restore', name, '--only', 'db,addons', '--jobs', '1', '--yes']);
     expect(r.code, r.stderr).toBe(0);
-    expect([...r.stderr.matchAll(/\[dry-run\] step (\d+)\/10: /g)].map((m) => Number(m[1]))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect([...r.stderr.matchAll(/\[dry-run\] step (\d+)\/11: /g)].map((m) => Number(m[1]))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     expect(r.stderr).toContain(`[dry-run] whether database odoo exists: ${ENGINE_DOWN}\n`);
     expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* stop odoo/);
     expect(r.stderr).toMatch(/\[dry-run\] \$ docker(-compose| compose) .* exec -T db pg_restore .*odoo_restore_\d{14}/);

@@ -1,5 +1,6 @@
 // End to end on a real Docker engine (shipped compose files, stand-in images): backup → change → restore puts the
-// database and the filestore (hashes, uid 101) back, restarting only the app; an unhealthy app after restore exits 7.
+// database and the filestore (hashes, uid 101) back, stopping only the app and only for the swap; an unhealthy app
+// after the swap exits 7 with the previous state swapped back (or kept restored with --no-rollback).
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { makeProject, type TestProject } from '../harness/project.ts';
 import { describeE2E } from '../harness/e2e.ts';
@@ -102,13 +103,14 @@ describeE2E('tasks restore on the stand-in stack', () => {
     expect(after.db).toEqual(before.db);
     expect(r.stderr).toMatch(/stopping odoo \(the database keeps running\)/);
     expect(r.stderr).toMatch(/safety backup: \S+_backup_\S+/);
-    // Stop, unpack the filestore beside the live one while pg_restore runs, swap it in, start.
-    const order = ['stop odoo', 'unpacking filestore', '--exit-on-error', 'swapping filestore in', 'up -d'].map((s) => r.stderr.indexOf(s));
-    expect(
-      order.every((i) => i >= 0),
-      r.stderr,
-    ).toBe(true);
-    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // The app serves while pg_restore loads the side database and the filestore is unpacked beside the live one; it
+    // is stopped only for the swap, then started.
+    const at = (s: string) => r.stderr.indexOf(s);
+    for (const s of ['unpacking filestore', '--exit-on-error', 'stop odoo', 'swapping filestore in', 'up -d'])
+      expect(at(s), s).toBeGreaterThan(-1);
+    expect(Math.max(at('unpacking filestore'), at('--exit-on-error')), r.stderr).toBeLessThan(at('stop odoo'));
+    expect(at('stop odoo')).toBeLessThan(at('swapping filestore in'));
+    expect(at('swapping filestore in')).toBeLessThan(at('up -d'));
   });
 
   it('--as restores into another database and moves the filestore to filestore/<new>', async () => {
@@ -148,18 +150,29 @@ describeE2E('tasks restore on the stand-in stack', () => {
     expect(await filestore(p, db)).toBe(files);
   });
 
-  it('the app failing its health check after the restore: exit 7 and the exact command that rolls back', async () => {
+  it('the app failing its health check after the swap: exit 7, the previous database and filestore swapped back', async () => {
+    await sql(p, 'DELETE FROM partner WHERE id > 4000');
+    await sh(p, 'odoo', `echo since-backup > /var/lib/odoo/filestore/${db}/cd/since`);
+    const files = await filestore(p, db);
     await sh(p, 'odoo', 'touch /var/lib/odoo/.standin-unhealthy');
     const r = await p.run(['restore', backup, '--yes'], { timeoutMs: 240_000 });
     expect(r.code, show(r)).toBe(7);
-    expectOneError(r, /restored \S+, but the application is unhealthy/);
-    const m = /roll back with: tasks restore (\S+_backup_\S+) --yes --no-safety-backup/.exec(r.stderr);
-    expect(m, r.stderr).not.toBeNull();
-    expect(m![1]).not.toBe(backup);
-    // The command works: once the app is healthy again, rolling back succeeds.
-    await p.compose(['exec', '-T', 'odoo', 'rm', '-f', '/var/lib/odoo/.standin-unhealthy']);
-    const back = await p.run(['restore', m![1]!, '--yes', '--no-safety-backup']);
-    expect(back.code, show(back)).toBe(0);
+    expectOneError(r, /restored \S+, but the application is unhealthy: .*; swapped back: the previous database and folders are live again/);
+    expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('4000\n');
+    expect(await filestore(p, db)).toBe(files);
+    expect(await sql(p, `SELECT count(*) FROM pg_database WHERE datname LIKE '${db}\\_%'`, 'postgres')).toBe('0\n');
+    expect((await containers(p)).odoo!.status).toBe('running');
+  });
+
+  it('--no-rollback keeps the restored state when the health check fails, and prints how to swap back', async () => {
+    const r = await p.run(['restore', backup, '--yes', '--no-rollback'], { timeoutMs: 240_000 });
+    expect(r.code, show(r)).toBe(7);
+    expectOneError(r, /restored \S+, but the application is unhealthy: .*; kept \(--no-rollback\)/);
+    expect(r.stderr).toMatch(/to swap the previous copies back: stop odoo ; tasks psql -- -d postgres -c 'ALTER DATABASE/);
     expect(await sql(p, 'SELECT count(*) FROM partner')).toBe('5000\n');
+    expect(await filestore(p, db)).toBe(filesAtBackup);
+    // The previous database is kept under its side name, for the commands the hint prints.
+    expect(await sql(p, `SELECT count(*) FROM pg_database WHERE datname LIKE '${db}\\_old\\_%'`, 'postgres')).toBe('1\n');
+    await p.compose(['exec', '-T', 'odoo', 'rm', '-f', '/var/lib/odoo/.standin-unhealthy']);
   });
 });

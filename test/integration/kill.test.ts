@@ -95,7 +95,7 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(refused.code, refused.stderr).toBe(3);
     expect(refused.stderr).toMatch(
       new RegExp(
-        `restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'restore the database and unpack the folders'`,
+        `restore of ${archive!.replace('.tar.gz', '')} into ${db.name} was interrupted at 'load the database and stage the folders'`,
       ),
     );
     expect(refused.stderr).toContain('run tasks recover');
@@ -151,13 +151,14 @@ const RESTORE_STEPS = [
   'find the backup',
   'verify',
   'confirm',
-  'safety backup',
+  'load the database and stage the folders',
+  'check before the swap',
   'stop the app',
-  'restore the database and unpack the folders',
   'swap the database',
   'swap the folders',
   'start the app',
   'check the database',
+  'safety archive',
 ];
 
 describe('restore killed at every step boundary, then tasks recover (real PostgreSQL, real processes)', () => {
@@ -177,16 +178,17 @@ describe('restore killed at every step boundary, then tasks recover (real Postgr
   }
   const addons = (root: string) => fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8');
 
-  it('--dry-run prints the plan: the ten steps in order', async () => {
+  it('--dry-run prints the plan: the eleven steps in order', async () => {
     const { db, root, name } = await prepared();
     const r = await run(root, db, ['restore', name, '--yes', '--no-safety-backup', '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     const steps = [...r.stderr.matchAll(/\[dry-run\] step (\d+)\/(\d+): (.+)/g)].map((m) => `${m[1]}/${m[2]} ${m[3]}`);
-    expect(steps).toEqual(RESTORE_STEPS.map((n, i) => `${i + 1}/10 ${n}`));
+    expect(steps).toEqual(RESTORE_STEPS.map((n, i) => `${i + 1}/11 ${n}`));
   });
 
   for (const [i, step] of RESTORE_STEPS.entries()) {
-    const finished = i > RESTORE_STEPS.indexOf('restore the database and unpack the folders');
+    // Until the restored state answered its checks (the commit point) a kill is undone; after it, finished.
+    const finished = i >= RESTORE_STEPS.indexOf('check the database');
     const outcome = finished ? 'finishes it (the backup in place)' : 'undoes it (the previous state)';
     it(`after '${step}': recover ${outcome}, nothing left`, async () => {
       const { db, root, name, before, changed } = await prepared();
@@ -206,17 +208,23 @@ describe('restore killed at every step boundary, then tasks recover (real Postgr
     });
   }
 
-  it('with --yes the next backup recovers the killed restore first, then backs up the finished state', async () => {
+  it('with --yes the next backup recovers the killed restore first (safety archive written), then backs up the result', async () => {
     const { db, root, name, before } = await prepared();
-    const child = runChild(root, db, ['restore', name, '--yes', '--no-safety-backup'], 'swap the folders');
+    const child = runChild(root, db, ['restore', name, '--yes'], 'check the database');
     expect(child.signal ?? child.status, child.stderr).toBe(child.signal ? 'SIGKILL' : 137);
     const next = await run(root, db, ['backup', '--yes']);
     expect(next.code, next.stderr).toBe(0);
-    expect(next.stderr).toMatch(/restore of .* was interrupted at 'swap the folders'.*: it had passed its commit point, finishing it/);
+    expect(next.stderr).toMatch(/restore of .* was interrupted at 'check the database'.*: it had passed its commit point, finishing it/);
     expect(next.stderr).toContain('restore finished: the new state is complete');
     expect(await tableFingerprint(pg, db.name)).toEqual(before);
     expect(addons(root)).toContain('current');
-    expect(fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'))).toHaveLength(2);
+    // The backup restored, the safety archive recovery wrote from the previous copies, and this backup.
+    const archives = fs.readdirSync(path.join(root, 'backup')).filter((f) => f.endsWith('.tar.gz'));
+    expect(archives, next.stderr).toHaveLength(3);
+    const reasons = archives.map(
+      (a) => JSON.parse(spawnSync('tar', ['-xzOf', path.join(root, 'backup', a), 'manifest.json'], { encoding: 'utf8' }).stdout).reason,
+    );
+    expect(reasons).toContain('pre-restore');
   });
 
   it('SIGHUP (a closed SSH session) during pg_restore: undone like SIGTERM, nothing to recover', async () => {

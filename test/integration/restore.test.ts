@@ -203,7 +203,7 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
   });
 
-  it('round trip with the real backup task; the safety backup taken first rolls the restore back with the printed command', async () => {
+  it('round trip with the real backup task; the safety archive of the replaced state rolls it back with the printed command', async () => {
     const db = await createTestDatabaseInfo(pg, 'rround');
     await loadPagila(pg, db.name);
     const root = makeRoot();
@@ -227,6 +227,11 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
       spawnSync('tar', ['-xzOf', path.join(root, 'backup', `${m![2]}.tar.gz`), 'manifest.json'], { encoding: 'utf8' }).stdout,
     ) as Manifest;
     expect(manifest.reason).toBe('pre-restore');
+    // Written after the swap from the copies kept aside: the parts this restore replaced, each the state before it.
+    const restored = JSON.parse(
+      spawnSync('tar', ['-xzOf', path.join(root, 'backup', `${name}.tar.gz`), 'manifest.json'], { encoding: 'utf8' }).stdout,
+    ) as Manifest;
+    expect(manifest.parts.map((p) => p.name)).toEqual(restored.parts.map((p) => p.name));
 
     const back = await restoreRun(root, db, m![1]!.split(' '));
     expect(back.code, back.stderr).toBe(0);
@@ -669,9 +674,9 @@ exec /bin/bash "$@"
     });
     expect(Date.now() - t0).toBeLessThan(60_000);
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toContain("undo of 'restore the database and unpack the folders' failed: ");
+    expect(r.stderr).toContain("undo of 'load the database and stage the folders' failed: ");
     expect(r.stderr).toMatch(/failed: bash did not finish within 2 s and was stopped \(finish it by hand: bash -c /);
-    expectOneError(r, /connection lost; the undo did not finish: restore the database and unpack the folders/);
+    expectOneError(r, /connection lost; the undo did not finish: load the database and stage the folders/);
     expect(r.stderr).toContain('tasks recover retries what was not undone');
     const pid = Number(fs.readFileSync(path.join(bin, 'hung.pid'), 'utf8'));
     expect(() => process.kill(pid, 0)).toThrow();
