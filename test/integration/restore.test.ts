@@ -12,7 +12,7 @@ import { serviceTasks } from '../../scripts/tasks/stack.ts';
 import { ExitCode } from '../../scripts/core/errors.ts';
 import { writeArchive } from '../../scripts/backup/archive.ts';
 import { MANIFEST_FORMAT, type Manifest, type ManifestPart } from '../../scripts/backup/manifest.ts';
-import { adminQuery, createTestDatabaseInfo, loadPagila, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
+import { adminQuery, createTestDatabaseInfo, loadPagila, repoRoot, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { awsEnv } from '../harness/s3.ts';
 import { expectOneError } from '../harness/expect.ts';
 import { sink } from '../harness/sink.ts';
@@ -52,7 +52,7 @@ async function restoreRun(
   root: string,
   db: TestDatabase,
   argv: string[],
-  o: { env?: Record<string, string>; tty?: boolean; answers?: unknown[] } = {},
+  o: { env?: Record<string, string>; tty?: boolean; answers?: unknown[]; config?: typeof config } = {},
 ): Promise<Run> {
   const stdout = sink();
   const stderr = sink();
@@ -71,7 +71,7 @@ async function restoreRun(
     root,
     tasks,
     serviceTasks,
-    config: testConfig,
+    config: o.config ?? testConfig,
     stdout,
     stderr,
     stdinIsTTY: Boolean(o.tty),
@@ -306,6 +306,55 @@ describe('tasks restore (URL mode, real PostgreSQL)', () => {
     expect(r.stderr).toMatch(/old backup\.sh archive: it has no checksums/);
     expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('from the backup');
+  });
+});
+
+describe('tasks restore --only: the safety archive holds the replaced part only', () => {
+  const reasonAndParts = (root: string) =>
+    fs
+      .readdirSync(path.join(root, 'backup'))
+      .filter((f) => f.endsWith('.tar.gz'))
+      .map((f) => JSON.parse(sh(['tar', '-xzOf', path.join(root, 'backup', f), 'manifest.json'])) as Manifest)
+      .filter((m) => m.reason === 'pre-restore')
+      .map((m) => m.parts.map((p) => p.name));
+
+  it('--only addons: the addons back, the database untouched, a safety archive of the addons alone', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-05-01_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--only', 'addons']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('from the backup');
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(reasonAndParts(root)).toEqual([['addons']]);
+    expect(r.stderr).not.toContain('pg_dump');
+  });
+
+  it('--only db in URL mode with the real project config and the engine down: restored, safety archive of the database alone', async () => {
+    const { db } = await victim();
+    const root = makeRoot();
+    fs.cpSync(path.join(repoRoot, 'compose'), path.join(root, 'compose'), { recursive: true });
+    const name = `${PROJECT}_backup_2026-05-02_00-00-00`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+    // A docker whose engine cannot be reached (what a laptop with Docker stopped, or a VPS with a managed database, has).
+    const bin = tmp('ct-nodocker-');
+    for (const cmd of ['docker', 'docker-compose'])
+      fs.writeFileSync(
+        path.join(bin, cmd),
+        '#!/bin/sh\necho "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2\nexit 1\n',
+        { mode: 0o755 },
+      );
+    // The shipped config: a filestore volume part and the odoo app service, which a database-only restore does not need.
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--only', 'db'], {
+      env: { PATH: `${bin}:${process.env.PATH}` },
+      config: { ...config, migrate: undefined, seedCommand: undefined },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await tableFingerprint(pg, db.name)).toEqual(await tableFingerprint(pg, pagila.name));
+    expect(r.stderr).toContain('no app service to stop: the stack cannot be reached');
+    expect(reasonAndParts(root)).toEqual([['database']]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 });
 
@@ -735,6 +784,36 @@ exec /bin/bash "$@"
     expect(await leftovers(db.name)).toEqual([]);
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
     expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+  });
+
+  it('disk too small to stage a folder beside the live one: refused before loading (exit 6), with the figure', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run the integration tests as root (CI does)');
+    const { db, print } = await victim();
+    // The project (and so addons/ and the staging beside it) on a 300 KB disk; the backups elsewhere.
+    const root = tmp('ct-smallroot-');
+    sh(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', root]);
+    try {
+      urlModeRoot(root);
+      const big = tmp('ct-bigaddons-');
+      fs.mkdirSync(path.join(big, 'my_module'));
+      fs.writeFileSync(path.join(big, 'my_module', '__manifest__.py'), "{'name': 'from the backup'}\n");
+      fs.writeFileSync(path.join(big, 'my_module', 'big.bin'), crypto.randomBytes(1024 * 1024));
+      const backups = tmp('ct-backups-');
+      const name = `${PROJECT}_backup_2026-04-09_00-00-00`;
+      await makeArchive(backups, name, pagilaDump, big, db.name);
+      const r = await restoreRun(root, db, ['restore', name, '--yes'], { env: { BACKUP_DIR: backups } });
+      expect(r.code, r.stderr).toBe(ExitCode.prerequisite);
+      expectOneError(r, new RegExp(`not enough free space in ${root} to stage addons beside addons: 1\\.0 MB needed, [\\d.]+ KB free`));
+      expect(r.stderr).toContain('nothing was changed');
+      // Refused before anything was loaded: no side database was ever created.
+      expect(r.stderr).not.toContain('loading the backup into');
+      expect(await leftovers(db.name)).toEqual([]);
+      expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+      expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+    } finally {
+      sh(['umount', root]);
+    }
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
 
   it('disk too small for the download: refused before downloading (exit 6), nothing left behind', async () => {
