@@ -694,6 +694,33 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
     expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
   });
 
+  it('the folder swap failing after the database swap: both swapped back, "the previous state is back", nothing left', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    const name = `${PROJECT}_backup_2026-04-07_00-00-01`;
+    await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+    // Fault injection: the folder swap's rename fails (a busy mount point), after the database was swapped in.
+    const bin = tmp('ct-fakebin-');
+    fs.writeFileSync(
+      path.join(bin, 'bash'),
+      `#!/bin/sh
+case "$2" in *'mode=$3 stage='*) echo "mv: cannot move 'addons': Device or resource busy" >&2; exit 1;; esac
+exec /bin/bash "$@"
+`,
+      { mode: 0o755 },
+    );
+    const r = await restoreRun(root, db, ['restore', name, '--yes', '--no-safety-backup'], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.code, r.stderr).toBe(1);
+    expectOneError(r, /Device or resource busy.*; nothing was changed \(the previous state is back\)/);
+    expect(r.stderr).toMatch(/ALTER DATABASE .* RENAME TO .*_old_\d{14}/);
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+    expect(await leftovers(db.name)).toEqual([]);
+    expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+    expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+    const journal = path.join(root, 'backup', '.journal');
+    expect(fs.existsSync(journal) ? fs.readdirSync(journal) : []).toEqual([]);
+  });
+
   it('a rollback step that hangs (and ignores SIGTERM) is stopped and reported with the command that finishes it', async () => {
     const { db, print } = await victim();
     const root = makeRoot();
