@@ -736,7 +736,7 @@ function afterFailure(err: unknown, reached: 'none' | 'side' | 'live', kept: boo
       hint: 'tasks recover retries what was not undone (the warnings above say what failed)',
       cause: err,
     });
-  if (reached === 'none') return err;
+  if (reached === 'none' || err.message.includes('nothing was changed')) return err;
   const how = reached === 'live' ? 'the previous state is back' : 'the live database and folders were not touched';
   return new TaskError(`${err.message}; nothing was changed (${how})`, {
     exitCode: err.exitCode,

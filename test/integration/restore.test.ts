@@ -587,6 +587,50 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
       }
     });
 
+    it("another role's session opened while the backup loads: refused before the app is stopped, side database dropped", async () => {
+      const { db, print } = await victim();
+      const root = makeRoot();
+      const name = `${PROJECT}_backup_2026-04-13_00-00-01`;
+      await makeArchive(path.join(root, 'backup'), name, pagilaDump, addonsSrc, db.name);
+      const role = `reporting_${crypto.randomBytes(3).toString('hex')}`;
+      await adminQuery(pg, 'postgres', `CREATE ROLE ${role} LOGIN`);
+      // A report connects to the live database just as pg_restore starts loading the side copy.
+      const bin = tmp('ct-fakebin-');
+      const psql = [path.join(pg.binDir, 'psql'), '-X', '-h', pg.dir, '-p', String(pg.port), '-U', role, '-d', db.name];
+      fs.writeFileSync(
+        path.join(bin, 'pg_restore'),
+        `#!/bin/bash
+case " $* " in *" --dbname "*)
+  PGAPPNAME=late-report setsid ${psql.join(' ')} -c 'SELECT pg_sleep(300)' >/dev/null 2>&1 < /dev/null &
+  echo $! > "${bin}/session.pid"
+  for i in $(seq 50); do
+    [ "$(${path.join(pg.binDir, 'psql')} -XAt -h ${pg.dir} -p ${pg.port} -U ${role} -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'late-report'")" = 1 ] && break
+    sleep 0.1
+  done ;;
+esac
+exec ${path.join(pg.binDir, 'pg_restore')} "$@"
+`,
+        { mode: 0o755 },
+      );
+      try {
+        const r = await restoreRun(root, db, ['restore', name, '--yes'], { env: { PATH: `${bin}:${process.env.PATH}` } });
+        expect(r.code, r.stderr).toBe(ExitCode.refused);
+        expectOneError(
+          r,
+          new RegExp(`database ${db.name} has 1 open session of another role: role ${role} \\(application "late-report"\\)`),
+        );
+        expect(r.stderr).toContain('loading the backup into');
+        expect(r.stderr).not.toMatch(/RENAME TO|safety backup of the replaced/);
+        expect(await tableFingerprint(pg, db.name)).toEqual(print);
+        expect(await leftovers(db.name)).toEqual([]);
+        expect(fs.readFileSync(path.join(root, 'addons', 'my_module', '__manifest__.py'), 'utf8')).toContain('current');
+        expect(fs.readdirSync(root).filter((f) => f.includes('.restore-'))).toEqual([]);
+      } finally {
+        const pid = Number(fs.readFileSync(path.join(bin, 'session.pid'), 'utf8'));
+        spawnSync('kill', ['-9', String(pid)]);
+      }
+    });
+
     it("the app role's own session is ended and the restore goes through", async () => {
       const { db } = await victim();
       const root = makeRoot();
