@@ -597,6 +597,7 @@ describe('tasks restore refuses, and the live database stays as it was', () => {
       // A report connects to the live database just as pg_restore starts loading the side copy.
       const bin = tmp('ct-fakebin-');
       const psql = [path.join(pg.binDir, 'psql'), '-X', '-h', pg.dir, '-p', String(pg.port), '-U', role, '-d', db.name];
+      const waitQuery = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'late-report'";
       fs.writeFileSync(
         path.join(bin, 'pg_restore'),
         `#!/bin/bash
@@ -604,7 +605,7 @@ case " $* " in *" --dbname "*)
   PGAPPNAME=late-report setsid ${psql.join(' ')} -c 'SELECT pg_sleep(300)' >/dev/null 2>&1 < /dev/null &
   echo $! > "${bin}/session.pid"
   for i in $(seq 50); do
-    [ "$(${path.join(pg.binDir, 'psql')} -XAt -h ${pg.dir} -p ${pg.port} -U ${role} -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'late-report'")" = 1 ] && break
+    [ "$(${psql.slice(0, -2).join(' ')} -d postgres -At -c "${waitQuery}")" = 1 ] && break
     sleep 0.1
   done ;;
 esac
