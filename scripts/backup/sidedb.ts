@@ -33,7 +33,7 @@ export interface SideEnv {
 }
 
 /**
- * Refuses (exit 3, before anything is loaded) when the server's disk cannot hold the side copy beside the live
+ * Refuses (exit 6, before anything is loaded) when the server's disk cannot hold the side copy beside the live
  * database: about the live database's size, or the dump's for a new one (a lower bound). Skipped when the server's
  * free space cannot be read (a managed database, a role that may not see the data directory).
  */

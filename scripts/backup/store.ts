@@ -140,7 +140,7 @@ export function freeBytes(dir: string): number {
   return Number(s.bavail) * Number(s.bsize);
 }
 
-/** Refuses (exit 3, nothing changed) when `dir` has less than `need` bytes free for `doing` ("download x"). */
+/** Refuses (exit 6, nothing changed) when `dir` has less than `need` bytes free for `doing` ("download x"). */
 export function assertFree(
   dir: string,
   need: number,

@@ -16,6 +16,7 @@ import {
   pgTarget,
   psqlArgs,
   formatFromName,
+  parseDfAvailable,
   type PgTarget,
 } from '../../scripts/tools/postgres.ts';
 import { expandVars, fileStamp } from '../../scripts/tasks/database.ts';
@@ -34,6 +35,16 @@ const urlT = parseDatabaseUrl('postgres://app:p%40ss%2Fword@db.example.com:6543/
 function envOf(values: Record<string, string>) {
   return { env: { get: (k: string) => values[k] || undefined } } as unknown as Parameters<typeof pgTarget>[0];
 }
+
+describe('free space on the database server', () => {
+  it("reads df -Pk's available column, in bytes; an error or no output is unknown", () => {
+    const out =
+      'Filesystem     1024-blocks    Used Available Capacity Mounted on\n/dev/sda1         40511148 9087532  29337328      24% /\n';
+    expect(parseDfAvailable(out)).toBe(29337328 * 1024);
+    expect(parseDfAvailable('')).toBeUndefined();
+    expect(parseDfAvailable('df: /var/lib/postgresql/data: No such file or directory\n')).toBeUndefined();
+  });
+});
 
 describe('targets', () => {
   it('URL mode when DATABASE_URL is set: the password is kept apart and the URL shown has none', () => {
