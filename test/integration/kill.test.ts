@@ -3,6 +3,7 @@
 // refuses naming the interrupted change; tasks recover (or --yes) undoes or finishes it: the live database is the old or
 // the new one whole, the folder matches it, nothing is left and the lock is free.
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,6 +64,60 @@ async function killMidway(
   spawnSync('kill', ['-9', fs.readFileSync(mark, 'utf8').trim()]);
   child.stderr.destroy();
   return { stderr, code: child.exitCode };
+}
+
+// Kills at random moments: KILL_SEED=<n> replays a run (the seed is in each failure message).
+const seed = Number(process.env.KILL_SEED ?? Date.now() % 1_000_000);
+let x = seed;
+const rand = () => {
+  x = (x * 1103515245 + 12345) % 2 ** 31;
+  return x / 2 ** 31;
+};
+const exitOf = (child: ReturnType<typeof h.spawn>) => new Promise<void>((res) => child.on('exit', () => res()));
+/** The processes under `pid` (pg_restore, pg_dump, tar, bash, psql): orphans once it is killed. */
+const descendants = (pid: number): number[] => {
+  const kids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .map((l) => Number(l.trim()))
+    .filter(Boolean);
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+};
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** `tasks <argv>` as its own process, SIGKILLed after `delay` ms; waits for its orphaned tools to end. Returns its stderr. */
+async function killAfter(root: string, db: TestDatabase, argv: string[], delay: number): Promise<string> {
+  const child = h.spawn(root, db, argv);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  child.stdout.resume();
+  const exited = exitOf(child);
+  await new Promise((r) => setTimeout(r, delay));
+  const orphans = descendants(child.pid!);
+  child.kill('SIGKILL');
+  await exited;
+  // The next command comes later (the next cron run, an operator): the orphaned tools have ended by then.
+  for (let i = 0; i < 300 && orphans.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  return stderr;
+}
+
+/** How long `tasks <argv>` takes here as its own process, in ms (it must succeed). */
+async function spanOf(root: string, db: TestDatabase, argv: string[]): Promise<number> {
+  const t0 = Date.now();
+  const whole = h.spawn(root, db, argv);
+  whole.stdout.resume();
+  whole.stderr.resume();
+  await exitOf(whole);
+  expect(whole.exitCode).toBe(0);
+  return Date.now() - t0;
 }
 
 const sideDatabases = async (db: string) =>
@@ -127,6 +182,30 @@ describe('kill -9 midway, then the next command (real PostgreSQL, real processes
     expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz'))).toHaveLength(1);
     expect(await tableFingerprint(pg, db.name)).toEqual(print);
   });
+
+  it('backup killed -9 at random moments (seeded): every published archive is whole; the next one cleans up', async () => {
+    const { db, print } = await victim();
+    const root = makeRoot();
+    fs.writeFileSync(path.join(root, 'addons', 'my_module', 'big.bin'), crypto.randomBytes(8 * 1024 * 1024));
+    const span = await spanOf(root, db, ['backup']);
+    for (let round = 0; round < 5; round++) {
+      const delay = Math.round(200 + rand() * (span - 200));
+      const why = `seed ${seed}, round ${round}, killed after ${delay} ms of ${span} ms`;
+      await new Promise((r) => setTimeout(r, 1100)); // a new name
+      const stderr = await killAfter(root, db, ['backup'], delay);
+      const dir = path.join(root, 'backup');
+      // Every archive under a final name verifies: nothing half-written is ever published.
+      for (const a of fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz'))) {
+        const v = await run(root, db, ['verify', a.replace('.tar.gz', '')]);
+        expect(v.code, `${why}: ${a}\n${stderr}\n${v.stderr}`).toBe(0);
+      }
+      await new Promise((r) => setTimeout(r, 1100));
+      const next = await run(root, db, ['backup']);
+      expect(next.code, `${why}\n${stderr}\n--- next\n${next.stderr}`).toBe(0);
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-') || f.endsWith('.tmp') || f === '.journal')).toEqual([]);
+    }
+    expect(await tableFingerprint(pg, db.name)).toEqual(print);
+  }, 300_000);
 
   it('db-import killed while loading: the next db-import --yes undoes it first (its side database dropped) and goes through', async () => {
     const { db, print } = await victim();
@@ -226,6 +305,38 @@ describe('restore killed at every step boundary, then tasks recover (real Postgr
     );
     expect(reasons).toContain('pre-restore');
   });
+
+  it('kill -9 at random moments of a restore with its safety archive (seeded): recover leaves the old or the new state whole', async () => {
+    // How long a whole restore takes here: the kills fall anywhere in it.
+    const timing = await prepared();
+    const span = await spanOf(timing.root, timing.db, ['restore', timing.name, '--yes']);
+    for (let round = 0; round < 5; round++) {
+      const delay = Math.round(300 + rand() * (span - 300));
+      const why = `seed ${seed}, round ${round}, killed after ${delay} ms of ${span} ms`;
+      const { db, root, name, before, changed } = await prepared();
+      const stderr = await killAfter(root, db, ['restore', name, '--yes'], delay);
+      const rec = await run(root, db, ['recover']);
+      const ctx = `${why}\n--- killed run\n${stderr}\n--- recover\n${rec.stderr}`;
+      expect(rec.code, ctx).toBe(0);
+      const now = await tableFingerprint(pg, db.name);
+      const restored = JSON.stringify(now) === JSON.stringify(before);
+      expect(restored || JSON.stringify(now) === JSON.stringify(changed), ctx).toBe(true);
+      // The folder goes with the database: both the backup's, or both as before.
+      expect(addons(root), ctx).toContain(restored ? 'current' : 'changed');
+      expect(await sideDatabases(db.name), ctx).toEqual([]);
+      const dir = path.join(root, 'backup');
+      expect(
+        fs.readdirSync(dir).filter((f) => f.startsWith('.restore-') || f.startsWith('.tmp-') || f.endsWith('.tmp') || f === '.journal'),
+        ctx,
+      ).toEqual([]);
+      expect(
+        fs.readdirSync(root).filter((f) => f.includes('.restore-')),
+        ctx,
+      ).toEqual([]);
+      const next = await run(root, db, ['backup']);
+      expect(next.code, `${ctx}\n--- next backup\n${next.stderr}`).toBe(0);
+    }
+  }, 300_000);
 
   it('SIGHUP (a closed SSH session) during pg_restore: undone like SIGTERM, nothing to recover', async () => {
     const { db, root, name, changed } = await prepared();
