@@ -34,6 +34,8 @@ export interface KillHarness {
   run(root: string, db: TestDatabase, argv: string[]): Promise<{ code: number; stderr: string }>;
   /** `tasks <argv>` as its own process, killed by its interpreter right after the step named `stopAfter`. */
   killedAfter(root: string, db: TestDatabase, argv: string[], stopAfter: string): SpawnSyncReturns<string>;
+  /** The command line of `tasks <argv>` as its own process (for a tool that wraps it: strace). */
+  argv(argv: string[]): string[];
   /** `tasks <argv>` as its own process, started with stdout/stderr piped (for a kill from outside). */
   spawn(root: string, db: TestDatabase, argv: string[], extra?: Record<string, string>): ChildProcessByStdio<null, Readable, Readable>;
 }
@@ -82,6 +84,7 @@ export function killHarness(project: string, dir: string): KillHarness {
       });
       return { code, stderr: stderr.text };
     },
+    argv: (argv) => [process.execPath, '--import', loader, childScript, ...argv],
     killedAfter: (root, db, argv, stopAfter) =>
       spawnSync(process.execPath, ['--import', loader, childScript, ...argv], {
         cwd: root,

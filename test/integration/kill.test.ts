@@ -338,6 +338,36 @@ describe('restore killed at every step boundary, then tasks recover (real Postgr
     }
   }, 300_000);
 
+  it('power loss: the journal record of each swap is written and fsynced, then its folder, before the swap runs (strace)', async () => {
+    // What survives a power cut is what was fsynced: the record that lets recover undo the swap must be, before it runs.
+    const { db, root, name } = await prepared();
+    const log = path.join(tmp('ct-strace-'), 'trace');
+    const trace = ['-f', '-qq', '-y', '-s', '400', '-e', 'signal=none', '-e', 'trace=write,fsync,fdatasync,execve', '-o', log];
+    const r = spawnSync('strace', [...trace, ...h.argv(['restore', name, '--yes', '--no-safety-backup'])], {
+      cwd: root,
+      env: h.env(db, { CT_ROOT: root }),
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = fs.readFileSync(log, 'utf8').split('\n');
+    const journal = String.raw`\.journal/restore-\d+\.jsonl`;
+    const swaps: [string, RegExp][] = [
+      ['swap the database', /execve\(.*psql.*RENAME TO/],
+      ['swap the folders', /execve\(.*"set -euo pipefail\\ndest=\$1 work=\$2 mode=\$3/],
+    ];
+    for (const [step, runs] of swaps) {
+      const at = lines.findIndex((l) => runs.test(l));
+      expect(at, `${step}: its command in the trace`).toBeGreaterThan(-1);
+      const before = lines.slice(0, at);
+      const rec = before.findLastIndex((l) => new RegExp(`write\\(\\d+<[^>]*${journal}>, .*\\\\"step\\\\":\\\\"${step}\\\\"`).test(l));
+      expect(rec, `${step}: its journal record, written before it runs`).toBeGreaterThan(-1);
+      const fileSync = before.findIndex((l, i) => i > rec && new RegExp(`f(data)?sync\\(\\d+<[^>]*${journal}>\\)`).test(l));
+      expect(fileSync, `${step}: the journal fsynced after its record, before it runs`).toBeGreaterThan(rec);
+      const dirSync = before.findIndex((l, i) => i > fileSync && /f(data)?sync\(\d+<[^>]*\/\.journal>\)/.test(l));
+      expect(dirSync, `${step}: the journal's folder fsynced after that, before it runs`).toBeGreaterThan(fileSync);
+    }
+  });
+
   it('SIGHUP (a closed SSH session) during pg_restore: undone like SIGTERM, nothing to recover', async () => {
     const { db, root, name, changed } = await prepared();
     const { stderr, code } = await killMidway(root, db, ['restore', name, '--yes', '--no-safety-backup'], 'pg_restore', 'SIGHUP');
