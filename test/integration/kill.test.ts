@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { killHarness } from '../harness/kill.ts';
+import { isAlive } from '../../scripts/core/journal.ts';
 import { adminQuery, tableFingerprint, type TestDatabase } from '../harness/pg.ts';
 import { smallLiveDatabase, urlModeRoot } from '../harness/url-project.ts';
 
@@ -82,14 +83,6 @@ const descendants = (pid: number): number[] => {
     .filter(Boolean);
   return kids.flatMap((k) => [k, ...descendants(k)]);
 };
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** `tasks <argv>` as its own process, SIGKILLed after `delay` ms; waits for its orphaned tools to end. Returns its stderr. */
 async function killAfter(root: string, db: TestDatabase, argv: string[], delay: number): Promise<string> {
@@ -105,7 +98,7 @@ async function killAfter(root: string, db: TestDatabase, argv: string[], delay: 
   child.kill('SIGKILL');
   await exited;
   // The next command comes later (the next cron run, an operator): the orphaned tools have ended by then.
-  for (let i = 0; i < 300 && orphans.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 300 && orphans.some(isAlive); i++) await new Promise((r) => setTimeout(r, 100));
   return stderr;
 }
 

@@ -1,3 +1,4 @@
+import { isAlive } from '../../scripts/core/journal.ts';
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -142,15 +143,6 @@ describe('runner', () => {
 });
 
 describe('time bounds', () => {
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-
   it('a child that ignores SIGTERM is killed (SIGKILL) past its bound, and the one-off container removed by name', async () => {
     const dir = tmp();
     const pidFile = path.join(dir, 'pid');
@@ -176,7 +168,7 @@ describe('time bounds', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     await new Promise((res) => setTimeout(res, 200));
-    expect(alive(pid)).toBe(false);
+    expect(isAlive(pid)).toBe(false);
     expect(fs.readFileSync(dockerLog, 'utf8').trim()).toBe('rm -f ct-oneoff-x');
   });
 
