@@ -1,15 +1,20 @@
-// Benchmark: `tasks restore --yes --no-safety-backup` vs the old restore.sh approach on the backup benchmark's dataset.
-//   npx tsx bench/restore.ts [scale=50] [filestoreMB=200] [runs=3]
+// Benchmark: `tasks restore --yes` (with and without its safety archive) against the floor (`pg_restore -j2
+// --exit-on-error` of the same dump into an empty database, alone) and the old restore.sh steps, on pgbench datasets of
+// several sizes with a filestore; and the window during which the live database does not answer (polled every 100 ms).
+//   npx tsx bench/restore.ts [scales=10,50] [filestoreMB=200] [runs=3]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { machine, median, root, timeProcess, writeSection } from './report.ts';
 import { adminQuery, createTestDatabaseInfo, pgbenchInit, startPostgres } from '../test/harness/pg.ts';
 import { filestoreAsFolder, overrideConfig } from './project.ts';
+import type { PgInfo } from '../test/harness/services.ts';
 
-const scale = Number(process.argv[2] ?? 50);
+const scales = String(process.argv[2] ?? '10,50')
+  .split(',')
+  .map(Number);
 const filestoreMb = Number(process.argv[3] ?? 200);
 const RUNS = Number(process.argv[4] ?? 3);
 
@@ -19,11 +24,110 @@ function sh(argv: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): 
   return r.stdout;
 }
 
+/**
+ * Polls the live database every 100 ms (the last row of its largest table, as the app's role) until stopped; the
+ * result is the longest time between two answered polls, in seconds: how long the database was unavailable.
+ */
+function pollDatabase(info: PgInfo, url: string, lastAid: number): { stop: () => Promise<number> } {
+  const psql = path.join(info.binDir, 'psql');
+  // Answered = the app would see its data: the last account row, found through the primary key.
+  const script = `while :; do [ "$("${psql}" -XAtq --dbname "$URL" -c 'SELECT aid FROM pgbench_accounts WHERE aid = ${lastAid}' \\
+2>/dev/null)" = ${lastAid} ] && date +%s%N; sleep 0.1; done`;
+  const child = spawn('bash', ['-c', script], { env: { ...process.env, URL: url }, stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  return {
+    stop: async () => {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('exit', r));
+      const ok = out.split('\n').filter(Boolean).map(Number);
+      let gap = 0;
+      for (let i = 1; i < ok.length; i++) gap = Math.max(gap, (ok[i]! - ok[i - 1]!) / 1e9);
+      return gap;
+    },
+  };
+}
+
+const HEADER = [
+  '| scale | floor: `pg_restore -j2 --exit-on-error` into an empty database (s) | `tasks restore --yes --no-safety-backup` (s, × floor)',
+  '| `tasks restore --yes` (s, × floor) | old restore.sh steps (s) | unanswered, tasks | unanswered, old | tasks peak RSS |',
+].join(' ');
+
+interface SizeResult {
+  scale: number;
+  dbSize: string;
+  archiveMb: number;
+  safety: number[];
+  noSafety: number[];
+  floor: number[];
+  old: number[];
+  rssMb: number;
+  gapTasks: number;
+  gapOld: number;
+  verifyRead: number[];
+  safetyDump: number[];
+}
+
 const { info, stop } = await startPostgres();
 const dirs: string[] = [];
+const results: SizeResult[] = [];
+const load0 = os.loadavg()[0]!.toFixed(1);
 try {
+  for (const scale of scales) results.push(await measureSize(scale));
+  const f = (x: number) => x.toFixed(2);
+  const rows = results.map((r) => {
+    const fl = median(r.floor);
+    const ms = median(r.safety);
+    const mn = median(r.noSafety);
+    return `| ${r.scale} (${r.dbSize}, archive ${r.archiveMb} MB) | ${f(fl)} | ${f(mn)} (${(mn / fl).toFixed(2)}×) | \
+${f(ms)} (${(ms / fl).toFixed(2)}×) | ${f(median(r.old))} | ${f(r.gapTasks)} s | ${f(r.gapOld)} s | ${r.rssMb} MB |`;
+  });
+  const parts = results.map(
+    (r) =>
+      `scale ${r.scale}: the full read of the dump ${f(median(r.verifyRead))} s, the safety archive's pg_dump of the previous ` +
+      `database ${f(median(r.safetyDump))} s; all runs (s): floor ${r.floor.map(f).join(', ')}; ` +
+      `no safety ${r.noSafety.map(f).join(', ')}; ` +
+      `with safety ${r.safety.map(f).join(', ')}; old ${r.old.map(f).join(', ')}`,
+  );
+  writeSection(
+    'restore',
+    `
+### Restore: wall time against the \`pg_restore -j2\` floor, and how long the database does not answer
+
+${machine()}. Datasets: \`pgbench -i -s <scale>\` + ${filestoreMb} MB incompressible filestore (host-path part) + addons; URL mode
+against a local PostgreSQL 15 (no app service: the end-to-end downtime on the stand-in stack adds the app's stop and start,
+see below). ${RUNS} runs of each, interleaved, each after a CHECKPOINT; medians of whole-process wall time (GNU time).
+"Unanswered" is the longest time between two answered polls of the live database during one run of each (every 100 ms,
+as the app's role: the last row of pgbench_accounts through its primary key, so the data is there), 0.1 s resolution.
+
+${HEADER}
+|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+Targets (issue 15): at most 1.1× the floor; downtime at most 3 s at every size; node peak RSS ≤ 150 MB.
+
+The order the promise sets costs more than the floor, by what it must do and the floor does not: every part's sha256 and a
+full read of the dump before anything is touched (the read runs beside the unpacking), and, with the safety archive, a
+pg_dump of the previous database after the swap (while the app already serves, so it adds wall time, not downtime).
+${parts.join('.\n')}.
+So 1.1× is reachable only without those checks; the figures above are what a restore costs with them.
+
+The database is unavailable only for the swap (both renames in one transaction, the app role's sessions ended first): the
+old steps drop the database and it answers nothing until its single-job pg_restore and the unpacking end.
+Load average (1 min) at the start and the end: ${load0} and ${os.loadavg()[0]!.toFixed(1)}.
+Run: \`npx tsx bench/restore.ts [scales=10,50] [filestoreMB] [runs]\`.
+`,
+  );
+} finally {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  await stop();
+}
+
+async function measureSize(scale: number): Promise<SizeResult> {
   process.stderr.write(`dataset: pgbench -i -s ${scale} + ${filestoreMb} MB incompressible filestore\n`);
-  const db = await createTestDatabaseInfo(info, 'benchrestore');
+  const db = await createTestDatabaseInfo(info, `benchrestore${scale}`);
   await pgbenchInit(info, db.name, scale);
 
   // A project copy that runs its tasks.ts with the filestore as a host-path part and no app service (URL mode, no containers).
@@ -93,28 +197,74 @@ try {
   ].join('\n');
   const oldEnv = { ...env, PGHOST: u.hostname, PGPORT: u.port, PGUSER: db.user, PGPASSWORD: db.password, PGDATABASE: 'postgres' };
 
-  const load0 = os.loadavg()[0]!.toFixed(1);
-  const tasks: number[] = [];
-  const old: number[] = [];
-  const oldLoad: number[] = [];
-  const rss: number[] = [];
+  const floorDb = await createTestDatabaseInfo(info, `benchfloor${scale}`);
+  const floorDump = path.join(legacyWork, 'database.dump');
+  const floorCmd = [
+    path.join(info.binDir, 'pg_restore'),
+    '-j2',
+    '--exit-on-error',
+    '--no-owner',
+    `--role=${floorDb.user}`,
+    '--dbname',
+    floorDb.url,
+    floorDump,
+  ];
+  const r: SizeResult = {
+    scale,
+    dbSize: '',
+    archiveMb: Math.round(archiveSize / 1e6),
+    safety: [],
+    noSafety: [],
+    floor: [],
+    old: [],
+    rssMb: 0,
+    gapTasks: 0,
+    gapOld: 0,
+    verifyRead: [],
+    safetyDump: [],
+  };
+  const psqlAdmin = (dbname: string, sql: string) => adminQuery(info, dbname, sql);
   for (let i = 0; i < RUNS; i++) {
-    // Each timed run starts from a checkpoint, so neither side pays for flushing the other's freshly restored pages.
-    await adminQuery(info, 'postgres', 'CHECKPOINT');
+    // Each timed run starts from a checkpoint, so none pays for flushing another's freshly restored pages.
+    await psqlAdmin('postgres', 'CHECKPOINT');
+    await psqlAdmin('postgres', `DROP DATABASE IF EXISTS "${floorDb.name}" WITH (FORCE)`);
+    await psqlAdmin('postgres', `CREATE DATABASE "${floorDb.name}" OWNER "${floorDb.user}"`);
+    const fl = timeProcess(floorCmd, { cwd: proj, env });
+    if (fl.code !== 0) throw new Error('the floor pg_restore failed');
+    r.floor.push(fl.seconds);
+    await psqlAdmin('postgres', 'CHECKPOINT');
+    const poll = i === 0 ? pollDatabase(info, db.url, scale * 100_000) : undefined;
     const t = timeProcess(tasksCmd(['restore', name, '--yes', '--no-safety-backup']), { cwd: proj, env });
-    if (t.code !== 0) throw new Error('tasks restore failed');
-    tasks.push(t.seconds);
-    rss.push(t.maxRssKb);
-    await adminQuery(info, 'postgres', 'CHECKPOINT');
+    if (poll) r.gapTasks = await poll.stop();
+    if (t.code !== 0) throw new Error('tasks restore --no-safety-backup failed');
+    r.noSafety.push(t.seconds);
+    r.rssMb = Math.max(r.rssMb, Math.round(t.maxRssKb / 1024));
+    await psqlAdmin('postgres', 'CHECKPOINT');
+    const ts = timeProcess(tasksCmd(['restore', name, '--yes']), { cwd: proj, env });
+    if (ts.code !== 0) throw new Error('tasks restore failed');
+    r.safety.push(ts.seconds);
+    r.rssMb = Math.max(r.rssMb, Math.round(ts.maxRssKb / 1024));
+    // The safety archive is a backup of its own: remove it so the next run's backup folder is the same.
+    for (const a of fs.readdirSync(path.join(proj, 'backup')).filter((x) => x.endsWith('.tar.gz') && !x.startsWith(name)))
+      fs.rmSync(path.join(proj, 'backup', a));
+    await psqlAdmin('postgres', 'CHECKPOINT');
+    const pollOld = i === 0 ? pollDatabase(info, db.url, scale * 100_000) : undefined;
     const o = timeProcess(['bash', '-c', oldScript, 'bash', legacy, proj, db.name], { cwd: proj, env: oldEnv });
+    if (pollOld) r.gapOld = await pollOld.stop();
     if (o.code !== 0) throw new Error('old restore failed');
-    old.push(o.seconds);
-    oldLoad.push(Number(/pg_restore_ns (\d+)/.exec(o.stderr)?.[1] ?? NaN) / 1e9);
-    process.stderr.write(`run ${i + 1}: tasks ${t.seconds} s, old ${o.seconds} s\n`);
+    r.old.push(o.seconds);
+    // The parts of the order, timed alone: a full read of the dump, and a pg_dump of the database (the safety archive's).
+    const t0 = Date.now();
+    sh([path.join(info.binDir, 'pg_restore'), '-f', '/dev/null', floorDump]);
+    r.verifyRead.push((Date.now() - t0) / 1000);
+    const t1 = Date.now();
+    sh([path.join(info.binDir, 'pg_dump'), '-Fc', '-Z1', '--dbname', db.url, '-f', path.join(legacyWork, 'safety.dump')]);
+    r.safetyDump.push((Date.now() - t1) / 1000);
+    process.stderr.write(
+      `scale ${scale} run ${i + 1}: floor ${fl.seconds} s, tasks ${t.seconds} s, with safety ${ts.seconds} s, old ${o.seconds} s\n`,
+    );
   }
-  const safety = timeProcess(tasksCmd(['restore', name, '--yes']), { cwd: proj, env });
-  if (safety.code !== 0) throw new Error('tasks restore with a safety backup failed');
-  const dbSize = sh([
+  r.dbSize = sh([
     path.join(info.binDir, 'psql'),
     '-XAt',
     '--dbname',
@@ -122,50 +272,5 @@ try {
     '-c',
     `SELECT pg_size_pretty(pg_database_size('${db.name}'))`,
   ]).trim();
-
-  const mt = median(tasks);
-  const mo = median(old);
-  const ratio = mt / mo;
-  const f = (x: number) => x.toFixed(2);
-  writeSection(
-    'restore',
-    `
-### Restore: \`tasks restore --yes --no-safety-backup\` vs the old restore.sh steps
-
-${machine()}. Dataset: \`pgbench -i -s ${scale}\` (database ${dbSize}) + ${filestoreMb} MB incompressible filestore (host-path part) \
-+ addons; URL mode against a local PostgreSQL 15. Archive ${(archiveSize / 1e6).toFixed(0)} MB made by \`tasks backup\`. \
-${RUNS} runs each, alternated; medians of whole-process wall time (GNU time).
-
-| | median wall time (s) | runs (s) | ratio |
-|---|---|---|---|
-| \`tasks restore <name> --yes --no-safety-backup\` | ${f(mt)} | ${tasks.map(f).join(', ')} | ${ratio.toFixed(2)}× |
-| old: \`tar xzf\`, \`dropdb\`, \`createdb\`, single-job \`pg_restore\`, \`tar xzf\` filestore and addons \
-| ${f(mo)} | ${old.map(f).join(', ')} | 1.00× |
-| \`tasks restore <name> --yes\` (with the safety backup first), one run | ${f(safety.seconds)} | | ${(safety.seconds / mo).toFixed(2)}× |
-
-Target: at most 0.7× the old approach: **${ratio <= 0.7 ? 'met' : 'NOT met'}** (${ratio.toFixed(2)}×). \
-Peak RSS of the tasks process: ${Math.round(Math.max(...rss) / 1024)} MB.
-
-What the task does that the old steps do not: checks every part's sha256 against the manifest and every member while
-unpacking (one pass over the archive), reads the dump's versions and the whole dump (\`pg_restore -f /dev/null\`) alongside the
-rest of the unpacking, restores into a new database with \`pg_restore -j ${Math.min(4, os.availableParallelism())} --exit-on-error\` \
-and swaps it in (both renames in one transaction; the old
-database stays until the end, then its DROP forces a checkpoint), unpacks the folders beside the live ones while the database
-loads and swaps them in with the previous copies kept until success. The old steps drop the live database before knowing the dump loads.
-
-The floor: the old steps' own single-job \`pg_restore\` (the database load, timed inside each old run) \
-took ${f(median(oldLoad))} s, ${(median(oldLoad) / mo).toFixed(2)}× of
-the old total, and no restore of this dataset loads the database faster: 99% of the data is one table (pgbench_accounts)
-whose single COPY and primary-key build \`pg_restore -j\` cannot split${
-      median(oldLoad) / mo > 0.7 ? ', so the 0.7× target is below what the load alone costs here' : ''
-    }.
-With several tables of similar size (a real Odoo database) \`-j\` does more.
-Load average (1 min) at the start and the end: ${load0} and ${os.loadavg()[0]!.toFixed(1)}.
-Run: \`npx tsx bench/restore.ts [scale] [filestoreMB] [runs]\`.
-`,
-  );
-  process.stderr.write(`tasks median ${f(mt)} s, old median ${f(mo)} s: ${ratio.toFixed(2)}x; with safety backup ${f(safety.seconds)} s\n`);
-} finally {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  await stop();
+  return r;
 }
